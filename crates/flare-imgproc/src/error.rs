@@ -1,0 +1,37 @@
+//! Errors of the image-processing operations.
+
+/// Why an image-processing operation refused its input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImgprocError {
+    /// A voxel buffer whose length does not match the shape it comes with.
+    #[error("{what}: buffer holds {actual} voxels but shape {shape:?} needs {expected}")]
+    DataLength {
+        /// Which input.
+        what: &'static str,
+        /// The shape.
+        shape: [usize; 3],
+        /// Voxels the shape needs.
+        expected: usize,
+        /// Voxels supplied.
+        actual: usize,
+    },
+    /// A spacing that is zero, negative, NaN or infinite.
+    #[error("{what}: voxel spacing {spacing_mm:?} mm is not positive and finite")]
+    BadSpacing {
+        /// Which input.
+        what: &'static str,
+        /// The offending spacing.
+        spacing_mm: [f64; 3],
+    },
+    /// A grid too large for the operation's index type.
+    #[error("{what}: shape {shape:?} is too large (each axis must be below {limit} voxels)")]
+    TooLarge {
+        /// Which input.
+        what: &'static str,
+        /// The offending shape.
+        shape: [usize; 3],
+        /// Largest supported axis length plus one.
+        limit: usize,
+    },
+}
