@@ -1,0 +1,69 @@
+//! Errors of the metric computations and of folder evaluation.
+
+use std::path::PathBuf;
+
+/// Why a score could not be computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// Prediction and ground truth hold different numbers of voxels, or neither matches the shape.
+    #[error(
+        "{what}: shape {shape:?} needs {expected} voxels but the ground truth has {gt} and the prediction {pred}"
+    )]
+    DataLength {
+        /// What was being scored.
+        what: String,
+        /// The grid's shape.
+        shape: [usize; 3],
+        /// Voxels the shape needs.
+        expected: usize,
+        /// Voxels in the ground truth.
+        gt: usize,
+        /// Voxels in the prediction.
+        pred: usize,
+    },
+    /// A mask whose voxel count does not match its shape.
+    #[error("mask of shape {shape:?} needs {expected} voxels but holds {actual}")]
+    MaskLength {
+        /// The shape.
+        shape: [usize; 3],
+        /// Voxels the shape needs.
+        expected: usize,
+        /// Voxels given.
+        actual: usize,
+    },
+    /// A spacing that is zero, negative or not finite.
+    #[error("{what}: voxel spacing {spacing_mm:?} mm is not positive and finite")]
+    BadSpacing {
+        /// What was being scored.
+        what: String,
+        /// The offending spacing.
+        spacing_mm: [f64; 3],
+    },
+    /// A tolerance that is negative or not finite, or a tolerance list that does not parse.
+    #[error("bad NSD tolerance {text:?}: {reason}")]
+    BadTolerance {
+        /// The text or value given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The distance transform failed (a crop too large to address).
+    #[error("{what}: distance transform: {source}")]
+    DistanceTransform {
+        /// What was being scored.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: flare_imgproc::ImgprocError,
+    },
+    /// A folder or file that could not be read or listed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}

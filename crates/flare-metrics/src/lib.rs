@@ -1,0 +1,32 @@
+//! The FLARE21 scores, exactly and fast.
+//!
+//! For each organ (1 liver, 2 kidney, 3 spleen, 4 pancreas) of each case, the Dice similarity
+//! coefficient (DSC) and the normalised surface Dice (NSD) at a tolerance (1 mm in FLARE21), as
+//! the challenge's evaluation code computes them with the `surface-distance` package:
+//!
+//! - [`score_case`]: both scores of the four organs of one case, organs in parallel, each NSD on
+//!   the bounding box of its two masks; FLARE's rules for empty masks.
+//! - [`surface_overlap`], [`neighbour_codes`], [`surface_area_table`]: the NSD's building blocks,
+//!   each equal to its counterpart in the package.
+//! - [`Tolerances`]: the NSD tolerance per organ and the official CSV column names.
+//!
+//! Voxel data follows flare's convention: axes `(i, j, k)`, `i` fastest. The exact distance
+//! transform comes from `flare_imgproc::distance_to_nearest` (bit-equal to SciPy's).
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod labels;
+mod normals_table;
+mod score;
+mod surface;
+mod tolerance;
+
+pub use crate::{
+    error::MetricsError,
+    labels::{BACKGROUND, LabelValue, NUM_ORGANS, ORGAN_NAMES, OTHER},
+    score::{CaseScore, OrganCounts, OrganScore, organ_voxel_counts, score_case},
+    surface::{SurfaceOverlap, neighbour_codes, surface_area_table, surface_overlap},
+    tolerance::Tolerances,
+};

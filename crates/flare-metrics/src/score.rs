@@ -1,0 +1,246 @@
+//! DSC and NSD of the four organs of one case, with FLARE21's rules for empty masks.
+
+use rayon::prelude::*;
+
+use crate::{
+    LabelValue, MetricsError, NUM_ORGANS, OTHER, SurfaceOverlap, Tolerances,
+    surface::{check_inputs, overlap_on_padded_crop, padded_crop},
+};
+
+/// Classes per label map: background, the four organs, and "other value".
+const CLASSES: usize = OTHER as usize + 1;
+
+/// The two scores of one organ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrganScore {
+    /// Dice similarity coefficient, 0..=1.
+    pub dsc: f64,
+    /// Normalised surface Dice at the organ's tolerance, 0..=1.
+    pub nsd: f64,
+}
+
+/// Voxel counts of one organ: in the ground truth, in the prediction, in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OrganCounts {
+    /// Voxels labelled with the organ in the ground truth.
+    pub gt: u64,
+    /// Voxels labelled with the organ in the prediction.
+    pub pred: u64,
+    /// Voxels labelled with the organ in both.
+    pub both: u64,
+}
+
+impl OrganCounts {
+    /// FLARE21's DSC: 1 when both are empty, 0 when only the ground truth is, else
+    /// `2 |G ∩ P| / (|G| + |P|)` (counts are exact integers; one rounding at the division).
+    pub fn dsc(&self) -> f64 {
+        match (self.gt, self.pred) {
+            (0, 0) => 1.0,
+            (0, _) => 0.0,
+            _ => (2 * self.both) as f64 / (self.gt + self.pred) as f64,
+        }
+    }
+}
+
+/// The scores of one case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseScore {
+    /// DSC and NSD per organ, label 1 first.
+    pub organs: [OrganScore; NUM_ORGANS],
+    /// Voxel counts per organ, label 1 first.
+    pub counts: [OrganCounts; NUM_ORGANS],
+    /// Surface areas per organ (zero where FLARE's rules decided without surfaces).
+    pub surfaces: [SurfaceOverlap; NUM_ORGANS],
+    /// Prediction voxels whose value is not 0..=4 (scored as background).
+    pub pred_other_voxels: u64,
+    /// Ground-truth voxels whose value is not 0..=4 (scored as background).
+    pub gt_other_voxels: u64,
+}
+
+impl CaseScore {
+    /// Mean DSC over the four organs (the case's DSC in FLARE's ranking).
+    pub fn mean_dsc(&self) -> f64 {
+        self.organs.iter().map(|o| o.dsc).sum::<f64>() / NUM_ORGANS as f64
+    }
+
+    /// Mean NSD over the four organs (the case's NSD in FLARE's ranking).
+    pub fn mean_nsd(&self) -> f64 {
+        self.organs.iter().map(|o| o.nsd).sum::<f64>() / NUM_ORGANS as f64
+    }
+
+    /// The score FLARE gives a case with no prediction: every voxel predicted background.
+    pub fn missing_prediction(gt_counts: [u64; NUM_ORGANS]) -> CaseScore {
+        let mut counts = [OrganCounts::default(); NUM_ORGANS];
+        let mut organs = [OrganScore { dsc: 0.0, nsd: 0.0 }; NUM_ORGANS];
+        for o in 0..NUM_ORGANS {
+            counts[o].gt = gt_counts[o];
+            let both_empty = gt_counts[o] == 0;
+            let s = if both_empty { 1.0 } else { 0.0 };
+            organs[o] = OrganScore { dsc: s, nsd: s };
+        }
+        CaseScore {
+            organs,
+            counts,
+            surfaces: [SurfaceOverlap::default(); NUM_ORGANS],
+            pred_other_voxels: 0,
+            gt_other_voxels: 0,
+        }
+    }
+}
+
+/// Per-class voxel counts of a label map, label 1 first (what a missing prediction is scored on).
+pub fn organ_voxel_counts<L: LabelValue>(labels: &[L]) -> [u64; NUM_ORGANS] {
+    let per_class = labels
+        .par_chunks(1 << 16)
+        .map(|chunk| {
+            let mut c = [0u64; CLASSES];
+            for &v in chunk {
+                c[usize::from(v.class())] += 1;
+            }
+            c
+        })
+        .reduce(
+            || [0u64; CLASSES],
+            |a, b| std::array::from_fn(|i| a[i] + b[i]),
+        );
+    std::array::from_fn(|o| per_class[o + 1])
+}
+
+/// Voxel counts and bounding boxes of every class, gathered in one pass over both maps.
+#[derive(Clone)]
+struct Stats {
+    /// `confusion[g][p]`: voxels of class g in the ground truth and p in the prediction.
+    confusion: [[u64; CLASSES]; CLASSES],
+    /// Half-open bounding boxes of the organs (index = label) in the union of both maps.
+    lo: [[usize; 3]; CLASSES],
+    hi: [[usize; 3]; CLASSES],
+}
+
+impl Stats {
+    fn empty() -> Stats {
+        Stats {
+            confusion: [[0; CLASSES]; CLASSES],
+            lo: [[usize::MAX; 3]; CLASSES],
+            hi: [[0; 3]; CLASSES],
+        }
+    }
+
+    fn merge(mut self, other: Stats) -> Stats {
+        for g in 0..CLASSES {
+            for p in 0..CLASSES {
+                self.confusion[g][p] += other.confusion[g][p];
+            }
+            for a in 0..3 {
+                self.lo[g][a] = self.lo[g][a].min(other.lo[g][a]);
+                self.hi[g][a] = self.hi[g][a].max(other.hi[g][a]);
+            }
+        }
+        self
+    }
+}
+
+/// Counts and union bounding boxes of a slab of rows (one `k`), in one sweep.
+fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: usize) -> Stats {
+    let mut s = Stats::empty();
+    for (j, (g_row, p_row)) in gt.chunks_exact(n0).zip(pred.chunks_exact(n0)).enumerate() {
+        // First and last column of each class on this row, folded into the boxes once per row.
+        let mut first = [usize::MAX; CLASSES];
+        let mut last = [0usize; CLASSES];
+        for (i, (&g, &p)) in g_row.iter().zip(p_row).enumerate() {
+            let (cg, cp) = (usize::from(g.class()), usize::from(p.class()));
+            s.confusion[cg][cp] += 1;
+            for c in [cg, cp] {
+                first[c] = first[c].min(i);
+                last[c] = i;
+            }
+        }
+        for c in 1..=NUM_ORGANS {
+            if first[c] != usize::MAX {
+                s.lo[c] = [
+                    s.lo[c][0].min(first[c]),
+                    s.lo[c][1].min(j),
+                    s.lo[c][2].min(k),
+                ];
+                s.hi[c] = [
+                    s.hi[c][0].max(last[c] + 1),
+                    s.hi[c][1].max(j + 1),
+                    s.hi[c][2].max(k + 1),
+                ];
+            }
+        }
+    }
+    s
+}
+
+/// Scores the four organs of one case: ground truth `gt` and prediction `pred` on the same grid
+/// of `shape` (`i` fastest) with voxel spacing `spacing_mm`, NSD at `tolerances`.
+///
+/// Values other than 0..=4 belong to no organ (they are counted in the result). The organs are
+/// scored in parallel; each NSD works on the bounding box of its two masks only.
+pub fn score_case<G: LabelValue, P: LabelValue>(
+    gt: &[G],
+    pred: &[P],
+    shape: [usize; 3],
+    spacing_mm: [f64; 3],
+    tolerances: &Tolerances,
+) -> Result<CaseScore, MetricsError> {
+    let what = "case";
+    check_inputs(what, gt.len(), pred.len(), shape, spacing_mm)?;
+    let [n0, n1, _] = shape;
+    let slab = n0 * n1;
+    let stats = if slab == 0 {
+        Stats::empty()
+    } else {
+        gt.par_chunks(slab)
+            .zip(pred.par_chunks(slab))
+            .enumerate()
+            .map(|(k, (g, p))| slab_stats(g, p, n0, k))
+            .reduce(Stats::empty, Stats::merge)
+    };
+    let counts: [OrganCounts; NUM_ORGANS] = std::array::from_fn(|o| {
+        let c = o + 1;
+        OrganCounts {
+            gt: stats.confusion[c].iter().sum(),
+            pred: stats.confusion.iter().map(|row| row[c]).sum(),
+            both: stats.confusion[c][c],
+        }
+    });
+    let per_organ: Vec<Result<(OrganScore, SurfaceOverlap), MetricsError>> = (0..NUM_ORGANS)
+        .into_par_iter()
+        .map(|o| {
+            let label = (o + 1) as u8;
+            let n = counts[o];
+            let dsc = n.dsc();
+            if n.gt == 0 {
+                // FLARE: both empty scores 1, an organ predicted where there is none scores 0.
+                return Ok((OrganScore { dsc, nsd: dsc }, SurfaceOverlap::default()));
+            }
+            let (lo, hi) = (stats.lo[o + 1], stats.hi[o + 1]);
+            let (mg, mp, padded) = padded_crop(lo, hi, shape, |idx| {
+                (gt[idx].class() == label, pred[idx].class() == label)
+            });
+            let tol = tolerances.as_array()[o];
+            let surf = overlap_on_padded_crop(what, &mg, &mp, padded, spacing_mm, tol)?;
+            Ok((
+                OrganScore {
+                    dsc,
+                    nsd: surf.surface_dice(),
+                },
+                surf,
+            ))
+        })
+        .collect();
+    let mut organs = [OrganScore { dsc: 0.0, nsd: 0.0 }; NUM_ORGANS];
+    let mut surfaces = [SurfaceOverlap::default(); NUM_ORGANS];
+    for (o, r) in per_organ.into_iter().enumerate() {
+        (organs[o], surfaces[o]) = r?;
+    }
+    let other = OTHER as usize;
+    Ok(CaseScore {
+        organs,
+        counts,
+        surfaces,
+        pred_other_voxels: stats.confusion.iter().map(|row| row[other]).sum(),
+        gt_other_voxels: stats.confusion[other].iter().sum(),
+    })
+}

@@ -1,0 +1,265 @@
+//! The normalised surface Dice (NSD) of FLARE21, as the `surface-distance` package computes it.
+//!
+//! The surface of a mask is described on the corners of its voxels: every corner gets an 8-bit
+//! neighbour code from the 2x2x2 voxels around it, a corner whose code is neither 0 nor 255 lies
+//! on the surface, and its share of the surface area comes from the marching-cubes normals of its
+//! code. Each surface corner of one mask is then "within tolerance" when the exact Euclidean
+//! distance (with the voxel spacing) to the nearest surface corner of the other mask is `<=` the
+//! tolerance. Every step below mirrors the package so that the numbers agree to rounding.
+
+use flare_imgproc::distance_to_nearest;
+
+use crate::{MetricsError, normals_table::NEIGHBOUR_CODE_TO_NORMALS};
+
+/// Surface area in mm² that each 2x2x2 neighbour code contributes, for a voxel spacing.
+///
+/// Equals `surface_distance.lookup_tables.create_table_neighbour_code_to_surface_area(spacing)`:
+/// each normal's components are scaled by `(s1*s2, s0*s2, s0*s1)` and the lengths summed.
+pub fn surface_area_table(spacing_mm: [f64; 3]) -> [f64; 256] {
+    let [s0, s1, s2] = spacing_mm;
+    let mut table = [0.0; 256];
+    for (area, normals) in table.iter_mut().zip(NEIGHBOUR_CODE_TO_NORMALS.iter()) {
+        let mut sum = 0.0;
+        for n in normals.iter() {
+            // Same operation order as the package (`normal * spacing[a] * spacing[b]`).
+            let v = [n[0] * s1 * s2, n[1] * s0 * s2, n[2] * s0 * s1];
+            sum += (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        }
+        *area = sum;
+    }
+    table
+}
+
+/// The 8-bit neighbour code of every voxel of `mask` (a grid of `shape`, `i` fastest).
+///
+/// Equals `scipy.ndimage.correlate(mask.astype(uint8), [[[128, 64], [32, 16]], [[8, 4], [2, 1]]],
+/// mode="constant", cval=0)`: for an even-sized kernel SciPy centres it on its second element, so
+/// the code of voxel `(i, j, k)` is built from voxels `i-1..=i`, `j-1..=j`, `k-1..=k`, weight 128
+/// for `(i-1, j-1, k-1)` down to 1 for `(i, j, k)`, with zeros outside the grid.
+///
+/// Fails when `mask` does not hold `shape[0] * shape[1] * shape[2]` voxels.
+pub fn neighbour_codes(mask: &[bool], shape: [usize; 3]) -> Result<Vec<u8>, MetricsError> {
+    let expected = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    if expected != Some(mask.len()) {
+        return Err(MetricsError::MaskLength {
+            shape,
+            expected: expected.unwrap_or(usize::MAX),
+            actual: mask.len(),
+        });
+    }
+    Ok(codes_unchecked(mask, shape))
+}
+
+/// [`neighbour_codes`] once the length is known to match.
+fn codes_unchecked(mask: &[bool], shape: [usize; 3]) -> Vec<u8> {
+    let [n0, n1, n2] = shape;
+    if n0 == 0 || n1 == 0 || n2 == 0 {
+        return Vec::new();
+    }
+    let mut codes: Vec<u8> = Vec::with_capacity(mask.len());
+    // The kernel is separable into bit shifts: (m[i-1] << 4 | m[i]), then the same along j with
+    // << 2, then along k with << 1, giving weight 2^(4(1-di) + 2(1-dj) + (1-dk)) to each voxel.
+    for row in mask.chunks_exact(n0) {
+        let mut prev = 0u8;
+        for &m in row {
+            let m = u8::from(m);
+            codes.push((prev << 4) | m);
+            prev = m;
+        }
+    }
+    let slab = n0 * n1;
+    for plane in codes.chunks_exact_mut(slab) {
+        // In place from the last row down, so that row j-1 still holds its old value.
+        for j in (1..n1).rev() {
+            let (lo, hi) = plane.split_at_mut(j * n0);
+            for (c, &p) in hi[..n0].iter_mut().zip(&lo[(j - 1) * n0..]) {
+                *c |= p << 2;
+            }
+        }
+    }
+    // Row 0 of every plane has no j-1 neighbour, so its bits for dj=0 stay 0 (zeros outside).
+    for k in (1..n2).rev() {
+        let (lo, hi) = codes.split_at_mut(k * slab);
+        for (c, &p) in hi[..slab].iter_mut().zip(&lo[(k - 1) * slab..]) {
+            *c |= p << 1;
+        }
+    }
+    codes
+}
+
+/// Surface areas of two masks and the parts of each within tolerance of the other.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SurfaceOverlap {
+    /// Total surface area of the ground truth, mm².
+    pub area_gt: f64,
+    /// Total surface area of the prediction, mm².
+    pub area_pred: f64,
+    /// Ground-truth surface area within tolerance of the predicted surface, mm².
+    pub overlap_gt: f64,
+    /// Predicted surface area within tolerance of the ground-truth surface, mm².
+    pub overlap_pred: f64,
+}
+
+impl SurfaceOverlap {
+    /// The surface Dice: `(overlap_gt + overlap_pred) / (area_gt + area_pred)`; NaN when both
+    /// masks are empty (as the package; the FLARE rules decide that case before calling it).
+    pub fn surface_dice(&self) -> f64 {
+        (self.overlap_gt + self.overlap_pred) / (self.area_gt + self.area_pred)
+    }
+}
+
+/// Surface overlap of two boolean masks on the same grid (`i` fastest), at `tolerance_mm`.
+///
+/// This is `compute_surface_distances` followed by `compute_surface_dice_at_tolerance` of the
+/// `surface-distance` package: crop to the bounding box of the union, pad one voxel of zeros on
+/// the high side, neighbour codes, areas, exact distance transforms, `<=` tolerance.
+pub fn surface_overlap(
+    gt: &[bool],
+    pred: &[bool],
+    shape: [usize; 3],
+    spacing_mm: [f64; 3],
+    tolerance_mm: f64,
+) -> Result<SurfaceOverlap, MetricsError> {
+    let what = "surface overlap";
+    check_inputs(what, gt.len(), pred.len(), shape, spacing_mm)?;
+    check_tolerance(tolerance_mm)?;
+    let Some((lo, hi)) = union_bounds(gt, pred, shape) else {
+        return Ok(SurfaceOverlap::default());
+    };
+    let (mg, mp, padded) = padded_crop(lo, hi, shape, |idx| (gt[idx], pred[idx]));
+    overlap_on_padded_crop(what, &mg, &mp, padded, spacing_mm, tolerance_mm)
+}
+
+/// Validates lengths and spacing shared by every entry point.
+pub(crate) fn check_inputs(
+    what: &str,
+    gt: usize,
+    pred: usize,
+    shape: [usize; 3],
+    spacing_mm: [f64; 3],
+) -> Result<(), MetricsError> {
+    let expected = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    if expected != Some(gt) || gt != pred {
+        return Err(MetricsError::DataLength {
+            what: what.to_string(),
+            shape,
+            expected: expected.unwrap_or(usize::MAX),
+            gt,
+            pred,
+        });
+    }
+    if spacing_mm.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(MetricsError::BadSpacing {
+            what: what.to_string(),
+            spacing_mm,
+        });
+    }
+    Ok(())
+}
+
+/// Rejects a negative or non-finite tolerance.
+pub(crate) fn check_tolerance(tolerance_mm: f64) -> Result<(), MetricsError> {
+    if tolerance_mm.is_finite() && tolerance_mm >= 0.0 {
+        Ok(())
+    } else {
+        Err(MetricsError::BadTolerance {
+            text: tolerance_mm.to_string(),
+            reason: "a tolerance must be a finite number of millimetres, 0 or more".into(),
+        })
+    }
+}
+
+/// Half-open bounding box of the voxels true in either mask.
+fn union_bounds(gt: &[bool], pred: &[bool], shape: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
+    let [n0, n1, _] = shape;
+    let mut lo = shape;
+    let mut hi = [0usize; 3];
+    for (r, (g, p)) in gt.chunks_exact(n0).zip(pred.chunks_exact(n0)).enumerate() {
+        let first = (0..n0).find(|&i| g[i] || p[i]);
+        if let Some(first) = first {
+            let last = (0..n0).rev().find(|&i| g[i] || p[i]).unwrap_or(first);
+            let (j, k) = (r % n1, r / n1);
+            lo = [lo[0].min(first), lo[1].min(j), lo[2].min(k)];
+            hi = [hi[0].max(last + 1), hi[1].max(j + 1), hi[2].max(k + 1)];
+        }
+    }
+    (hi[0] > 0).then_some((lo, hi))
+}
+
+/// The block `lo..hi` of both masks, padded with one voxel of `false` on the high side of each
+/// axis (as the package's `_crop_to_bounding_box`). `at(index)` reads (gt, pred) at a linear
+/// index of the full grid.
+pub(crate) fn padded_crop(
+    lo: [usize; 3],
+    hi: [usize; 3],
+    shape: [usize; 3],
+    at: impl Fn(usize) -> (bool, bool),
+) -> (Vec<bool>, Vec<bool>, [usize; 3]) {
+    let padded = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
+    let len = padded[0] * padded[1] * padded[2];
+    let mut mg = vec![false; len];
+    let mut mp = vec![false; len];
+    for z in 0..padded[2] - 1 {
+        for y in 0..padded[1] - 1 {
+            let src = lo[0] + shape[0] * ((lo[1] + y) + shape[1] * (lo[2] + z));
+            let dst = padded[0] * (y + padded[1] * z);
+            for x in 0..padded[0] - 1 {
+                let (g, p) = at(src + x);
+                mg[dst + x] = g;
+                mp[dst + x] = p;
+            }
+        }
+    }
+    (mg, mp, padded)
+}
+
+/// The NSD terms on an already cropped and padded pair of masks.
+pub(crate) fn overlap_on_padded_crop(
+    what: &str,
+    mg: &[bool],
+    mp: &[bool],
+    shape: [usize; 3],
+    spacing_mm: [f64; 3],
+    tolerance_mm: f64,
+) -> Result<SurfaceOverlap, MetricsError> {
+    let table = surface_area_table(spacing_mm);
+    let (codes_g, codes_p) =
+        rayon::join(|| codes_unchecked(mg, shape), || codes_unchecked(mp, shape));
+    let border =
+        |codes: &[u8]| -> Vec<bool> { codes.iter().map(|&c| c != 0 && c != 255).collect() };
+    let (border_g, border_p) = rayon::join(|| border(&codes_g), || border(&codes_p));
+    // Distances from every corner to the other mask's surface; each map is read only on the
+    // surface corners of the opposite mask.
+    let dist = |b: &[bool]| {
+        distance_to_nearest(b, shape, spacing_mm).map_err(|source| {
+            MetricsError::DistanceTransform {
+                what: what.to_string(),
+                source,
+            }
+        })
+    };
+    let (to_p, to_g) = rayon::join(|| dist(&border_p), || dist(&border_g));
+    let (to_p, to_g) = (to_p?, to_g?);
+    let sums = |codes: &[u8], borders: &[bool], to_other: &[f64]| -> (f64, f64) {
+        let mut area = 0.0;
+        let mut within = 0.0;
+        for ((&c, &b), &d) in codes.iter().zip(borders).zip(to_other) {
+            if b {
+                let a = table[usize::from(c)];
+                area += a;
+                if d <= tolerance_mm {
+                    within += a;
+                }
+            }
+        }
+        (area, within)
+    };
+    let (area_gt, overlap_gt) = sums(&codes_g, &border_g, &to_p);
+    let (area_pred, overlap_pred) = sums(&codes_p, &border_p, &to_g);
+    Ok(SurfaceOverlap {
+        area_gt,
+        area_pred,
+        overlap_gt,
+        overlap_pred,
+    })
+}
