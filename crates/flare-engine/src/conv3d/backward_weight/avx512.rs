@@ -1,0 +1,74 @@
+//! AVX-512F version of the weight-gradient micro-kernel: up to 16 input channels x 16 output
+//! channels in 16 zmm accumulators; per voxel one (masked) gradient load feeds up to 16 FMAs.
+
+use std::arch::x86_64::*;
+
+use super::WTile;
+
+/// Input channels per register tile.
+const MR: usize = 16;
+
+/// See [`super::run`].
+pub(super) fn run(t: &WTile, acc: &mut [f32], acc_rstride: usize) {
+    // SAFETY: a `Ctx` holding `Isa::Avx512` is only built after `avx512f` was detected, and
+    // `super::run` checked every input, gradient and accumulator offset touched here.
+    unsafe { run_impl(t, acc.as_mut_ptr(), acc_rstride) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn run_impl(t: &WTile, acc: *mut f32, rs: usize) {
+    let mask: __mmask16 = ((1u32 << t.nco) - 1) as u16;
+    let mut r0 = 0;
+    // SAFETY (all calls): rows `r0..r0 + M <= nci`, same contract as `run`.
+    unsafe {
+        while r0 + MR <= t.nci {
+            tile::<MR>(t, r0, acc, rs, mask);
+            r0 += MR;
+        }
+        match t.nci - r0 {
+            1 => tile::<1>(t, r0, acc, rs, mask),
+            2 => tile::<2>(t, r0, acc, rs, mask),
+            3 => tile::<3>(t, r0, acc, rs, mask),
+            4 => tile::<4>(t, r0, acc, rs, mask),
+            5 => tile::<5>(t, r0, acc, rs, mask),
+            6 => tile::<6>(t, r0, acc, rs, mask),
+            7 => tile::<7>(t, r0, acc, rs, mask),
+            8 => tile::<8>(t, r0, acc, rs, mask),
+            9 => tile::<9>(t, r0, acc, rs, mask),
+            10 => tile::<10>(t, r0, acc, rs, mask),
+            11 => tile::<11>(t, r0, acc, rs, mask),
+            12 => tile::<12>(t, r0, acc, rs, mask),
+            13 => tile::<13>(t, r0, acc, rs, mask),
+            14 => tile::<14>(t, r0, acc, rs, mask),
+            15 => tile::<15>(t, r0, acc, rs, mask),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const M: usize>(t: &WTile, r0: usize, acc: *mut f32, rs: usize, mask: __mmask16) {
+    let (xs, gs) = (t.x_vstride, t.g_vstride);
+    // SAFETY: accumulator rows `r0 + r < nci` span 16 lanes each; input reads are
+    // `x_off + v * xs + r0 + r < x.len()`; gradient loads are masked to `nco` lanes at
+    // `g_off + v * gs`: all checked in `super::run`.
+    unsafe {
+        let mut a = [_mm512_setzero_ps(); M];
+        for (r, ar) in a.iter_mut().enumerate() {
+            *ar = _mm512_loadu_ps(acc.add((r0 + r) * rs));
+        }
+        let xb = t.x.as_ptr().add(t.x_off + r0);
+        let gb = t.g.as_ptr().add(t.g_off);
+        for v in 0..t.nv {
+            let gv = _mm512_maskz_loadu_ps(mask, gb.add(v * gs));
+            let xv = xb.add(v * xs);
+            for (r, ar) in a.iter_mut().enumerate() {
+                *ar = _mm512_fmadd_ps(_mm512_set1_ps(*xv.add(r)), gv, *ar);
+            }
+        }
+        for (r, ar) in a.iter().enumerate() {
+            _mm512_storeu_ps(acc.add((r0 + r) * rs), *ar);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! AVX2+FMA version of the gather micro-kernel: 6 voxels x 16 output channels (two ymm each),
+//! 12 accumulators; each broadcast input value feeds two FMAs.
+
+use std::arch::x86_64::*;
+
+use super::{BLOCK, Tile};
+
+/// Voxels per register tile (12 accumulators + 2 weights + 1 broadcast of 16 ymm).
+const MR: usize = 6;
+
+/// See [`super::run`].
+pub(super) fn run(t: &Tile, nv: usize, out: &mut [f32], out_vstride: usize, nco: usize) {
+    // SAFETY: a `Ctx` holding `Isa::Avx2` is only built after `avx2` and `fma` were detected,
+    // and `super::run` checked every offset the tile touches against its slice.
+    unsafe { run_impl(t, nv, out.as_mut_ptr(), out_vstride, nco) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
+    let mut lanes = [0i32; BLOCK];
+    for (i, l) in lanes.iter_mut().enumerate() {
+        *l = if i < nco { -1 } else { 0 };
+    }
+    // SAFETY: `lanes` has 16 i32, read as two 8-lane vectors.
+    let (m0, m1) = unsafe {
+        (
+            _mm256_loadu_si256(lanes.as_ptr().cast()),
+            _mm256_loadu_si256(lanes.as_ptr().add(8).cast()),
+        )
+    };
+    let mut v0 = 0;
+    // SAFETY (all calls below): same contract as `run`, tiles cover voxels `v0..v0 + M <= nv`.
+    unsafe {
+        while v0 + MR <= nv {
+            tile::<MR>(t, v0, out, ovs, m0, m1);
+            v0 += MR;
+        }
+        match nv - v0 {
+            1 => tile::<1>(t, v0, out, ovs, m0, m1),
+            2 => tile::<2>(t, v0, out, ovs, m0, m1),
+            3 => tile::<3>(t, v0, out, ovs, m0, m1),
+            4 => tile::<4>(t, v0, out, ovs, m0, m1),
+            5 => tile::<5>(t, v0, out, ovs, m0, m1),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile<const M: usize>(
+    t: &Tile,
+    v0: usize,
+    out: *mut f32,
+    ovs: usize,
+    m0: __m256i,
+    m1: __m256i,
+) {
+    let xs = t.x_vstride;
+    let (cin, wcs) = (t.cin, t.w_cstride);
+    // SAFETY: `init` has 16 lanes; input reads are `tap.x + v * xs + ci` with `v < nv`,
+    // `ci < cin`; weight reads cover `tap.w + ci * wcs + 0..16`; masked stores write only the
+    // first `nco` lanes at `v * ovs`: all checked in `super::run`.
+    unsafe {
+        let i0 = _mm256_loadu_ps(t.init.as_ptr());
+        let i1 = _mm256_loadu_ps(t.init.as_ptr().add(8));
+        let mut a0 = [i0; M];
+        let mut a1 = [i1; M];
+        for tap in t.taps {
+            let xb = t.x.as_ptr().add(tap.x + v0 * xs);
+            let wb = t.w.as_ptr().add(tap.w);
+            for ci in 0..cin {
+                let w0 = _mm256_loadu_ps(wb.add(ci * wcs));
+                let w1 = _mm256_loadu_ps(wb.add(ci * wcs + 8));
+                let xc = xb.add(ci);
+                for v in 0..M {
+                    let xv = _mm256_broadcast_ss(&*xc.add(v * xs));
+                    a0[v] = _mm256_fmadd_ps(xv, w0, a0[v]);
+                    a1[v] = _mm256_fmadd_ps(xv, w1, a1[v]);
+                }
+            }
+        }
+        for v in 0..M {
+            let o = out.add((v0 + v) * ovs);
+            _mm256_maskstore_ps(o, m0, a0[v]);
+            // Past the slice when nco <= 8, but then `m1` is all zero and nothing is written.
+            _mm256_maskstore_ps(o.wrapping_add(8), m1, a1[v]);
+        }
+    }
+}

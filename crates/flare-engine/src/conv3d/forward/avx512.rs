@@ -1,0 +1,69 @@
+//! AVX-512F version of the gather micro-kernel: 8 voxels x 16 output channels held in 8 zmm
+//! accumulators; per input channel one weight load feeds 8 FMAs whose input operands are
+//! broadcast straight from memory.
+
+use std::arch::x86_64::*;
+
+use super::Tile;
+
+/// Voxels per register tile.
+const MR: usize = 8;
+
+/// See [`super::run`].
+pub(super) fn run(t: &Tile, nv: usize, out: &mut [f32], out_vstride: usize, nco: usize) {
+    // SAFETY: a `Ctx` holding `Isa::Avx512` is only built after `avx512f` was detected, and
+    // `super::run` checked that every tap, weight and output offset the tile touches (voxels
+    // `0..nv`, channels `0..cin`, 16 weight lanes, `nco` output lanes) lies inside its slice.
+    unsafe { run_impl(t, nv, out.as_mut_ptr(), out_vstride, nco) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
+    let mask: __mmask16 = ((1u32 << nco) - 1) as u16;
+    let mut v0 = 0;
+    // SAFETY (all calls below): same contract as `run`, tiles cover voxels `v0..v0 + M <= nv`.
+    unsafe {
+        while v0 + MR <= nv {
+            tile::<MR>(t, v0, out, ovs, mask);
+            v0 += MR;
+        }
+        match nv - v0 {
+            1 => tile::<1>(t, v0, out, ovs, mask),
+            2 => tile::<2>(t, v0, out, ovs, mask),
+            3 => tile::<3>(t, v0, out, ovs, mask),
+            4 => tile::<4>(t, v0, out, ovs, mask),
+            5 => tile::<5>(t, v0, out, ovs, mask),
+            6 => tile::<6>(t, v0, out, ovs, mask),
+            7 => tile::<7>(t, v0, out, ovs, mask),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const M: usize>(t: &Tile, v0: usize, out: *mut f32, ovs: usize, mask: __mmask16) {
+    let xs = t.x_vstride;
+    let (cin, wcs) = (t.cin, t.w_cstride);
+    // SAFETY: `init` has 16 lanes; every input read is `tap.x + v * xs + ci` with
+    // `v < nv`, `ci < cin`, every weight read covers `tap.w + ci * wcs + 0..16`, and every
+    // masked store writes `nco` lanes at `v * ovs`: all checked in `super::run`.
+    unsafe {
+        let init = _mm512_loadu_ps(t.init.as_ptr());
+        let mut acc = [init; M];
+        for tap in t.taps {
+            let xb = t.x.as_ptr().add(tap.x + v0 * xs);
+            let wb = t.w.as_ptr().add(tap.w);
+            for ci in 0..cin {
+                let wv = _mm512_loadu_ps(wb.add(ci * wcs));
+                let xc = xb.add(ci);
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(*xc.add(v * xs)), wv, *a);
+                }
+            }
+        }
+        for (v, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(out.add((v0 + v) * ovs), mask, *a);
+        }
+    }
+}

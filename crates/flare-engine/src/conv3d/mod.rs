@@ -1,0 +1,613 @@
+//! 3D convolution: forward, gradient with respect to the input, gradient with respect to the
+//! weights and bias.
+//!
+//! The drivers here are safe code: they check shapes, pack weights into the layout the kernels
+//! want, split the work over rayon and hand each kernel call precomputed offsets. The kernels
+//! (`forward/`, `backward_weight/`, one file per ISA) hold all the `unsafe`.
+//!
+//! # Weight layout
+//! [`Conv3dWeight`] stores `[kd][kh][kw][ci][co]` (output channel fastest, "DHWIO"). PyTorch's
+//! `Conv3d.weight` is `[co][ci][kd][kh][kw]`; the element `w_torch[o, i, a, b, c]` is
+//! `w[(((a * kh + b) * kw + c) * cin + i) * cout + o]` here. [`Conv3dWeight::from_torch`] and
+//! [`Conv3dWeight::to_torch`] convert. For the kernels each op packs a copy with the output
+//! channels padded to a multiple of 16 (zeros), so a block of 16 output channels is one
+//! contiguous vector per input channel; the gradient with respect to the input packs the
+//! transpose `[kd][kh][kw][co][ci]` instead.
+//!
+//! # Determinism
+//! Every output element is computed by one kernel call in a fixed order, so forward and
+//! input-gradient results do not depend on the thread count. The weight gradient is summed over
+//! row chunks whose boundaries depend only on the shapes, then the chunk partials are added in
+//! chunk order: also independent of the thread count.
+
+mod backward_weight;
+mod forward;
+
+use rayon::prelude::*;
+
+use self::forward::{BLOCK, Tap, Tile};
+use crate::{Conv3dSpec, Ctx, EngineError, Result, Shape5, Tensor, shape::round_up};
+
+/// Convolution weights in `[kd][kh][kw][ci][co]` layout (see the module doc for PyTorch's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv3dWeight {
+    kernel: [usize; 3],
+    cin: usize,
+    cout: usize,
+    data: Vec<f32>,
+}
+
+impl Conv3dWeight {
+    /// Zero weights.
+    pub fn zeros(kernel: [usize; 3], cin: usize, cout: usize) -> Result<Conv3dWeight> {
+        let len = weight_len(kernel, cin, cout)?;
+        Ok(Conv3dWeight {
+            kernel,
+            cin,
+            cout,
+            data: vec![0.0; len],
+        })
+    }
+
+    /// Wraps a buffer in this type's `[kd][kh][kw][ci][co]` layout.
+    pub fn from_dhwio(
+        kernel: [usize; 3],
+        cin: usize,
+        cout: usize,
+        data: Vec<f32>,
+    ) -> Result<Conv3dWeight> {
+        let len = weight_len(kernel, cin, cout)?;
+        if data.len() != len {
+            return Err(EngineError::DataLength {
+                what: "conv3d weight",
+                shape: weight_shape_text(kernel, cin, cout),
+                expected: len,
+                len: data.len(),
+            });
+        }
+        Ok(Conv3dWeight {
+            kernel,
+            cin,
+            cout,
+            data,
+        })
+    }
+
+    /// Converts PyTorch's `[co][ci][kd][kh][kw]` buffer.
+    pub fn from_torch(
+        kernel: [usize; 3],
+        cin: usize,
+        cout: usize,
+        torch: &[f32],
+    ) -> Result<Conv3dWeight> {
+        let mut w = Conv3dWeight::zeros(kernel, cin, cout)?;
+        if torch.len() != w.data.len() {
+            return Err(EngineError::DataLength {
+                what: "conv3d weight (PyTorch layout)",
+                shape: format!(
+                    "[{cout}, {cin}, {}, {}, {}]",
+                    kernel[0], kernel[1], kernel[2]
+                ),
+                expected: w.data.len(),
+                len: torch.len(),
+            });
+        }
+        let taps = kernel.iter().product::<usize>();
+        for o in 0..cout {
+            for i in 0..cin {
+                for t in 0..taps {
+                    w.data[(t * cin + i) * cout + o] = torch[(o * cin + i) * taps + t];
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// The weights in PyTorch's `[co][ci][kd][kh][kw]` layout.
+    pub fn to_torch(&self) -> Vec<f32> {
+        let taps = self.taps();
+        let (cin, cout) = (self.cin, self.cout);
+        let mut out = vec![0.0; self.data.len()];
+        for o in 0..cout {
+            for i in 0..cin {
+                for t in 0..taps {
+                    out[(o * cin + i) * taps + t] = self.data[(t * cin + i) * cout + o];
+                }
+            }
+        }
+        out
+    }
+
+    /// Kernel extent `[kd, kh, kw]`.
+    pub fn kernel(&self) -> [usize; 3] {
+        self.kernel
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Number of kernel taps.
+    pub fn taps(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    /// The values, `[kd][kh][kw][ci][co]`.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The values, mutable (an optimiser updates them in place).
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Packs `[tap][ci][co]` with the output channels zero-padded to `cpad`.
+    fn pack(&self, cpad: usize) -> Vec<f32> {
+        let rows = self.taps() * self.cin;
+        let mut p = vec![0.0; rows * cpad];
+        for (dst, src) in p
+            .chunks_exact_mut(cpad)
+            .zip(self.data.chunks_exact(self.cout))
+        {
+            dst[..self.cout].copy_from_slice(src);
+        }
+        p
+    }
+
+    /// Packs the transpose `[tap][co][ci]` with the input channels zero-padded to `cpad`.
+    fn pack_transposed(&self, cpad: usize) -> Vec<f32> {
+        let (cin, cout) = (self.cin, self.cout);
+        let mut p = vec![0.0; self.taps() * cout * cpad];
+        for t in 0..self.taps() {
+            for i in 0..cin {
+                for o in 0..cout {
+                    p[(t * cout + o) * cpad + i] = self.data[(t * cin + i) * cout + o];
+                }
+            }
+        }
+        p
+    }
+}
+
+fn weight_shape_text(kernel: [usize; 3], cin: usize, cout: usize) -> String {
+    format!(
+        "[{}, {}, {}, {cin}, {cout}]",
+        kernel[0], kernel[1], kernel[2]
+    )
+}
+
+fn weight_len(kernel: [usize; 3], cin: usize, cout: usize) -> Result<usize> {
+    [kernel[0], kernel[1], kernel[2], cin, cout]
+        .iter()
+        .try_fold(1usize, |a, &x| a.checked_mul(x))
+        .filter(|&l| l > 0)
+        .ok_or_else(|| EngineError::Shape {
+            op: "conv3d weight",
+            detail: format!(
+                "shape {} is empty or overflows",
+                weight_shape_text(kernel, cin, cout)
+            ),
+        })
+}
+
+/// Gradients of a convolution's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv3dGrads {
+    /// Gradient with respect to the weights, same layout as [`Conv3dWeight`].
+    pub weight: Conv3dWeight,
+    /// Gradient with respect to the bias, one value per output channel.
+    pub bias: Vec<f32>,
+}
+
+fn check_weight(w: &Conv3dWeight, spec: &Conv3dSpec, cin: usize) -> Result<()> {
+    spec.validate()?;
+    if w.kernel != spec.kernel {
+        return Err(EngineError::Shape {
+            op: "conv3d",
+            detail: format!(
+                "weight kernel {:?} differs from spec kernel {:?}",
+                w.kernel, spec.kernel
+            ),
+        });
+    }
+    if w.cin != cin {
+        return Err(EngineError::Shape {
+            op: "conv3d",
+            detail: format!("input has {cin} channels, weight expects {}", w.cin),
+        });
+    }
+    Ok(())
+}
+
+/// The output voxels `[lo, hi)` along w whose every kernel column reads inside the input
+/// (`lo <= hi <= out_w`); the rest touch the zero padding.
+fn interior(in_w: usize, out_w: usize, k: usize, s: usize, p: usize) -> (usize, usize) {
+    let lo = p.div_ceil(s);
+    let hi = if in_w + p >= k {
+        ((in_w + p - k) / s + 1).min(out_w)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Forward convolution: `y = conv(x, w) + bias`, zero padding, output shape from
+/// [`Conv3dSpec::output_shape`].
+pub fn conv3d_forward(
+    ctx: &Ctx,
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    spec: &Conv3dSpec,
+) -> Result<Tensor> {
+    let xs = x.shape();
+    check_weight(w, spec, xs.c)?;
+    let cout = w.cout;
+    if let Some(b) = bias
+        && b.len() != cout
+    {
+        return Err(EngineError::Shape {
+            op: "conv3d",
+            detail: format!("bias has {} values for {cout} output channels", b.len()),
+        });
+    }
+    let ys = spec.output_shape(xs, cout)?;
+    let mut y = Tensor::zeros(ys)?;
+    if ys.is_empty() || xs.is_empty() {
+        return Ok(y);
+    }
+    let cpad = round_up(cout, BLOCK);
+    let packed = w.pack(cpad);
+    let mut inits = vec![[0.0f32; BLOCK]; cpad / BLOCK];
+    if let Some(b) = bias {
+        for (i, &v) in b.iter().enumerate() {
+            inits[i / BLOCK][i % BLOCK] = v;
+        }
+    }
+    let [kd, kh, kw] = spec.kernel;
+    let [sd, sh, sw] = spec.stride;
+    let [pd, ph, pw] = spec.padding;
+    let cin = xs.c;
+    let (lo, hi) = interior(xs.w, ys.w, kw, sw, pw);
+    let isa = ctx.isa();
+    let xd = x.data();
+
+    y.data_mut()
+        .par_chunks_mut(ys.row_len())
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(planes, taps): &mut (Vec<(usize, usize)>, Vec<Tap>), (r, row)| {
+                let oh = r % ys.h;
+                let od = (r / ys.h) % ys.d;
+                let n = r / (ys.h * ys.d);
+                // The (kd, kh) kernel planes that read a real input row: (first tap, row start).
+                planes.clear();
+                for a in 0..kd {
+                    let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
+                        continue;
+                    };
+                    for b in 0..kh {
+                        let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
+                            continue;
+                        };
+                        planes.push(((a * kh + b) * kw, xs.index(n, id, ih, 0, 0)));
+                    }
+                }
+                for (blk, init) in inits.iter().enumerate() {
+                    let co0 = blk * BLOCK;
+                    let nco = (cout - co0).min(BLOCK);
+                    // Interior voxels: every kernel column valid, one call for the whole run.
+                    if hi > lo {
+                        taps.clear();
+                        for &(t0, xrow) in planes.iter() {
+                            for c in 0..kw {
+                                taps.push(Tap {
+                                    x: xrow + (lo * sw + c - pw) * cin,
+                                    w: (t0 + c) * cin * cpad + co0,
+                                });
+                            }
+                        }
+                        let tile = Tile {
+                            x: xd,
+                            w: &packed,
+                            taps,
+                            x_vstride: sw * cin,
+                            cin,
+                            w_cstride: cpad,
+                            init,
+                        };
+                        forward::run(isa, &tile, hi - lo, &mut row[lo * cout + co0..], cout, nco);
+                    }
+                    // Border voxels: only the kernel columns that land inside the input.
+                    for ow in (0..lo).chain(hi..ys.w) {
+                        taps.clear();
+                        for &(t0, xrow) in planes.iter() {
+                            for c in 0..kw {
+                                if let Some(iw) =
+                                    (ow * sw + c).checked_sub(pw).filter(|&i| i < xs.w)
+                                {
+                                    taps.push(Tap {
+                                        x: xrow + iw * cin,
+                                        w: (t0 + c) * cin * cpad + co0,
+                                    });
+                                }
+                            }
+                        }
+                        let tile = Tile {
+                            x: xd,
+                            w: &packed,
+                            taps,
+                            x_vstride: 0,
+                            cin,
+                            w_cstride: cpad,
+                            init,
+                        };
+                        forward::run(isa, &tile, 1, &mut row[ow * cout + co0..], cout, nco);
+                    }
+                }
+            },
+        );
+    Ok(y)
+}
+
+/// Per-task scratch of the input-gradient driver: kernel planes (first tap, gradient row), kernel
+/// columns of one residue class (column, output offset), and the tap list.
+type Scratch = (Vec<(usize, usize)>, Vec<(usize, isize)>, Vec<Tap>);
+
+/// Gradient of the loss with respect to the convolution's input, given the gradient `gy` with
+/// respect to its output. `input` is the forward input's shape (with stride 2 several input
+/// sizes give the same output size, so it cannot be inferred).
+pub fn conv3d_backward_data(
+    ctx: &Ctx,
+    gy: &Tensor,
+    w: &Conv3dWeight,
+    spec: &Conv3dSpec,
+    input: Shape5,
+) -> Result<Tensor> {
+    check_weight(w, spec, input.c)?;
+    let gs = gy.shape();
+    let expect = spec.output_shape(input, w.cout)?;
+    if expect != gs {
+        return Err(EngineError::Shape {
+            op: "conv3d backward (input)",
+            detail: format!("output gradient has shape {gs}, forward output was {expect}"),
+        });
+    }
+    let mut gx = Tensor::zeros(input)?;
+    if gs.is_empty() || input.is_empty() {
+        return Ok(gx);
+    }
+    let (cin, cout) = (input.c, w.cout);
+    let cpad = round_up(cin, BLOCK);
+    let packed = w.pack_transposed(cpad);
+    let zero = [0.0f32; BLOCK];
+    let [kd, kh, kw] = spec.kernel;
+    let [sd, sh, sw] = spec.stride;
+    let [pd, ph, pw] = spec.padding;
+    let isa = ctx.isa();
+    let gd = gy.data();
+
+    // Output position along one axis that input position `i` meets through kernel index `k`:
+    // `o * s + k - p = i`, if such an integer `o` exists inside `0..n_out`.
+    fn source(i: usize, k: usize, s: usize, p: usize, n_out: usize) -> Option<usize> {
+        let t = (i + p).checked_sub(k)?;
+        (t % s == 0 && t / s < n_out).then_some(t / s)
+    }
+
+    gx.data_mut()
+        .par_chunks_mut(input.row_len())
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(planes, cols, taps): &mut Scratch, (r, row)| {
+                let ih = r % input.h;
+                let id = (r / input.h) % input.d;
+                let n = r / (input.h * input.d);
+                planes.clear();
+                for a in 0..kd {
+                    let Some(od) = source(id, a, sd, pd, gs.d) else {
+                        continue;
+                    };
+                    for b in 0..kh {
+                        let Some(oh) = source(ih, b, sh, ph, gs.h) else {
+                            continue;
+                        };
+                        planes.push(((a * kh + b) * kw, gs.index(n, od, oh, 0, 0)));
+                    }
+                }
+                // Input columns iw = res + sw * j of one residue class meet the same kernel
+                // columns c, at output column ow = j + q_c: consecutive, so one kernel call
+                // covers a run of them.
+                for res in 0..sw.min(input.w) {
+                    let nj = (input.w - res).div_ceil(sw);
+                    cols.clear();
+                    for c in 0..kw {
+                        let t = (res + pw) as isize - c as isize;
+                        if t.rem_euclid(sw as isize) == 0 {
+                            cols.push((c, t.div_euclid(sw as isize)));
+                        }
+                    }
+                    let ow_max = gs.w as isize;
+                    let lo = cols.iter().map(|&(_, q)| (-q).max(0)).max().unwrap_or(0);
+                    let hi = cols
+                        .iter()
+                        .map(|&(_, q)| ow_max - q)
+                        .min()
+                        .unwrap_or(nj as isize)
+                        .clamp(0, nj as isize);
+                    let lo = lo.min(hi) as usize;
+                    let hi = hi as usize;
+                    for blk in 0..cpad / BLOCK {
+                        let ci0 = blk * BLOCK;
+                        let nco = (cin - ci0).min(BLOCK);
+                        let mut call = |j0: usize, nv: usize, all: bool, taps: &mut Vec<Tap>| {
+                            taps.clear();
+                            for &(t0, grow) in planes.iter() {
+                                for &(c, q) in cols.iter() {
+                                    let ow = j0 as isize + q;
+                                    if all || (0..ow_max).contains(&ow) {
+                                        taps.push(Tap {
+                                            x: grow + ow as usize * cout,
+                                            w: (t0 + c) * cout * cpad + ci0,
+                                        });
+                                    }
+                                }
+                            }
+                            let tile = Tile {
+                                x: gd,
+                                w: &packed,
+                                taps,
+                                x_vstride: cout,
+                                cin: cout,
+                                w_cstride: cpad,
+                                init: &zero,
+                            };
+                            let start = (res + sw * j0) * cin + ci0;
+                            forward::run(isa, &tile, nv, &mut row[start..], sw * cin, nco);
+                        };
+                        if hi > lo {
+                            call(lo, hi - lo, true, taps);
+                        }
+                        for j in (0..lo).chain(hi..nj) {
+                            call(j, 1, false, taps);
+                        }
+                    }
+                }
+            },
+        );
+    Ok(gx)
+}
+
+/// Gradients of the loss with respect to the weights and the bias, given the forward input `x`
+/// and the gradient `gy` with respect to the output.
+pub fn conv3d_backward_weight(
+    ctx: &Ctx,
+    x: &Tensor,
+    gy: &Tensor,
+    spec: &Conv3dSpec,
+) -> Result<Conv3dGrads> {
+    spec.validate()?;
+    let xs = x.shape();
+    let gs = gy.shape();
+    let expect = spec.output_shape(xs, gs.c)?;
+    if expect != gs {
+        return Err(EngineError::Shape {
+            op: "conv3d backward (weight)",
+            detail: format!("output gradient has shape {gs}, forward output was {expect}"),
+        });
+    }
+    let (cin, cout) = (xs.c, gs.c);
+    let mut weight = Conv3dWeight::zeros(spec.kernel, cin, cout)?;
+    let mut bias = vec![0.0f32; cout];
+    if gs.is_empty() || xs.is_empty() {
+        return Ok(Conv3dGrads { weight, bias });
+    }
+    let cpad = round_up(cout, BLOCK);
+    let taps = spec.taps();
+    let plen = taps * cin * cpad;
+    // Chunks of output rows, fixed by the shapes alone (not the thread count) so that the sum
+    // is reproducible; at most 64 of them and at most ~64 MiB of partial sums.
+    let rows = gs.rows();
+    let max_chunks = ((64usize << 20) / 4 / plen).clamp(1, 64);
+    let per_chunk = rows.div_ceil(rows.min(max_chunks));
+    let nchunks = rows.div_ceil(per_chunk);
+    let [kd, kh, kw] = spec.kernel;
+    let [sd, sh, sw] = spec.stride;
+    let [pd, ph, pw] = spec.padding;
+    let isa = ctx.isa();
+    let (xd, gd) = (x.data(), gy.data());
+
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = (0..nchunks)
+        .into_par_iter()
+        .map(|k| {
+            let mut acc = vec![0.0f32; plen];
+            let mut bacc = vec![0.0f32; cout];
+            for r in k * per_chunk..((k + 1) * per_chunk).min(rows) {
+                let oh = r % gs.h;
+                let od = (r / gs.h) % gs.d;
+                let n = r / (gs.h * gs.d);
+                let grow = gs.index(n, od, oh, 0, 0);
+                for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
+                    for (b, &g) in bacc.iter_mut().zip(v) {
+                        *b += g;
+                    }
+                }
+                for a in 0..kd {
+                    let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
+                        continue;
+                    };
+                    for b in 0..kh {
+                        let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
+                            continue;
+                        };
+                        let xrow = xs.index(n, id, ih, 0, 0);
+                        for c in 0..kw {
+                            // Output columns whose input column ow * sw + c - pw is inside.
+                            let lo = pw.saturating_sub(c).div_ceil(sw);
+                            let hi = if xs.w + pw > c {
+                                ((xs.w - 1 + pw - c) / sw + 1).min(gs.w)
+                            } else {
+                                0
+                            };
+                            if hi <= lo {
+                                continue;
+                            }
+                            let tap = (a * kh + b) * kw + c;
+                            for co0 in (0..cout).step_by(BLOCK) {
+                                let t = backward_weight::WTile {
+                                    x: xd,
+                                    x_off: xrow + (lo * sw + c - pw) * cin,
+                                    x_vstride: sw * cin,
+                                    g: gd,
+                                    g_off: grow + lo * cout + co0,
+                                    g_vstride: cout,
+                                    nv: hi - lo,
+                                    nci: cin,
+                                    nco: (cout - co0).min(BLOCK),
+                                };
+                                backward_weight::run(
+                                    isa,
+                                    &t,
+                                    &mut acc[tap * cin * cpad + co0..],
+                                    cpad,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            (acc, bacc)
+        })
+        .collect();
+
+    // Sum the partials in chunk order, in parallel over disjoint stretches of the result.
+    let mut total = vec![0.0f32; plen];
+    total.par_chunks_mut(4096).enumerate().for_each(|(i, dst)| {
+        for (p, _) in &partials {
+            for (d, s) in dst.iter_mut().zip(&p[i * 4096..]) {
+                *d += s;
+            }
+        }
+    });
+    for (_, b) in &partials {
+        for (d, s) in bias.iter_mut().zip(b) {
+            *d += s;
+        }
+    }
+    for (dst, src) in weight
+        .data
+        .chunks_exact_mut(cout)
+        .zip(total.chunks_exact(cpad))
+    {
+        dst.copy_from_slice(&src[..cout]);
+    }
+    Ok(Conv3dGrads { weight, bias })
+}

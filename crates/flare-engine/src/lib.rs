@@ -1,0 +1,52 @@
+//! flare's CPU engine: the layers of a 3D segmentation network, forward and backward, on
+//! channels-last f32 tensors, with hand-written SIMD kernels.
+//!
+//! # Layout
+//! A [`Tensor`] is `[N, D, H, W, C]` with channels fastest; `W`, `H`, `D` are a volume's `i`,
+//! `j`, `k` axes. Convolution weights are `[kd][kh][kw][ci][co]` ([`Conv3dWeight`] documents
+//! the mapping from PyTorch's `[co][ci][kd][kh][kw]`). Shape rules live in one place
+//! ([`Conv3dSpec`] and the `shape` module) and follow PyTorch's.
+//!
+//! # Kernels and dispatch
+//! Each hot loop is a small micro-kernel with three builds: AVX-512F, AVX2+FMA and portable
+//! scalar (`src/<op>/<pass>/{avx512,avx2,scalar}.rs`). The instruction set is an [`Isa`]
+//! carried by a [`Ctx`]: [`Ctx::new`] takes the process-wide choice (best detected, lowered by
+//! `FLARE_ISA=scalar|avx2|avx512`, decided once and cached), [`Ctx::with_isa`] forces one (the
+//! tests run every supported path and compare it with the scalar one). Kernels are the only
+//! `unsafe` code; the safe drivers around them check every offset a kernel call will touch.
+//!
+//! # Threads
+//! Ops split their work with rayon over the current pool (wrap calls in
+//! `rayon::ThreadPool::install` to fix a thread count). Results do not depend on the thread
+//! count: each output element is summed in a fixed order, and reductions (weight gradients)
+//! use chunk boundaries fixed by the shapes and add the chunks in order.
+//!
+//! # Example
+//! ```
+//! use flare_engine::{Conv3dSpec, Conv3dWeight, Ctx, Shape5, Tensor, conv3d_forward};
+//! let x = Tensor::from_vec(Shape5::new(1, 4, 4, 4, 2), vec![1.0; 128])?;
+//! let w = Conv3dWeight::from_dhwio([3, 3, 3], 2, 8, vec![0.5; 27 * 2 * 8])?;
+//! let y = conv3d_forward(&Ctx::new(), &x, &w, None, &Conv3dSpec::same([3, 3, 3])?)?;
+//! assert_eq!(y.shape(), Shape5::new(1, 4, 4, 4, 8));
+//! // A corner voxel sees 2 x 2 x 2 inputs of 2 channels.
+//! assert_eq!(y.data()[0], 8.0);
+//! # Ok::<(), flare_engine::EngineError>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod conv3d;
+mod error;
+mod isa;
+mod shape;
+mod tensor;
+
+pub use crate::{
+    conv3d::{
+        Conv3dGrads, Conv3dWeight, conv3d_backward_data, conv3d_backward_weight, conv3d_forward,
+    },
+    error::{EngineError, Result},
+    isa::{Ctx, Isa},
+    shape::Conv3dSpec,
+    tensor::{Shape5, Tensor},
+};
