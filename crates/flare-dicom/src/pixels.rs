@@ -133,53 +133,33 @@ fn convert(
             actual: samples.len_bytes(),
         });
     }
-    let (slope, intercept) = (fmt.slope, fmt.intercept);
-    let put = |out: &mut [f32], raw: &mut dyn Iterator<Item = f64>| {
-        for (o, v) in out.iter_mut().zip(raw) {
-            *o = (v * slope + intercept) as f32;
-        }
-    };
-    // Fast paths for the common 16-bit cases keep the loop free of dynamic dispatch.
+    let (s, i) = (fmt.slope, fmt.intercept);
+    // Every arm is a monomorphised loop over a concrete iterator, so each vectorises.
     match (samples, fmt.bits_allocated, fmt.signed) {
-        (Samples::I16(v), 16, true) => fill(out, v, |x| f64::from(*x), slope, intercept),
-        (Samples::U16(v), 16, false) => fill(out, v, |x| f64::from(*x), slope, intercept),
-        (Samples::I16(v), 16, false) => fill(out, v, |x| f64::from(*x as u16), slope, intercept),
-        (Samples::U16(v), 16, true) => fill(out, v, |x| f64::from(*x as i16), slope, intercept),
+        (Samples::I16(v), 16, true) => fill(out, v.iter().map(|&x| f64::from(x)), s, i),
+        (Samples::U16(v), 16, false) => fill(out, v.iter().map(|&x| f64::from(x)), s, i),
+        (Samples::I16(v), 16, false) => fill(out, v.iter().map(|&x| f64::from(x as u16)), s, i),
+        (Samples::U16(v), 16, true) => fill(out, v.iter().map(|&x| f64::from(x as i16)), s, i),
+        (Samples::U32(v), 32, false) => fill(out, v.iter().map(|&x| f64::from(x)), s, i),
+        (Samples::I32(v), 32, true) => fill(out, v.iter().map(|&x| f64::from(x)), s, i),
+        (Samples::U32(v), 32, true) => fill(out, v.iter().map(|&x| f64::from(x as i32)), s, i),
+        (Samples::I32(v), 32, false) => fill(out, v.iter().map(|&x| f64::from(x as u32)), s, i),
+        (Samples::Bytes(b), 8, true) => fill(out, b.iter().map(|&x| f64::from(x as i8)), s, i),
+        (Samples::Bytes(b), 8, false) => fill(out, b.iter().map(|&x| f64::from(x)), s, i),
         (Samples::Bytes(b), 16, signed) => {
             let words = b.chunks_exact(2).map(|c| [c[0], c[1]]);
             if signed {
-                put(out, &mut words.map(|w| f64::from(i16::from_le_bytes(w))));
+                fill(out, words.map(|w| f64::from(i16::from_le_bytes(w))), s, i);
             } else {
-                put(out, &mut words.map(|w| f64::from(u16::from_le_bytes(w))));
-            }
-        }
-        (Samples::Bytes(b), 8, signed) => {
-            if signed {
-                put(out, &mut b.iter().map(|&x| f64::from(x as i8)));
-            } else {
-                put(out, &mut b.iter().map(|&x| f64::from(x)));
+                fill(out, words.map(|w| f64::from(u16::from_le_bytes(w))), s, i);
             }
         }
         (Samples::Bytes(b), 32, signed) => {
             let words = b.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
             if signed {
-                put(out, &mut words.map(|w| f64::from(i32::from_le_bytes(w))));
+                fill(out, words.map(|w| f64::from(i32::from_le_bytes(w))), s, i);
             } else {
-                put(out, &mut words.map(|w| f64::from(u32::from_le_bytes(w))));
-            }
-        }
-        (Samples::U32(v), 32, signed) => {
-            if signed {
-                put(out, &mut v.iter().map(|&x| f64::from(x as i32)));
-            } else {
-                put(out, &mut v.iter().map(|&x| f64::from(x)));
-            }
-        }
-        (Samples::I32(v), 32, signed) => {
-            if signed {
-                put(out, &mut v.iter().map(|&x| f64::from(x)));
-            } else {
-                put(out, &mut v.iter().map(|&x| f64::from(x as u32)));
+                fill(out, words.map(|w| f64::from(u32::from_le_bytes(w))), s, i);
             }
         }
         _ => {
@@ -196,8 +176,104 @@ fn convert(
 }
 
 #[inline]
-fn fill<T>(out: &mut [f32], v: &[T], to_f64: impl Fn(&T) -> f64, slope: f64, intercept: f64) {
-    for (o, x) in out.iter_mut().zip(v) {
-        *o = (to_f64(x) * slope + intercept) as f32;
+fn fill(out: &mut [f32], raw: impl Iterator<Item = f64>, slope: f64, intercept: f64) {
+    for (o, v) in out.iter_mut().zip(raw) {
+        *o = (v * slope + intercept) as f32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(bits: usize, signed: bool, slope: f64, intercept: f64) -> SliceFormat {
+        SliceFormat {
+            size: [2, 1],
+            bits_allocated: bits,
+            signed,
+            slope,
+            intercept,
+        }
+    }
+
+    fn run(samples: Samples<'_>, f: &SliceFormat) -> Result<Vec<f32>, DicomError> {
+        let mut out = vec![f32::NAN; 2];
+        convert(Path::new("x.dcm"), &samples, f, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn little_endian_bytes_at_every_width() {
+        // 0x8000 is -32768 signed, 32768 unsigned; 0x0102 is 258.
+        let b16 = [0x00, 0x80, 0x02, 0x01];
+        assert_eq!(
+            run(Samples::Bytes(&b16), &fmt(16, true, 1.0, 0.0)).unwrap(),
+            [-32768.0, 258.0]
+        );
+        assert_eq!(
+            run(Samples::Bytes(&b16), &fmt(16, false, 2.0, -1.0)).unwrap(),
+            [65535.0, 515.0]
+        );
+        let b8 = [0xff, 0x10];
+        assert_eq!(
+            run(Samples::Bytes(&b8), &fmt(8, true, 1.0, 0.0)).unwrap(),
+            [-1.0, 16.0]
+        );
+        assert_eq!(
+            run(Samples::Bytes(&b8), &fmt(8, false, 1.0, 0.0)).unwrap(),
+            [255.0, 16.0]
+        );
+        let b32 = [0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x00];
+        assert_eq!(
+            run(Samples::Bytes(&b32), &fmt(32, true, 1.0, 0.0)).unwrap(),
+            [-1.0, 65536.0]
+        );
+        assert_eq!(
+            run(Samples::Bytes(&b32), &fmt(32, false, 1.0, 0.0)).unwrap(),
+            [4294967295.0, 65536.0]
+        );
+    }
+
+    #[test]
+    fn parsed_words_follow_pixel_representation() {
+        let u = [0xfc18u16, 1000]; // 0xfc18 is -1000 as i16
+        assert_eq!(
+            run(Samples::U16(&u), &fmt(16, true, 1.0, 0.0)).unwrap(),
+            [-1000.0, 1000.0]
+        );
+        assert_eq!(
+            run(Samples::U16(&u), &fmt(16, false, 1.0, -1024.0)).unwrap(),
+            [63512.0, -24.0]
+        );
+        let i = [-1000i16, 7];
+        assert_eq!(
+            run(Samples::I16(&i), &fmt(16, false, 1.0, 0.0)).unwrap(),
+            [64536.0, 7.0]
+        );
+        assert_eq!(
+            run(Samples::I16(&i), &fmt(16, true, 0.5, 0.25)).unwrap(),
+            [-499.75, 3.75]
+        );
+    }
+
+    #[test]
+    fn rescale_is_computed_in_f64_and_rounded_once() {
+        // 3 * 0.3 - 1000.7 in f64 is -999.8000000000001; f32 rounding of that, not of f32 maths.
+        let got = run(Samples::I16(&[3, 0]), &fmt(16, true, 0.3, -1000.7)).unwrap();
+        assert_eq!(got[0], (3.0f64 * 0.3 - 1000.7) as f32);
+        assert_eq!(got[1], -1000.7f64 as f32);
+    }
+
+    #[test]
+    fn short_or_mismatched_data_is_refused() {
+        let e = run(Samples::Bytes(&[1, 2, 3]), &fmt(16, true, 1.0, 0.0)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.dcm: pixel data holds 3 bytes but 1 rows x 2 columns x 2 bytes need 4"
+        );
+        let e = run(Samples::U16(&[1, 2]), &fmt(8, true, 1.0, 0.0)).unwrap_err();
+        assert!(
+            e.to_string().contains("does not match BitsAllocated 8"),
+            "{e}"
+        );
     }
 }
