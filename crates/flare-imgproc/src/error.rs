@@ -24,6 +24,19 @@ pub enum ImgprocError {
         /// The offending spacing.
         spacing_mm: [f64; 3],
     },
+    /// A grid that cannot be used (e.g. a singular affine).
+    #[error("grid: {0}")]
+    Geometry(#[from] flare_volume::GeometryError),
+    /// An output that would not fit in the memory available.
+    #[error("{what}: needs {needed_mb} MB but only {available_mb} MB of memory is available")]
+    OutOfMemory {
+        /// Which output.
+        what: &'static str,
+        /// Megabytes needed.
+        needed_mb: u64,
+        /// Megabytes available.
+        available_mb: u64,
+    },
     /// A grid too large for the operation's index type.
     #[error("{what}: shape {shape:?} is too large (each axis must be below {limit} voxels)")]
     TooLarge {

@@ -3,6 +3,9 @@
 //! - [`distance_to_nearest`]: the exact Euclidean distance transform with anisotropic spacing,
 //!   bit-for-bit what `scipy.ndimage.distance_transform_edt` returns (the FLARE NSD compares
 //!   these distances with `<=`, so an ulp matters).
+//! - [`resample_linear`] and [`resample_labels`]: any grid onto any other (trilinear for images;
+//!   nearest or per-label linear-then-argmax for label maps), with a fast separable path for
+//!   grids that share their axes.
 //!
 //! Voxel data follows flare's convention: axes `(i, j, k)`, stored `i` fastest
 //! (`index = i + nx * (j + ny * k)`). Every function here is multi-threaded with rayon.
@@ -12,8 +15,10 @@
 
 mod edt;
 mod error;
+mod resample;
 
 pub use crate::{
     edt::{distance_to_nearest, distance_to_nearest_in},
     error::ImgprocError,
+    resample::{LabelInterp, resample_labels, resample_linear},
 };
