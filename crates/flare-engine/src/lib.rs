@@ -38,15 +38,18 @@
 mod conv3d;
 mod error;
 mod isa;
+mod peak;
 mod shape;
 mod tensor;
 
 pub use crate::{
     conv3d::{
-        Conv3dGrads, Conv3dWeight, conv3d_backward_data, conv3d_backward_weight, conv3d_forward,
+        Conv3dGrads, Conv3dWeight, conv3d_backward_data, conv3d_backward_data_into,
+        conv3d_backward_weight, conv3d_forward, conv3d_forward_into,
     },
     error::{EngineError, Result},
     isa::{Ctx, Isa},
+    peak::fma_ceiling,
     shape::Conv3dSpec,
     tensor::{Shape5, Tensor},
 };

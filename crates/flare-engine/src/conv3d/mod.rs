@@ -247,6 +247,22 @@ pub fn conv3d_forward(
     bias: Option<&[f32]>,
     spec: &Conv3dSpec,
 ) -> Result<Tensor> {
+    let mut y = Tensor::zeros(spec.output_shape(x.shape(), w.cout)?)?;
+    conv3d_forward_into(ctx, x, w, bias, spec, &mut y)?;
+    Ok(y)
+}
+
+/// [`conv3d_forward`] into an existing tensor of the output's shape (every element is
+/// overwritten), so that a network can reuse its activation buffers instead of paying for a
+/// fresh allocation and its page faults on every layer.
+pub fn conv3d_forward_into(
+    ctx: &Ctx,
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    spec: &Conv3dSpec,
+    y: &mut Tensor,
+) -> Result<()> {
     let xs = x.shape();
     check_weight(w, spec, xs.c)?;
     let cout = w.cout;
@@ -259,9 +275,15 @@ pub fn conv3d_forward(
         });
     }
     let ys = spec.output_shape(xs, cout)?;
-    let mut y = Tensor::zeros(ys)?;
+    if y.shape() != ys {
+        return Err(EngineError::Shape {
+            op: "conv3d",
+            detail: format!("output tensor has shape {}, expected {ys}", y.shape()),
+        });
+    }
     if ys.is_empty() || xs.is_empty() {
-        return Ok(y);
+        y.data_mut().fill(0.0);
+        return Ok(());
     }
     let cpad = round_up(cout, BLOCK);
     let packed = w.pack(cpad);
@@ -355,7 +377,7 @@ pub fn conv3d_forward(
                 }
             },
         );
-    Ok(y)
+    Ok(())
 }
 
 /// Per-task scratch of the input-gradient driver: kernel planes (first tap, gradient row), kernel
@@ -372,6 +394,21 @@ pub fn conv3d_backward_data(
     spec: &Conv3dSpec,
     input: Shape5,
 ) -> Result<Tensor> {
+    let mut gx = Tensor::zeros(input)?;
+    conv3d_backward_data_into(ctx, gy, w, spec, &mut gx)?;
+    Ok(gx)
+}
+
+/// [`conv3d_backward_data`] into an existing tensor of the forward input's shape (every
+/// element is overwritten).
+pub fn conv3d_backward_data_into(
+    ctx: &Ctx,
+    gy: &Tensor,
+    w: &Conv3dWeight,
+    spec: &Conv3dSpec,
+    gx: &mut Tensor,
+) -> Result<()> {
+    let input = gx.shape();
     check_weight(w, spec, input.c)?;
     let gs = gy.shape();
     let expect = spec.output_shape(input, w.cout)?;
@@ -381,9 +418,9 @@ pub fn conv3d_backward_data(
             detail: format!("output gradient has shape {gs}, forward output was {expect}"),
         });
     }
-    let mut gx = Tensor::zeros(input)?;
     if gs.is_empty() || input.is_empty() {
-        return Ok(gx);
+        gx.data_mut().fill(0.0);
+        return Ok(());
     }
     let (cin, cout) = (input.c, w.cout);
     let cpad = round_up(cin, BLOCK);
@@ -483,7 +520,7 @@ pub fn conv3d_backward_data(
                 }
             },
         );
-    Ok(gx)
+    Ok(())
 }
 
 /// Gradients of the loss with respect to the weights and the bias, given the forward input `x`
