@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for s in &scan.series {
         println!("{s}");
     }
-    println!("scan (headers only): {scan_s:.3} s; {} files skipped", scan.skipped_files);
+    println!(
+        "scan (headers only): {scan_s:.3} s; {} files skipped",
+        scan.skipped_files
+    );
     let mut best = f64::INFINITY;
     for _ in 0..runs {
         let t = Instant::now();
@@ -28,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (lo, hi) = v
             .data()
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
         println!(
             "shape {:?}, spacing {:?} mm, HU {lo}..{hi}",
             v.shape(),

@@ -32,8 +32,8 @@
 //!   agree to 0.01 degrees.
 //! - Voxels are `stored * RescaleSlope + RescaleIntercept` (per slice) in f32, decoded in parallel
 //!   straight into the volume's buffer, after [`flare_volume::memory::ensure_fits`] has approved
-//!   its size. Uncompressed, deflated, RLE and JPEG (baseline, extended, lossless) transfer
-//!   syntaxes are decoded; others (JPEG-LS, JPEG 2000, ...) are refused by name.
+//!   its size. Uncompressed, deflated, RLE, JPEG (baseline, extended, lossless) and JPEG 2000
+//!   transfer syntaxes are decoded; others (JPEG-LS, JPEG XL, video) are refused by name.
 //! - Refused with a [`DicomError`] naming the folder or file: no DICOM image, non-CT modality, a
 //!   single slice, mixed sizes, non-parallel slices, gantry tilt, duplicate positions, missing
 //!   slices, non-uniform spacing, missing or invalid ImageOrientationPatient, ImagePositionPatient

@@ -94,6 +94,11 @@ fn rle_lossless_is_decoded() {
 }
 
 #[test]
+fn jpeg2000_lossless_is_decoded() {
+    check_good("j2k", None, "j2k");
+}
+
+#[test]
 fn two_series_default_is_the_largest() {
     let s = check_good("two_series", None, "two_series_default");
     assert!(s.chosen_by_default);
