@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 /// Segment the liver, kidneys, spleen and pancreas in abdominal CT, and score segmentations
 /// exactly as the FLARE21 challenge did.
 #[derive(Parser)]
-#[command(name = "flare", version, about, long_about = None, propagate_version = true)]
+#[command(name = "flare", version, propagate_version = true)]
 struct Cli {
     /// Worker threads for the heavy work (default: one per core).
     #[arg(long, global = true, value_name = "N")]
@@ -23,17 +23,34 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Show a scan's grid, orientation, datatype and intensity range (NIfTI file or DICOM folder).
+    Info(cmd::info::Args),
+    /// Convert a DICOM series (or any readable volume) to NIfTI.
+    Convert(cmd::convert::Args),
+    /// Score predicted label maps against ground truth exactly as FLARE21 did (DSC, NSD).
+    Evaluate(cmd::evaluate::Args),
+    /// Run a command and report its wall time, CPU time, peak memory and GPU memory.
+    Measure(cmd::measure::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+        {
             eprintln!("flare: error: cannot start {n} threads: {e}");
             return ExitCode::from(2);
         }
     }
-    let outcome: anyhow::Result<ExitCode> = match cli.command {};
+    let outcome: anyhow::Result<ExitCode> = match cli.command {
+        Command::Info(args) => cmd::info::run(&args),
+        Command::Convert(args) => cmd::convert::run(&args),
+        Command::Evaluate(args) => cmd::evaluate::run(&args),
+        Command::Measure(args) => cmd::measure::run(&args),
+    };
     match outcome {
         Ok(code) => code,
         Err(e) => {

@@ -1,1 +1,6 @@
 //! One module per subcommand: its arguments (`Args`) and its `run` function.
+
+pub mod convert;
+pub mod evaluate;
+pub mod info;
+pub mod measure;
