@@ -122,7 +122,7 @@ pub enum DicomError {
     },
     /// Pixel data encoded in a transfer syntax this build cannot decode.
     #[error(
-        "{}: pixel data is compressed as {name} (transfer syntax {uid}), which flare cannot decode; convert the series to an uncompressed transfer syntax first (e.g. `gdcmconv --raw` or `dcmdjpeg`)",
+        "{}: pixel data is compressed as {name} (transfer syntax {uid}), which flare cannot decode; convert the series to an uncompressed transfer syntax first (e.g. `gdcmconv --raw IN OUT`)",
         file.display()
     )]
     UnsupportedTransferSyntax {

@@ -59,6 +59,7 @@ pub use crate::{
 
 /// A decoded series with what was found beside it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DicomSeries {
     /// The voxels in Hounsfield units, on the series' grid (RAS+).
     pub volume: Volume<f32>,

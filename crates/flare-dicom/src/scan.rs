@@ -58,6 +58,7 @@ impl SliceHeader {
 
 /// One series found in a folder, as `flare info` lists it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SeriesSummary {
     /// SeriesInstanceUID (empty when the files lack one).
     pub uid: String,

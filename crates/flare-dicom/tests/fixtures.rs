@@ -330,6 +330,27 @@ fn non_uniform_spacing() {
 }
 
 #[test]
+fn file_cut_short_is_named() {
+    // A copy of a good series with one file losing its last 20 bytes (inside the pixel data):
+    // its header still scans, so the failure comes when the pixels are read.
+    let tmp = flare_testkit::TempDir::new("dicom-cut");
+    for entry in std::fs::read_dir(fixture("shuffled")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, tmp.join(p.file_name().unwrap().to_str().unwrap())).unwrap();
+    }
+    let victim = tmp.join("IM0017");
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() - 20]).unwrap();
+    let err = read_series(tmp.path(), None).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DicomError::Unreadable { .. }), "{msg}");
+    assert!(
+        msg.starts_with(&format!("{}: cannot read DICOM", victim.display())),
+        "{msg}"
+    );
+}
+
+#[test]
 fn truncated_pixel_data() {
     let (err, msg) = refused("bad_truncated");
     assert!(
