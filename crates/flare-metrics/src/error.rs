@@ -57,6 +57,26 @@ pub enum MetricsError {
         #[source]
         source: flare_imgproc::ImgprocError,
     },
+    /// A ground-truth folder without any `.nii.gz` or `.nii` file.
+    #[error("{}: no ground-truth files (*.nii.gz or *.nii) in this folder", dir.display())]
+    NoCases {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// No prediction file has the name of any ground-truth file.
+    #[error(
+        "{}: no prediction matches a ground-truth name (expected e.g. {expected:?}, found {found:?}); \
+         a prediction must be named like its ground truth, i.e. the input's name without `_0000`",
+        pred_dir.display()
+    )]
+    NoMatchingPredictions {
+        /// The prediction folder.
+        pred_dir: PathBuf,
+        /// A few ground-truth names.
+        expected: Vec<String>,
+        /// A few names found in the prediction folder.
+        found: Vec<String>,
+    },
     /// A folder or file that could not be read or listed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -9,6 +9,9 @@
 //! - [`surface_overlap`], [`neighbour_codes`], [`surface_area_table`]: the NSD's building blocks,
 //!   each equal to its counterpart in the package.
 //! - [`Tolerances`]: the NSD tolerance per organ and the official CSV column names.
+//! - [`evaluate_folders`]: a folder of predictions against a folder of ground truths (NIfTI),
+//!   with FLARE's naming, missing predictions scored as empty, grids checked; [`csv_text`] and
+//!   [`Summary`] turn the results into the official CSV and a summary table.
 //!
 //! Voxel data follows flare's convention: axes `(i, j, k)`, `i` fastest. The exact distance
 //! transform comes from `flare_imgproc::distance_to_nearest` (bit-equal to SciPy's).
@@ -17,15 +20,22 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod folder;
 mod labels;
 mod normals_table;
+mod report;
 mod score;
 mod surface;
 mod tolerance;
 
 pub use crate::{
     error::MetricsError,
+    folder::{
+        CaseOutcome, CaseResult, GRID_TOLERANCE_MM, case_stem, check_names_match, evaluate_case,
+        evaluate_folders, ground_truth_cases,
+    },
     labels::{BACKGROUND, LabelValue, NUM_ORGANS, ORGAN_NAMES, OTHER},
+    report::{MeanStd, Summary, csv_header, csv_row, csv_text, write_csv},
     score::{CaseScore, OrganCounts, OrganScore, organ_voxel_counts, score_case},
     surface::{SurfaceOverlap, neighbour_codes, surface_area_table, surface_overlap},
     tolerance::Tolerances,
