@@ -65,20 +65,38 @@ fn every_fixture_reads_like_nibabel() {
         let shape: Vec<usize> = floats(&case["shape"]).iter().map(|&x| x as usize).collect();
         assert_eq!(hdr.shape().to_vec(), shape, "{name}: shape");
         let dt = hdr.data_type().expect("supported");
-        assert_eq!(dt.name(), case["datatype"].as_str().expect("dtype"), "{name}");
-        let endian = if case["endian"] == ">" { Endian::Big } else { Endian::Little };
+        assert_eq!(
+            dt.name(),
+            case["datatype"].as_str().expect("dtype"),
+            "{name}"
+        );
+        let endian = if case["endian"] == ">" {
+            Endian::Big
+        } else {
+            Endian::Little
+        };
         assert_eq!(hdr.endian, endian, "{name}: endianness");
-        let version = if case["version"] == 2 { NiftiVersion::Two } else { NiftiVersion::One };
+        let version = if case["version"] == 2 {
+            NiftiVersion::Two
+        } else {
+            NiftiVersion::One
+        };
         assert_eq!(hdr.version, version, "{name}: version");
 
         let want = affine(&case["affine"]);
         let got = hdr.best_affine().expect("affine");
-        assert!(got.max_abs_diff(&want) <= 1e-5, "{name}: affine\n{got}\nvs nibabel\n{want}");
+        assert!(
+            got.max_abs_diff(&want) <= 1e-5,
+            "{name}: affine\n{got}\nvs nibabel\n{want}"
+        );
         // The qform as nibabel computes it, whenever nibabel reports it as coded.
         if !case["qform"].is_null() {
             let q = hdr.qform_affine().expect("qform");
             let want_q = affine(&case["qform"]);
-            assert!(q.max_abs_diff(&want_q) <= 1e-5, "{name}: qform\n{q}\nvs\n{want_q}");
+            assert!(
+                q.max_abs_diff(&want_q) <= 1e-5,
+                "{name}: qform\n{q}\nvs\n{want_q}"
+            );
         }
         let source = match (case["sform_code"].as_i64(), case["qform_code"].as_i64()) {
             (Some(s), _) if s != 0 => TransformSource::Sform,
@@ -90,27 +108,52 @@ fn every_fixture_reads_like_nibabel() {
         let img = read_image(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(img.header, hdr, "{name}: header differs between reads");
         let geo = img.volume.geometry().affine();
-        assert!(geo.max_abs_diff(&want) <= 1e-5, "{name}: geometry affine\n{geo}");
-        let fdata = if case["fdata"].is_null() { &case["raw"] } else { &case["fdata"] };
+        assert!(
+            geo.max_abs_diff(&want) <= 1e-5,
+            "{name}: geometry affine\n{geo}"
+        );
+        let fdata = if case["fdata"].is_null() {
+            &case["raw"]
+        } else {
+            &case["fdata"]
+        };
         let fdata = floats(fdata);
         assert_eq!(img.volume.data().len(), fdata.len(), "{name}");
         for (i, (a, b)) in img.volume.data().iter().zip(&fdata).enumerate() {
             let tol = 1e-5 * b.abs().max(1.0);
-            assert!((*a as f64 - b).abs() <= tol, "{name}: voxel {i}: {a} vs nibabel {b}");
+            assert!(
+                (*a as f64 - b).abs() <= tol,
+                "{name}: voxel {i}: {a} vs nibabel {b}"
+            );
         }
 
         let raw = read_raw(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(raw.voxels.datatype(), dt, "{name}");
-        assert_eq!(raw_as_f64(&raw.voxels), floats(&case["raw"]), "{name}: stored voxels");
+        assert_eq!(
+            raw_as_f64(&raw.voxels),
+            floats(&case["raw"]),
+            "{name}: stored voxels"
+        );
         let (lo, hi) = raw.intensity_range().expect("range");
-        let (wlo, whi) = fdata.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
-            (l.min(x), h.max(x))
-        });
-        assert!((lo - wlo).abs() <= 1e-6 * wlo.abs().max(1.0), "{name}: min {lo} vs {wlo}");
-        assert!((hi - whi).abs() <= 1e-6 * whi.abs().max(1.0), "{name}: max {hi} vs {whi}");
+        let (wlo, whi) = fdata
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+        assert!(
+            (lo - wlo).abs() <= 1e-6 * wlo.abs().max(1.0),
+            "{name}: min {lo} vs {wlo}"
+        );
+        assert!(
+            (hi - whi).abs() <= 1e-6 * whi.abs().max(1.0),
+            "{name}: max {hi} vs {whi}"
+        );
 
         // Integer files whose values are 0..=255 are label maps; read them without floats.
-        if fdata.iter().all(|&v| (0.0..=255.0).contains(&v) && v.fract() == 0.0) {
+        if fdata
+            .iter()
+            .all(|&v| (0.0..=255.0).contains(&v) && v.fract() == 0.0)
+        {
             let labels = read_label_map(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
             let want: Vec<u8> = fdata.iter().map(|&v| v as u8).collect();
             assert_eq!(labels.volume.data(), &want[..], "{name}: labels");
@@ -131,8 +174,10 @@ fn orientations_and_datatypes_are_covered() {
             }
         }
     }
-    let types: std::collections::HashSet<&str> =
-        cases.iter().filter_map(|c| c["datatype"].as_str()).collect();
+    let types: std::collections::HashSet<&str> = cases
+        .iter()
+        .filter_map(|c| c["datatype"].as_str())
+        .collect();
     for t in DataType::ALL {
         assert!(types.contains(t.name()), "no fixture of datatype {t}");
     }
@@ -145,7 +190,10 @@ fn negative_pixdim_is_taken_as_its_magnitude_like_nibabel() {
     let img = read_image(fixtures().join("no_transform.nii")).expect("read");
     assert_eq!(img.header.pixdim[1], -0.800000011920929);
     let s = img.volume.geometry().spacing_mm();
-    assert!((s[0] - 0.8).abs() < 1e-6 && (s[1] - 0.9).abs() < 1e-6, "{s:?}");
+    assert!(
+        (s[0] - 0.8).abs() < 1e-6 && (s[1] - 0.9).abs() < 1e-6,
+        "{s:?}"
+    );
 }
 
 #[test]

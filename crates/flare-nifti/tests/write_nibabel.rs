@@ -57,7 +57,10 @@ sys.exit(1 if bad else 0)
 
 #[test]
 fn label_maps_written_like_each_fixture_sit_exactly_on_it() {
-    let Some(py) = python_with("label_maps_written_like_each_fixture", &["numpy", "nibabel"]) else {
+    let Some(py) = python_with(
+        "label_maps_written_like_each_fixture",
+        &["numpy", "nibabel"],
+    ) else {
         return;
     };
     let tmp = TempDir::new("nifti-like");
@@ -65,13 +68,17 @@ fn label_maps_written_like_each_fixture_sit_exactly_on_it() {
     let mut n = 0;
     for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
             continue;
         }
         let img = read_image(&path).unwrap_or_else(|e| panic!("{e}"));
-        let labels = LabelMap::new(*img.volume.geometry(), pattern(img.volume.shape()))
-            .expect("labels");
+        let labels =
+            LabelMap::new(*img.volume.geometry(), pattern(img.volume.shape())).expect("labels");
         // Alternate compressed and plain outputs.
         let ext = if n % 2 == 0 { "nii.gz" } else { "nii" };
         let out = tmp.join(&format!("{name}.labels.{ext}"));
@@ -82,7 +89,10 @@ fn label_maps_written_like_each_fixture_sit_exactly_on_it() {
         assert_eq!(back.header.qform_code, img.header.qform_code, "{name}");
         assert_eq!(back.header.sform_code, img.header.sform_code, "{name}");
         assert_eq!(back.header.version, img.header.version, "{name}");
-        assert!(back.volume.geometry().same_grid(img.volume.geometry(), 0.0), "{name}");
+        assert!(
+            back.volume.geometry().same_grid(img.volume.geometry(), 0.0),
+            "{name}"
+        );
         args.push(path.display().to_string());
         args.push(out.display().to_string());
         n += 1;
@@ -90,7 +100,11 @@ fn label_maps_written_like_each_fixture_sit_exactly_on_it() {
     assert!(n >= 40, "only {n} fixtures");
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let report = run_python(&py, CHECK_LIKE, &refs);
-    assert_eq!(report.lines().filter(|l| l.ends_with(" OK")).count(), n, "{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.ends_with(" OK")).count(),
+        n,
+        "{report}"
+    );
     // No temporary files are left next to the outputs.
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("tmp")
@@ -187,7 +201,11 @@ fn volumes_written_from_a_geometry_land_where_it_says() {
         [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
     )
     .expect("lps");
-    for (gname, g) in [("oblique", oblique(false)), ("oblique_lh", oblique(true)), ("lps", lps)] {
+    for (gname, g) in [
+        ("oblique", oblique(false)),
+        ("oblique_lh", oblique(true)),
+        ("lps", lps),
+    ] {
         let n = g.n_voxels();
         // CT-like integral values: stored as int16 automatically.
         let ct: Vec<f32> = (0..n).map(|i| ((i * 37) % 3000) as f32 - 1024.0).collect();
@@ -199,7 +217,10 @@ fn volumes_written_from_a_geometry_land_where_it_says() {
         let back = read_image(&out).expect("read back");
         assert_eq!(back.volume.data(), vol.data());
         assert!(back.volume.geometry().same_grid(&g, 5e-5), "{gname}");
-        assert_eq!(read_header(&out).expect("hdr").data_type(), Some(DataType::Int16));
+        assert_eq!(
+            read_header(&out).expect("hdr").data_type(),
+            Some(DataType::Int16)
+        );
 
         // Fractional values: float32.
         let f: Vec<f32> = (0..n).map(|i| i as f32 * 0.37 - 5.0).collect();
