@@ -36,19 +36,28 @@
 #![deny(missing_docs)]
 
 mod conv3d;
+mod elementwise;
 mod error;
 mod isa;
+mod norm;
 mod peak;
 mod shape;
 mod tensor;
 
 pub use crate::{
     conv3d::{
-        Conv3dGrads, Conv3dWeight, conv3d_backward_data, conv3d_backward_data_into,
-        conv3d_backward_weight, conv3d_forward, conv3d_forward_into,
+        Conv3dGrads, Conv3dWeight, conv_transpose3d_backward_data,
+        conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_output_shape,
+        conv3d_backward_data, conv3d_backward_data_into, conv3d_backward_weight, conv3d_forward,
+        conv3d_forward_into,
+    },
+    elementwise::{
+        add_inplace, concat_channels, leaky_relu, leaky_relu_backward, leaky_relu_inplace,
+        split_channels,
     },
     error::{EngineError, Result},
     isa::{Ctx, Isa},
+    norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
     peak::fma_ceiling,
     shape::Conv3dSpec,
     tensor::{Shape5, Tensor},

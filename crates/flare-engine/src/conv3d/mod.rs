@@ -22,6 +22,12 @@
 
 mod backward_weight;
 mod forward;
+mod transpose;
+
+pub use self::transpose::{
+    conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
+    conv_transpose3d_output_shape,
+};
 
 use rayon::prelude::*;
 
@@ -159,6 +165,17 @@ impl Conv3dWeight {
             dst[..self.cout].copy_from_slice(src);
         }
         p
+    }
+
+    /// Copies a `[tap][ci][co]` buffer whose output channels are padded to `cpad` into `self`.
+    fn unpack_from(&mut self, padded: &[f32], cpad: usize) {
+        for (dst, src) in self
+            .data
+            .chunks_exact_mut(self.cout)
+            .zip(padded.chunks_exact(cpad))
+        {
+            dst.copy_from_slice(&src[..self.cout]);
+        }
     }
 
     /// Packs the transpose `[tap][co][ci]` with the input channels zero-padded to `cpad`.
@@ -523,6 +540,45 @@ pub fn conv3d_backward_data_into(
     Ok(())
 }
 
+/// Sums per-row contributions to a padded weight gradient (`plen` values) and a bias gradient
+/// (`cout` values) over `rows` rows. Rows are split into chunks fixed by the shapes alone (not
+/// the thread count: at most 64 chunks and ~64 MiB of partial sums), each chunk sums into its
+/// own buffers, and the chunks are added in order, so the result is reproducible.
+fn reduce_rows<F>(rows: usize, plen: usize, cout: usize, per_row: F) -> (Vec<f32>, Vec<f32>)
+where
+    F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+{
+    let max_chunks = ((64usize << 20) / 4 / plen.max(1)).clamp(1, 64);
+    let per_chunk = rows.div_ceil(rows.clamp(1, max_chunks)).max(1);
+    let nchunks = rows.div_ceil(per_chunk);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = (0..nchunks)
+        .into_par_iter()
+        .map(|k| {
+            let mut acc = vec![0.0f32; plen];
+            let mut bacc = vec![0.0f32; cout];
+            for r in k * per_chunk..((k + 1) * per_chunk).min(rows) {
+                per_row(r, &mut acc, &mut bacc);
+            }
+            (acc, bacc)
+        })
+        .collect();
+    let mut total = vec![0.0f32; plen];
+    total.par_chunks_mut(4096).enumerate().for_each(|(i, dst)| {
+        for (p, _) in &partials {
+            for (d, s) in dst.iter_mut().zip(&p[i * 4096..]) {
+                *d += s;
+            }
+        }
+    });
+    let mut bias = vec![0.0f32; cout];
+    for (_, b) in &partials {
+        for (d, s) in bias.iter_mut().zip(b) {
+            *d += s;
+        }
+    }
+    (total, bias)
+}
+
 /// Gradients of the loss with respect to the weights and the bias, given the forward input `x`
 /// and the gradient `gy` with respect to the output.
 pub fn conv3d_backward_weight(
@@ -548,103 +604,62 @@ pub fn conv3d_backward_weight(
         return Ok(Conv3dGrads { weight, bias });
     }
     let cpad = round_up(cout, BLOCK);
-    let taps = spec.taps();
-    let plen = taps * cin * cpad;
-    // Chunks of output rows, fixed by the shapes alone (not the thread count) so that the sum
-    // is reproducible; at most 64 of them and at most ~64 MiB of partial sums.
-    let rows = gs.rows();
-    let max_chunks = ((64usize << 20) / 4 / plen).clamp(1, 64);
-    let per_chunk = rows.div_ceil(rows.min(max_chunks));
-    let nchunks = rows.div_ceil(per_chunk);
+    let plen = spec.taps() * cin * cpad;
     let [kd, kh, kw] = spec.kernel;
     let [sd, sh, sw] = spec.stride;
     let [pd, ph, pw] = spec.padding;
     let isa = ctx.isa();
     let (xd, gd) = (x.data(), gy.data());
-
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = (0..nchunks)
-        .into_par_iter()
-        .map(|k| {
-            let mut acc = vec![0.0f32; plen];
-            let mut bacc = vec![0.0f32; cout];
-            for r in k * per_chunk..((k + 1) * per_chunk).min(rows) {
-                let oh = r % gs.h;
-                let od = (r / gs.h) % gs.d;
-                let n = r / (gs.h * gs.d);
-                let grow = gs.index(n, od, oh, 0, 0);
-                for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
-                    for (b, &g) in bacc.iter_mut().zip(v) {
-                        *b += g;
-                    }
-                }
-                for a in 0..kd {
-                    let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
-                        continue;
-                    };
-                    for b in 0..kh {
-                        let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
-                            continue;
-                        };
-                        let xrow = xs.index(n, id, ih, 0, 0);
-                        for c in 0..kw {
-                            // Output columns whose input column ow * sw + c - pw is inside.
-                            let lo = pw.saturating_sub(c).div_ceil(sw);
-                            let hi = if xs.w + pw > c {
-                                ((xs.w - 1 + pw - c) / sw + 1).min(gs.w)
-                            } else {
-                                0
-                            };
-                            if hi <= lo {
-                                continue;
-                            }
-                            let tap = (a * kh + b) * kw + c;
-                            for co0 in (0..cout).step_by(BLOCK) {
-                                let t = backward_weight::WTile {
-                                    x: xd,
-                                    x_off: xrow + (lo * sw + c - pw) * cin,
-                                    x_vstride: sw * cin,
-                                    g: gd,
-                                    g_off: grow + lo * cout + co0,
-                                    g_vstride: cout,
-                                    nv: hi - lo,
-                                    nci: cin,
-                                    nco: (cout - co0).min(BLOCK),
-                                };
-                                backward_weight::run(
-                                    isa,
-                                    &t,
-                                    &mut acc[tap * cin * cpad + co0..],
-                                    cpad,
-                                );
-                            }
-                        }
-                    }
-                }
+    let (total, bsum) = reduce_rows(gs.rows(), plen, cout, |r, acc, bacc| {
+        let oh = r % gs.h;
+        let od = (r / gs.h) % gs.d;
+        let n = r / (gs.h * gs.d);
+        let grow = gs.index(n, od, oh, 0, 0);
+        for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
+            for (b, &g) in bacc.iter_mut().zip(v) {
+                *b += g;
             }
-            (acc, bacc)
-        })
-        .collect();
-
-    // Sum the partials in chunk order, in parallel over disjoint stretches of the result.
-    let mut total = vec![0.0f32; plen];
-    total.par_chunks_mut(4096).enumerate().for_each(|(i, dst)| {
-        for (p, _) in &partials {
-            for (d, s) in dst.iter_mut().zip(&p[i * 4096..]) {
-                *d += s;
+        }
+        for a in 0..kd {
+            let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
+                continue;
+            };
+            for b in 0..kh {
+                let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
+                    continue;
+                };
+                let xrow = xs.index(n, id, ih, 0, 0);
+                for c in 0..kw {
+                    // Output columns whose input column ow * sw + c - pw is inside.
+                    let lo = pw.saturating_sub(c).div_ceil(sw);
+                    let hi = if xs.w + pw > c {
+                        ((xs.w - 1 + pw - c) / sw + 1).min(gs.w)
+                    } else {
+                        0
+                    };
+                    if hi <= lo {
+                        continue;
+                    }
+                    let tap = (a * kh + b) * kw + c;
+                    for co0 in (0..cout).step_by(BLOCK) {
+                        let t = backward_weight::WTile {
+                            x: xd,
+                            x_off: xrow + (lo * sw + c - pw) * cin,
+                            x_vstride: sw * cin,
+                            g: gd,
+                            g_off: grow + lo * cout + co0,
+                            g_vstride: cout,
+                            nv: hi - lo,
+                            nci: cin,
+                            nco: (cout - co0).min(BLOCK),
+                        };
+                        backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                    }
+                }
             }
         }
     });
-    for (_, b) in &partials {
-        for (d, s) in bias.iter_mut().zip(b) {
-            *d += s;
-        }
-    }
-    for (dst, src) in weight
-        .data
-        .chunks_exact_mut(cout)
-        .zip(total.chunks_exact(cpad))
-    {
-        dst.copy_from_slice(&src[..cout]);
-    }
+    weight.unpack_from(&total, cpad);
+    bias.copy_from_slice(&bsum);
     Ok(Conv3dGrads { weight, bias })
 }

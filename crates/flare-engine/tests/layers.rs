@@ -1,0 +1,213 @@
+//! Instance norm, activations, transposed convolution, add and concat against PyTorch
+//! (float64 reference fixtures from `scripts/fixtures/engine_fixtures.py`), plus finite
+//! differences and SIMD-versus-scalar checks.
+
+mod common;
+
+use common::{Fixtures, Rng, arr3, rel_l2, rel_max};
+use flare_engine::{
+    Conv3dWeight, Ctx, Isa, Shape5, Tensor, add_inplace, concat_channels,
+    conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
+    instance_norm_backward, instance_norm_forward, leaky_relu, leaky_relu_backward, split_channels,
+};
+
+fn shape5(v: &[usize]) -> Shape5 {
+    Shape5::new(v[0], v[1], v[2], v[3], v[4])
+}
+
+fn tensor(fx: &Fixtures, case: &serde_json::Value, name: &str) -> Tensor {
+    let (s, d) = fx.array(case, name);
+    Tensor::from_vec(shape5(&s), d).unwrap()
+}
+
+fn ctxs() -> Vec<Ctx> {
+    Isa::supported()
+        .into_iter()
+        .map(|i| Ctx::with_isa(i).unwrap())
+        .collect()
+}
+
+#[test]
+fn instance_norm_matches_pytorch() {
+    let fx = Fixtures::load("norm");
+    let ctx = Ctx::new();
+    for case in &fx.cases {
+        let name = case["name"].as_str().unwrap();
+        let x = tensor(&fx, case, "x");
+        let gy = tensor(&fx, case, "gy");
+        let gamma = fx.array(case, "gamma").1;
+        let beta = fx.array(case, "beta").1;
+        let eps = case["eps"].as_f64().unwrap() as f32;
+        let (y, stats) = instance_norm_forward(&ctx, &x, &gamma, &beta, eps).unwrap();
+        let e = rel_l2(y.data(), &fx.array(case, "y").1);
+        assert!(e < 1e-5, "{name}: forward {e:e}");
+        let g = instance_norm_backward(&ctx, &x, &stats, &gamma, &gy).unwrap();
+        let e = rel_l2(g.input.data(), &fx.array(case, "gx").1);
+        assert!(e < 1e-5, "{name}: grad input {e:e}");
+        let e = rel_l2(&g.gamma, &fx.array(case, "ggamma").1);
+        assert!(e < 1e-5, "{name}: grad gamma {e:e}");
+        let e = rel_l2(&g.beta, &fx.array(case, "gbeta").1);
+        assert!(e < 1e-5, "{name}: grad beta {e:e}");
+    }
+}
+
+#[test]
+fn instance_norm_gradient_matches_finite_differences() {
+    let ctx = Ctx::new();
+    let mut rng = Rng::new(5);
+    let s = Shape5::new(2, 2, 3, 2, 3);
+    let x = Tensor::from_vec(s, rng.vec(s.len())).unwrap();
+    let r = rng.vec(s.len());
+    let gamma = vec![0.7, 1.3, -0.4];
+    let beta = vec![0.1, -0.2, 0.3];
+    let loss = |x: &Tensor, g: &[f32]| -> f64 {
+        let (y, _) = instance_norm_forward(&ctx, x, g, &beta, 1e-5).unwrap();
+        y.data()
+            .iter()
+            .zip(&r)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
+    };
+    let (_, stats) = instance_norm_forward(&ctx, &x, &gamma, &beta, 1e-5).unwrap();
+    let gy = Tensor::from_vec(s, r.clone()).unwrap();
+    let g = instance_norm_backward(&ctx, &x, &stats, &gamma, &gy).unwrap();
+    let h = 1e-2f32;
+    for i in (0..s.len()).step_by(7) {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp.data_mut()[i] += h;
+        xm.data_mut()[i] -= h;
+        let fd = (loss(&xp, &gamma) - loss(&xm, &gamma)) / (2.0 * h as f64);
+        let an = g.input.data()[i] as f64;
+        assert!(
+            (fd - an).abs() < 2e-3 * (1.0 + an.abs()),
+            "x[{i}]: fd {fd} vs {an}"
+        );
+    }
+    for c in 0..3 {
+        let (mut gp, mut gm) = (gamma.clone(), gamma.clone());
+        gp[c] += h;
+        gm[c] -= h;
+        let fd = (loss(&x, &gp) - loss(&x, &gm)) / (2.0 * h as f64);
+        let an = g.gamma[c] as f64;
+        assert!((fd - an).abs() < 1e-3 * (1.0 + an.abs()), "gamma[{c}]");
+    }
+}
+
+#[test]
+fn activations_match_pytorch() {
+    let fx = Fixtures::load("act");
+    let ctx = Ctx::new();
+    for case in &fx.cases {
+        let name = case["name"].as_str().unwrap();
+        let slope = case["slope"].as_f64().unwrap() as f32;
+        let x = tensor(&fx, case, "x");
+        let gy = tensor(&fx, case, "gy");
+        let y = leaky_relu(&ctx, &x, slope);
+        assert!(
+            rel_l2(y.data(), &fx.array(case, "y").1) < 1e-7,
+            "{name}: forward"
+        );
+        let gx = leaky_relu_backward(&ctx, &x, &gy, slope).unwrap();
+        assert!(
+            rel_l2(gx.data(), &fx.array(case, "gx").1) < 1e-7,
+            "{name}: backward"
+        );
+        // With a positive slope the output's sign is the input's, so backward from y agrees.
+        if slope > 0.0 {
+            let gy2 = leaky_relu_backward(&ctx, &y, &gy, slope).unwrap();
+            assert_eq!(gy2.data(), gx.data(), "{name}: backward from output");
+        }
+    }
+}
+
+#[test]
+fn transposed_conv_matches_pytorch_on_every_isa() {
+    let fx = Fixtures::load("convt");
+    for case in &fx.cases {
+        let name = case["name"].as_str().unwrap();
+        let k = arr3(&case["kernel"]);
+        let cin = case["cin"].as_u64().unwrap() as usize;
+        let cout = case["cout"].as_u64().unwrap() as usize;
+        let x = tensor(&fx, case, "x");
+        let gy = tensor(&fx, case, "gy");
+        let w = Conv3dWeight::from_torch_transposed(k, cin, cout, &fx.array(case, "w").1).unwrap();
+        assert_eq!(w.to_torch_transposed(), fx.array(case, "w").1);
+        let b = fx.array(case, "b").1;
+        for ctx in ctxs() {
+            let tag = format!("{name} on {}", ctx.isa());
+            let y = conv_transpose3d_forward(&ctx, &x, &w, Some(&b)).unwrap();
+            assert_eq!(y.shape(), gy.shape());
+            let e = rel_l2(y.data(), &fx.array(case, "y").1);
+            assert!(e < 1e-5, "{tag}: forward {e:e}");
+            let gx = conv_transpose3d_backward_data(&ctx, &gy, &w, x.shape()).unwrap();
+            let e = rel_l2(gx.data(), &fx.array(case, "gx").1);
+            assert!(e < 1e-5, "{tag}: grad input {e:e}");
+            let g = conv_transpose3d_backward_weight(&ctx, &x, &gy, k).unwrap();
+            let e = rel_l2(&g.weight.to_torch_transposed(), &fx.array(case, "gw").1);
+            assert!(e < 1e-5, "{tag}: grad weight {e:e}");
+            let e = rel_l2(&g.bias, &fx.array(case, "gb").1);
+            assert!(e < 1e-5, "{tag}: grad bias {e:e}");
+        }
+    }
+}
+
+#[test]
+fn transposed_conv_simd_equals_scalar_on_odd_channels() {
+    let scalar = Ctx::with_isa(Isa::Scalar).unwrap();
+    let mut rng = Rng::new(9);
+    for (s, cout, k) in [
+        (Shape5::new(1, 1, 1, 1, 1), 1, [2, 2, 2]),
+        (Shape5::new(2, 2, 3, 5, 17), 3, [2, 2, 2]),
+        (Shape5::new(1, 3, 1, 7, 5), 33, [1, 2, 2]),
+    ] {
+        let x = Tensor::from_vec(s, rng.vec(s.len())).unwrap();
+        let taps: usize = k.iter().product();
+        let w = Conv3dWeight::from_dhwio(k, s.c, cout, rng.vec(taps * s.c * cout)).unwrap();
+        let y0 = conv_transpose3d_forward(&scalar, &x, &w, None).unwrap();
+        let gy = Tensor::from_vec(y0.shape(), rng.vec(y0.shape().len())).unwrap();
+        let gx0 = conv_transpose3d_backward_data(&scalar, &gy, &w, s).unwrap();
+        let g0 = conv_transpose3d_backward_weight(&scalar, &x, &gy, k).unwrap();
+        for ctx in ctxs() {
+            let y = conv_transpose3d_forward(&ctx, &x, &w, None).unwrap();
+            assert!(rel_max(y.data(), y0.data()) < 1e-6, "{s} {}", ctx.isa());
+            let gx = conv_transpose3d_backward_data(&ctx, &gy, &w, s).unwrap();
+            assert!(rel_max(gx.data(), gx0.data()) < 1e-6, "{s} {}", ctx.isa());
+            let g = conv_transpose3d_backward_weight(&ctx, &x, &gy, k).unwrap();
+            assert!(rel_max(g.weight.data(), g0.weight.data()) < 1e-6);
+            assert!(rel_max(&g.bias, &g0.bias) < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn add_and_concat_round_trip() {
+    let ctx = Ctx::new();
+    let mut rng = Rng::new(1);
+    let sa = Shape5::new(2, 2, 3, 4, 3);
+    let sb = sa.with_channels(5);
+    let a = Tensor::from_vec(sa, rng.vec(sa.len())).unwrap();
+    let b = Tensor::from_vec(sb, rng.vec(sb.len())).unwrap();
+    let y = concat_channels(&ctx, &a, &b).unwrap();
+    assert_eq!(y.shape(), sa.with_channels(8));
+    // Voxel (1, 1, 2, 3): channels 0..3 from a, 3..8 from b.
+    assert_eq!(y.get(1, 1, 2, 3, 2), a.get(1, 1, 2, 3, 2));
+    assert_eq!(y.get(1, 1, 2, 3, 3), b.get(1, 1, 2, 3, 0));
+    assert_eq!(y.get(1, 1, 2, 3, 7), b.get(1, 1, 2, 3, 4));
+    let (ga, gb) = split_channels(&ctx, &y, 3).unwrap();
+    assert_eq!(ga, a);
+    assert_eq!(gb, b);
+    assert!(
+        concat_channels(
+            &ctx,
+            &a,
+            &Tensor::zeros(Shape5::new(2, 2, 3, 5, 1)).unwrap()
+        )
+        .is_err()
+    );
+    assert!(split_channels(&ctx, &y, 9).is_err());
+
+    let mut c = a.clone();
+    add_inplace(&ctx, &mut c, &a).unwrap();
+    assert!(c.data().iter().zip(a.data()).all(|(&x, &y)| x == 2.0 * y));
+    assert!(add_inplace(&ctx, &mut c, &b).is_err());
+}
