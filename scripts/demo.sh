@@ -4,7 +4,7 @@
 # Outputs go to work-data/demo/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p flare-cli
+cargo build --release -p flare-cli
 flare=target/release/flare
 ct=$(scripts/sample-ct.sh work-data/sample)
 out=work-data/demo

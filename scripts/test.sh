@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
   || echo "warning: could not install the Python oracle packages; tests that need them will skip" >&2
 set -e
-cargo test --workspace --locked
+cargo test --workspace
