@@ -71,6 +71,8 @@ pub struct DicomSeries {
     pub chosen_by_default: bool,
     /// Files skipped while scanning (not DICOM, or DICOM without an image).
     pub skipped_files: usize,
+    /// Skipped files that start like DICOM but could not be parsed (`"path: reason"`).
+    pub unreadable: Vec<String>,
 }
 
 impl DicomSeries {
@@ -127,6 +129,7 @@ impl FolderScan {
             all_series: self.series.clone(),
             chosen_by_default: series_uid.is_none(),
             skipped_files: self.skipped_files,
+            unreadable: self.unreadable.clone(),
         })
     }
 }

@@ -113,6 +113,9 @@ pub struct FolderScan {
     pub series: Vec<SeriesSummary>,
     /// Files skipped: not DICOM, unreadable DICOM, or DICOM without an image (DICOMDIR, reports).
     pub skipped_files: usize,
+    /// Files that start like DICOM but could not be parsed (`"path: reason"`), among those
+    /// skipped: worth a warning, since a damaged slice would otherwise go unnoticed.
+    pub unreadable: Vec<String>,
     /// The slices of each series, in the order of `series`.
     pub(crate) groups: Vec<Vec<SliceHeader>>,
 }
@@ -135,7 +138,7 @@ pub fn scan_series(dir: impl AsRef<Path>) -> Result<FolderScan, DicomError> {
     let found: Vec<Found> = files.par_iter().map(|p| scan_file(p)).collect();
 
     let mut skipped = 0;
-    let mut unreadable = None;
+    let mut unreadable = Vec::new();
     let mut by_uid: std::collections::BTreeMap<String, Vec<SliceHeader>> = Default::default();
     for f in found {
         match f {
@@ -143,7 +146,7 @@ pub fn scan_series(dir: impl AsRef<Path>) -> Result<FolderScan, DicomError> {
             Found::NotImage => skipped += 1,
             Found::Unreadable(msg) => {
                 skipped += 1;
-                unreadable.get_or_insert(msg);
+                unreadable.push(msg);
             }
         }
     }
@@ -151,7 +154,7 @@ pub fn scan_series(dir: impl AsRef<Path>) -> Result<FolderScan, DicomError> {
         return Err(DicomError::NoDicom {
             dir: dir.to_path_buf(),
             skipped,
-            unreadable,
+            unreadable: unreadable.into_iter().next(),
         });
     }
     let mut groups: Vec<Vec<SliceHeader>> = by_uid.into_values().collect();
@@ -162,6 +165,7 @@ pub fn scan_series(dir: impl AsRef<Path>) -> Result<FolderScan, DicomError> {
         dir: dir.to_path_buf(),
         series,
         skipped_files: skipped,
+        unreadable,
         groups,
     })
 }

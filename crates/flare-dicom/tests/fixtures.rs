@@ -351,6 +351,29 @@ fn file_cut_short_is_named() {
 }
 
 #[test]
+fn damaged_dicom_beside_a_series_is_reported() {
+    let tmp = flare_testkit::TempDir::new("dicom-damaged");
+    for entry in std::fs::read_dir(fixture("shuffled")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, tmp.join(p.file_name().unwrap().to_str().unwrap())).unwrap();
+    }
+    // The DICOM magic, then bytes that are no file meta group.
+    let mut junk = vec![0u8; 128];
+    junk.extend_from_slice(b"DICM");
+    junk.extend_from_slice(&[0xAB; 40]);
+    std::fs::write(tmp.join("damaged.dcm"), &junk).unwrap();
+    let s = read_series(tmp.path(), None).unwrap();
+    assert_eq!(s.skipped_files, 1);
+    assert_eq!(s.unreadable.len(), 1);
+    assert!(
+        s.unreadable[0].contains("damaged.dcm: "),
+        "{:?}",
+        s.unreadable
+    );
+    assert_eq!(s.volume.shape(), expected("shuffled").shape);
+}
+
+#[test]
 fn truncated_pixel_data() {
     let (err, msg) = refused("bad_truncated");
     assert!(
