@@ -25,6 +25,7 @@ const POSITION_TOLERANCE_MM: f64 = 0.01;
 const POSITION_TOLERANCE_REL: f64 = 0.01;
 
 /// The slices of a series in volume order, with the grid they form.
+#[derive(Debug)]
 pub(crate) struct Layout {
     pub geometry: Geometry,
     /// Headers sorted along the normal: `slices[k]` is slice `k`.
@@ -390,4 +391,109 @@ fn bad_size(h: &SliceHeader) -> DicomError {
         (&h.rows, &h.columns),
         "not a valid image size",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An axial CT slice at `ipp`: 4 columns x 3 rows, PixelSpacing (0.5 between rows, 0.25
+    /// between columns).
+    fn slice(name: &str, ipp: [f64; 3]) -> SliceHeader {
+        SliceHeader {
+            path: name.into(),
+            series_uid: "1.2.3".into(),
+            description: String::new(),
+            modality: "CT".into(),
+            series_number: None,
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            rows: Ok(Some(3)),
+            columns: Ok(Some(4)),
+            samples_per_pixel: Ok(Some(1)),
+            bits_allocated: Ok(Some(16)),
+            pixel_representation: Ok(Some(1)),
+            number_of_frames: Ok(None),
+            photometric: Some("MONOCHROME2".into()),
+            orientation: Ok(Some(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0])),
+            position: Ok(Some(ipp.to_vec())),
+            pixel_spacing: Ok(Some(vec![0.5, 0.25])),
+            rescale_slope: Ok(None),
+            rescale_intercept: Ok(None),
+            has_float_pixels: false,
+        }
+    }
+
+    fn series(zs: &[f64]) -> Vec<SliceHeader> {
+        zs.iter()
+            .enumerate()
+            .map(|(n, &z)| slice(&format!("f{n}"), [10.0, 20.0, z]))
+            .collect()
+    }
+
+    #[test]
+    fn grid_of_an_axial_series_in_ras() {
+        // Files in the order 3, 1, 2, 0 along z; spacing 2 mm; first slice at z = -5.
+        let l = arrange(Path::new("d"), series(&[1.0, -3.0, -1.0, -5.0])).unwrap();
+        let names: Vec<_> = l
+            .slices
+            .iter()
+            .map(|h| h.path.display().to_string())
+            .collect();
+        assert_eq!(names, ["f3", "f1", "f2", "f0"]);
+        let g = l.geometry;
+        assert_eq!(g.shape(), [4, 3, 4]);
+        assert_eq!(g.spacing_mm(), [0.25, 0.5, 2.0]);
+        // LPS (10, 20, -5) is RAS (-10, -20, -5); LPS +x/+y are RAS -x/-y.
+        assert_eq!(g.origin_mm(), [-10.0, -20.0, -5.0]);
+        assert_eq!(
+            g.direction(),
+            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]
+        );
+    }
+
+    #[test]
+    fn spacing_tolerance_is_one_percent_or_a_hundredth_of_a_mm() {
+        // Spacing 2 mm: tolerance 0.02 mm. A gap of 2.019 passes, and the spacing used is the
+        // mean over the series, not the median gap.
+        let l = arrange(Path::new("d"), series(&[0.0, 2.0, 4.019, 6.019])).unwrap();
+        assert!((l.geometry.spacing_mm()[2] - 6.019 / 3.0).abs() < 1e-12);
+        let e = arrange(Path::new("d"), series(&[0.0, 2.0, 4.03, 6.03])).unwrap_err();
+        assert!(matches!(e, DicomError::NonUniformSpacing { .. }), "{e}");
+        // Spacing 0.5 mm: 1% would be 0.005, the 0.01 mm floor applies.
+        assert!(arrange(Path::new("d"), series(&[0.0, 0.5, 1.009, 1.509])).is_ok());
+        let e = arrange(Path::new("d"), series(&[0.0, 0.5, 1.012, 1.512])).unwrap_err();
+        assert!(matches!(e, DicomError::NonUniformSpacing { .. }), "{e}");
+        // A gap of three spacings: two slices missing.
+        let e = arrange(Path::new("d"), series(&[0.0, 1.0, 2.0, 5.0, 6.0])).unwrap_err();
+        assert!(
+            matches!(e, DicomError::MissingSlices { missing: 2, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn in_plane_drift_beyond_tolerance_is_tilt() {
+        let mut s = series(&[0.0, 1.0, 2.0, 3.0]);
+        s[3].position = Ok(Some(vec![10.0, 20.009, 3.0]));
+        assert!(arrange(Path::new("d"), s.clone()).is_ok());
+        s[3].position = Ok(Some(vec![10.0, 20.011, 3.0]));
+        let e = arrange(Path::new("d"), s).unwrap_err();
+        assert!(matches!(e, DicomError::GantryTilt { .. }), "{e}");
+    }
+
+    #[test]
+    fn single_slice_and_bad_rescale_are_refused() {
+        let e = arrange(Path::new("d"), series(&[0.0])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d: series 1.2.3 has only one slice; a volume needs at least two"
+        );
+        let mut s = series(&[0.0, 1.0]);
+        s[1].rescale_slope = Ok(Some(0.0));
+        let e = arrange(Path::new("d"), s).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f1: RescaleSlope = \"0.0\": must not be zero"
+        );
+    }
 }

@@ -99,6 +99,20 @@ pub(crate) fn decode_slice(h: &SliceHeader, out: &mut [f32]) -> Result<(), Dicom
                 file: file.to_path_buf(),
                 message: e.to_string(),
             })?;
+            let decoded_size = [decoded.columns() as usize, decoded.rows() as usize];
+            if decoded_size != fmt.size || decoded.samples_per_pixel() != 1 {
+                return Err(DicomError::Decode {
+                    file: file.to_path_buf(),
+                    message: format!(
+                        "the codec produced {}x{} pixels with {} sample(s) each, the header says {}x{} with one",
+                        decoded_size[0],
+                        decoded_size[1],
+                        decoded.samples_per_pixel(),
+                        fmt.size[0],
+                        fmt.size[1]
+                    ),
+                });
+            }
             let fmt = SliceFormat {
                 bits_allocated: usize::from(decoded.bits_allocated()),
                 signed: decoded.pixel_representation()
