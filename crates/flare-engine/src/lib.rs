@@ -39,8 +39,11 @@ mod conv3d;
 mod elementwise;
 mod error;
 mod isa;
+mod loss;
 mod norm;
+mod optim;
 mod peak;
+mod pool;
 mod shape;
 mod tensor;
 
@@ -57,8 +60,14 @@ pub use crate::{
     },
     error::{EngineError, Result},
     isa::{Ctx, Isa},
+    loss::{LossGrad, cross_entropy, soft_dice, softmax},
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
+    optim::{AdamState, AdamW, LrSchedule, Sgd, SgdState},
     peak::fma_ceiling,
+    pool::{
+        avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward, max_pool3d_forward,
+        pool_output_shape,
+    },
     shape::Conv3dSpec,
     tensor::{Shape5, Tensor},
 };
