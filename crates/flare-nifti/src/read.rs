@@ -17,7 +17,7 @@
 
 use std::{
     fs::File,
-    io::{ErrorKind, Read},
+    io::{BufReader, ErrorKind, Read, Seek, SeekFrom},
     path::{Path, PathBuf},
 };
 
@@ -340,25 +340,19 @@ fn load<O: Pod + Send + Sync>(
         .and_then(|b| b.checked_add(vo))
         .ok_or_else(huge)?;
     let len = convert::buffer_len::<O>(vo_usize, n, s_in).ok_or_else(huge)?;
-    match &source {
-        Source::Plain { len: file_len, .. } => check_stored_size(path, &header, *file_len, false)?,
-        Source::Gzip { data, .. } => {
-            // Deflate expands at most 1032-fold: a header promising more than that cannot be
-            // honoured, so count what the stream really holds for a precise error instead of
-            // refusing for lack of memory.
-            if need
-                > (data.len() as u64)
-                    .saturating_mul(1032)
-                    .saturating_add(4096)
-            {
-                let mut dec = flate2::read::MultiGzDecoder::new(&data[..]);
-                let total = std::io::copy(&mut dec, &mut std::io::sink())
-                    .map_err(|e| gzip_error(path, e))?;
-                check_stored_size(path, &header, total, true)?;
-            }
-        }
+    let compressed = if source.gzip { source.len } else { 0 };
+    if !source.gzip {
+        check_stored_size(path, &header, source.len, false)?;
+    } else if need > source.len.saturating_mul(1032).saturating_add(4096) {
+        // Deflate expands at most 1032-fold: a header promising more than that cannot be
+        // honoured, so count what the stream really holds for a precise error instead of
+        // refusing for lack of memory.
+        check_stored_size(path, &header, source.decompressed_len()?, true)?;
     }
-    let bytes = (len as u64).saturating_mul(size_of::<O>() as u64);
+    // The output buffer, and for gzip the compressed file held while it is inflated.
+    let bytes = (len as u64)
+        .saturating_mul(size_of::<O>() as u64)
+        .saturating_add(compressed);
     ensure_fits(bytes).map_err(too_large)?;
     let mut buf: Vec<O> = bytemuck::zeroed_vec(len);
     let need = need as usize;
@@ -399,38 +393,23 @@ fn check_stored_size(path: &Path, header: &NiftiHeader, len: u64, compressed: bo
     Ok(())
 }
 
-/// An opened input: a plain file, or the whole compressed contents of a gzip file.
-enum Source {
-    /// An uncompressed .nii.
-    Plain {
-        /// The open file.
-        file: File,
-        /// Its length in bytes.
-        len: u64,
-        /// Its path, for errors.
-        path: PathBuf,
-    },
-    /// A gzip-compressed file, held in memory.
-    Gzip {
-        /// The compressed bytes.
-        data: Vec<u8>,
-        /// Its path, for errors.
-        path: PathBuf,
-    },
+/// An opened input file, plain or gzip-compressed (told apart by content, not name).
+struct Source {
+    /// The open file (read-only).
+    file: File,
+    /// Its length in bytes.
+    len: u64,
+    /// Whether it starts with the gzip magic bytes.
+    gzip: bool,
+    /// Its path, for errors.
+    path: PathBuf,
 }
 
 impl Source {
-    /// Opens a file (read-only) and tells gzip from plain by its first two bytes, not its name.
+    /// Opens a file read-only and looks at its first two bytes.
     fn open(path: &Path) -> Result<Source> {
-        let io = |action| {
-            move |source| NiftiError::Io {
-                path: path.to_path_buf(),
-                action,
-                source,
-            }
-        };
-        let mut file = File::open(path).map_err(io("cannot open"))?;
-        let meta = file.metadata().map_err(io("cannot read"))?;
+        let mut file = File::open(path).map_err(io_error(path, "cannot open"))?;
+        let meta = file.metadata().map_err(io_error(path, "cannot read"))?;
         if meta.is_dir() {
             return Err(NiftiError::Io {
                 path: path.to_path_buf(),
@@ -445,95 +424,105 @@ impl Source {
             });
         }
         let mut magic = [0u8; 2];
-        let got = read_full(&mut file, &mut magic).map_err(io("cannot read"))?;
-        if got == 2 && magic == [0x1f, 0x8b] {
-            let too_large = |source| NiftiError::TooLarge {
-                path: path.to_path_buf(),
-                what: format!("compressed file of {} MB", len >> 20),
-                source,
-            };
-            ensure_fits(len).map_err(too_large)?;
-            let data = std::fs::read(path).map_err(io("cannot read"))?;
-            Ok(Source::Gzip {
-                data,
-                path: path.to_path_buf(),
-            })
+        let got = read_full(&mut file, &mut magic).map_err(io_error(path, "cannot read"))?;
+        Ok(Source {
+            file,
+            len,
+            gzip: got == 2 && magic == [0x1f, 0x8b],
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file's bytes from the start, decompressed if need be (streaming, so cheap for the
+    /// header even of a large file).
+    fn reader(&self) -> Result<Box<dyn Read + '_>> {
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0))
+            .map_err(io_error(&self.path, "cannot read"))?;
+        let buffered = BufReader::with_capacity(1 << 16, f);
+        Ok(if self.gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(buffered))
         } else {
-            Ok(Source::Plain {
-                file,
-                len,
-                path: path.to_path_buf(),
-            })
-        }
+            Box::new(buffered)
+        })
     }
 
     /// The first bytes of the (decompressed) file, enough for either header version.
     fn header_probe(&self) -> Result<Vec<u8>> {
         let mut probe = vec![0u8; HEADER_PROBE];
-        let got = match self {
-            Source::Plain { file, path, .. } => {
-                let mut f = file;
-                use std::io::Seek;
-                f.seek(std::io::SeekFrom::Start(0))
-                    .and_then(|_| read_full(&mut f, &mut probe))
-                    .map_err(|source| NiftiError::Io {
-                        path: path.clone(),
-                        action: "cannot read",
-                        source,
-                    })?
-            }
-            Source::Gzip { data, path } => {
-                let mut dec = flate2::read::MultiGzDecoder::new(&data[..]);
-                read_full(&mut dec, &mut probe).map_err(|e| gzip_error(path, e))?
-            }
-        };
+        let got = read_full(&mut self.reader()?, &mut probe).map_err(|e| self.read_error(e))?;
         probe.truncate(got);
         Ok(probe)
     }
 
+    /// Decompressed length of a gzip file, by decoding it without keeping anything.
+    fn decompressed_len(&self) -> Result<u64> {
+        std::io::copy(&mut self.reader()?, &mut std::io::sink()).map_err(|e| self.read_error(e))
+    }
+
+    /// An error while reading (through the decompressor, for gzip).
+    fn read_error(&self, e: std::io::Error) -> NiftiError {
+        if self.gzip {
+            gzip_error(&self.path, e)
+        } else {
+            io_error(&self.path, "cannot read")(e)
+        }
+    }
+
     /// Fills `out[..need]` with the first `need` bytes of the (decompressed) file.
     fn decode_into(self, out: &mut [u8], need: usize, header: &NiftiHeader) -> Result<()> {
-        match self {
-            Source::Plain { mut file, path, .. } => {
-                use std::io::Seek;
-                file.seek(std::io::SeekFrom::Start(0))
-                    .and_then(|_| file.read_exact(&mut out[..need]))
-                    .map_err(|source| NiftiError::Io {
-                        path,
-                        action: "cannot read",
-                        source,
-                    })
-            }
-            Source::Gzip { data, path } => {
-                let mut inflater = libdeflater::Decompressor::new();
-                if let Ok(got) = inflater.gzip_decompress(&data, out)
-                    && got >= need
-                {
-                    return Ok(());
-                }
-                // Multi-member, trailing data, or damage: let the streaming decoder sort it out.
-                let mut dec = flate2::read::MultiGzDecoder::new(&data[..]);
-                let got =
-                    read_full(&mut dec, &mut out[..need]).map_err(|e| gzip_error(&path, e))?;
-                if got < need {
-                    return Err(match check_stored_size(&path, header, got as u64, true) {
-                        Err(e) => e,
-                        // Unreachable in practice: got < need means some check fails.
-                        Ok(()) => NiftiError::TruncatedGzip { path },
-                    });
-                }
-                // Decode the rest so that a damaged tail or a bad checksum is still reported.
-                let mut sink = vec![0u8; 1 << 16];
-                loop {
-                    match dec.read(&mut sink) {
-                        Ok(0) => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(gzip_error(&path, e)),
-                    }
-                }
-            }
+        let path = &self.path;
+        if !self.gzip {
+            let mut f = &self.file;
+            return f
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| f.read_exact(&mut out[..need]))
+                .map_err(io_error(path, "cannot read"));
         }
+        let mut data = Vec::new();
+        {
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(0))
+                .and_then(|_| {
+                    data.try_reserve_exact(self.len as usize)
+                        .map_err(std::io::Error::other)
+                })
+                .and_then(|_| f.read_to_end(&mut data))
+                .map_err(io_error(path, "cannot read"))?;
+        }
+        let mut inflater = libdeflater::Decompressor::new();
+        if let Ok(got) = inflater.gzip_decompress(&data, out)
+            && got >= need
+        {
+            return Ok(());
+        }
+        // Multi-member, trailing data, or damage: let the streaming decoder sort it out.
+        let mut dec = flate2::read::MultiGzDecoder::new(&data[..]);
+        let got = read_full(&mut dec, &mut out[..need]).map_err(|e| gzip_error(path, e))?;
+        if got < need {
+            return Err(match check_stored_size(path, header, got as u64, true) {
+                Err(e) => e,
+                // Not reachable: got < need always fails one of the checks.
+                Ok(()) => NiftiError::TruncatedGzip {
+                    path: path.to_path_buf(),
+                },
+            });
+        }
+        // Decode the rest so that a damaged tail or a bad checksum is still reported.
+        std::io::copy(&mut dec, &mut std::io::sink()).map_err(|e| gzip_error(path, e))?;
+        Ok(())
+    }
+}
+
+/// Maps an I/O error to [`NiftiError::Io`] for `path`.
+fn io_error<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl Fn(std::io::Error) -> NiftiError + 'a {
+    move |source| NiftiError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
     }
 }
 

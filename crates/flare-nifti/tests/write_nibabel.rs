@@ -116,25 +116,72 @@ fn label_maps_written_like_each_fixture_sit_exactly_on_it() {
 
 const CHECK_GEOMETRY: &str = r#"
 import sys, json, numpy as np, nibabel as nib
-path, want_affine, want_dtype, want_values = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-img = nib.load(path)
-want = np.array(want_affine)
-q, qc = img.get_qform(coded=True)
-s, sc = img.get_sform(coded=True)
-data = np.asanyarray(img.dataobj)
-vals = json.loads(open(want_values).read())
-i, j, k = np.meshgrid(*[np.arange(n) for n in img.shape], indexing="ij")
-print(json.dumps({
-    "affine_err": float(np.abs(img.affine - want).max()),
-    "qform_err": float(np.abs(q - want).max()),
-    "sform_err": float(np.abs(s - want).max()),
-    "codes": [int(qc), int(sc)],
-    "dtype": str(img.get_data_dtype()),
-    "values_equal": bool(np.array_equal(data.reshape(-1, order="F"), np.array(vals, dtype=data.dtype))),
-    "want_dtype": want_dtype,
-    "world_of_last": (img.affine @ [img.shape[0]-1, img.shape[1]-1, img.shape[2]-1, 1])[:3].tolist(),
-}))
+out = []
+for spec in json.load(open(sys.argv[1])):
+    img = nib.load(spec["path"])
+    want = np.array(spec["affine"])
+    q, qc = img.get_qform(coded=True)
+    s, sc = img.get_sform(coded=True)
+    data = np.asanyarray(img.dataobj)
+    vals = np.array(spec["values"], dtype=data.dtype)
+    last = [n - 1 for n in img.shape] + [1]
+    out.append({
+        "affine_err": float(np.abs(img.affine - want).max()),
+        "qform_err": float(np.abs(q - want).max()),
+        "sform_err": float(np.abs(s - want).max()),
+        "codes": [int(qc), int(sc)],
+        "dtype": str(img.get_data_dtype()),
+        "values_equal": bool(np.array_equal(data.reshape(-1, order="F"), vals)),
+        "world_of_last": (img.affine @ last)[:3].tolist(),
+    })
+print(json.dumps(out))
 "#;
+
+/// A file flare wrote and what nibabel must find in it.
+struct Written {
+    path: PathBuf,
+    geometry: Geometry,
+    dtype: &'static str,
+    values: Vec<f64>,
+}
+
+/// Checks every written file with one Python run.
+fn check_written(py: &Path, tmp: &TempDir, written: &[Written]) {
+    let specs: Vec<serde_json::Value> = written
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "path": w.path.display().to_string(),
+                "affine": w.geometry.affine().m,
+                "values": w.values,
+            })
+        })
+        .collect();
+    let spec_path = tmp.join("specs.json");
+    std::fs::write(&spec_path, serde_json::to_string(&specs).expect("json")).expect("write");
+    let report = run_python(py, CHECK_GEOMETRY, &[&spec_path.display().to_string()]);
+    let results: Vec<serde_json::Value> = serde_json::from_str(report.trim()).expect("report");
+    assert_eq!(results.len(), written.len());
+    for (w, r) in written.iter().zip(&results) {
+        let name = w.path.display();
+        // float32 storage of the affine: errors of a few 1e-5 mm at 400 mm offsets.
+        for key in ["affine_err", "qform_err", "sform_err"] {
+            let err = r[key].as_f64().expect("err");
+            assert!(err <= 5e-5, "{name}: {key} = {err}");
+        }
+        assert_eq!(r["codes"], serde_json::json!([1, 1]), "{name}");
+        assert_eq!(r["dtype"], w.dtype, "{name}");
+        assert_eq!(r["values_equal"], true, "{name}");
+        // Cross-check against flare's own geometry: the last voxel's world position.
+        let s = w.geometry.shape();
+        let last = [(s[0] - 1) as f64, (s[1] - 1) as f64, (s[2] - 1) as f64];
+        let want = w.geometry.index_to_world(last);
+        for (d, x) in want.iter().enumerate() {
+            let got = r["world_of_last"][d].as_f64().expect("coord");
+            assert!((got - x).abs() <= 1e-4, "{name}: world {d}: {got} vs {x}");
+        }
+    }
+}
 
 fn oblique(left_handed: bool) -> Geometry {
     // A rotation about an oblique axis, with distinct spacings.
@@ -155,39 +202,6 @@ fn oblique(left_handed: bool) -> Geometry {
     Geometry::new([6, 5, 4], [0.78, 0.91, 2.5], [-120.5, 33.25, 410.0], r).expect("geometry")
 }
 
-fn check_written(py: &Path, path: &Path, geometry: &Geometry, dtype: &str, values: &[f64]) {
-    let vals_path = path.with_extension("values.json");
-    std::fs::write(&vals_path, serde_json::to_string(values).expect("json")).expect("write");
-    let a = geometry.affine();
-    let report = run_python(
-        py,
-        CHECK_GEOMETRY,
-        &[
-            &path.display().to_string(),
-            &serde_json::to_string(&a.m).expect("json"),
-            dtype,
-            &vals_path.display().to_string(),
-        ],
-    );
-    let r: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
-    let name = path.display();
-    // float32 storage of the affine: errors of a few 1e-5 mm at 400 mm offsets.
-    for key in ["affine_err", "qform_err", "sform_err"] {
-        let err = r[key].as_f64().expect("err");
-        assert!(err <= 5e-5, "{name}: {key} = {err}");
-    }
-    assert_eq!(r["codes"], serde_json::json!([1, 1]), "{name}");
-    assert_eq!(r["dtype"], dtype, "{name}");
-    assert_eq!(r["values_equal"], true, "{name}");
-    // Cross-check against flare's own geometry: the last voxel's world position.
-    let s = geometry.shape();
-    let want = geometry.index_to_world([(s[0] - 1) as f64, (s[1] - 1) as f64, (s[2] - 1) as f64]);
-    for (d, w) in want.iter().enumerate() {
-        let got = r["world_of_last"][d].as_f64().expect("coord");
-        assert!((got - w).abs() <= 1e-4, "{name}: world {d}: {got} vs {w}");
-    }
-}
-
 #[test]
 fn volumes_written_from_a_geometry_land_where_it_says() {
     let Some(py) = python_with("volumes_written_from_a_geometry", &["numpy", "nibabel"]) else {
@@ -201,6 +215,7 @@ fn volumes_written_from_a_geometry_land_where_it_says() {
         [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
     )
     .expect("lps");
+    let mut written = Vec::new();
     for (gname, g) in [
         ("oblique", oblique(false)),
         ("oblique_lh", oblique(true)),
@@ -213,7 +228,12 @@ fn volumes_written_from_a_geometry_land_where_it_says() {
         let out = tmp.join(&format!("{gname}_ct.nii.gz"));
         write_volume(&out, &vol, None).expect("write");
         let vals: Vec<f64> = ct.iter().map(|&v| v as f64).collect();
-        check_written(&py, &out, &g, "int16", &vals);
+        written.push(Written {
+            path: out.clone(),
+            geometry: g,
+            dtype: "int16",
+            values: vals,
+        });
         let back = read_image(&out).expect("read back");
         assert_eq!(back.volume.data(), vol.data());
         assert!(back.volume.geometry().same_grid(&g, 5e-5), "{gname}");
@@ -228,20 +248,36 @@ fn volumes_written_from_a_geometry_land_where_it_says() {
         let out = tmp.join(&format!("{gname}_f.nii"));
         write_volume(&out, &vol, None).expect("write");
         let vals: Vec<f64> = f.iter().map(|&v| v as f64).collect();
-        check_written(&py, &out, &g, "float32", &vals);
+        written.push(Written {
+            path: out,
+            geometry: g,
+            dtype: "float32",
+            values: vals.clone(),
+        });
 
         // Explicit datatype.
         let out = tmp.join(&format!("{gname}_f64.nii.gz"));
         write_volume(&out, &vol, Some(DataType::Float64)).expect("write");
-        check_written(&py, &out, &g, "float64", &vals);
+        written.push(Written {
+            path: out,
+            geometry: g,
+            dtype: "float64",
+            values: vals,
+        });
 
         // A label map on its own geometry.
         let labels = LabelMap::new(g, pattern(g.shape())).expect("labels");
         let out = tmp.join(&format!("{gname}_labels.nii.gz"));
         write_label_map(&out, &labels).expect("write");
         let vals: Vec<f64> = labels.data().iter().map(|&v| v as f64).collect();
-        check_written(&py, &out, &g, "uint8", &vals);
+        written.push(Written {
+            path: out,
+            geometry: g,
+            dtype: "uint8",
+            values: vals,
+        });
     }
+    check_written(&py, &tmp, &written);
 }
 
 #[test]
