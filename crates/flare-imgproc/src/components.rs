@@ -89,7 +89,7 @@ pub fn label_components(
             sizes: Vec::new(),
         });
     }
-    let runs = Runs::find(shape, &Roi::full(shape), |v| mask[v]);
+    let runs = Runs::find(mask, shape, &Roi::full(shape), |v| v, |r| r.contains(&true));
     let (comp, sizes) = runs.components(connectivity);
     let mut labels = vec![0u32; expected];
     let nx = shape[0];
@@ -114,14 +114,17 @@ pub fn keep_largest_components(
     n: usize,
     connectivity: Connectivity,
 ) -> KeepStats {
-    let Some(roi) = labels.bounding_box(|v| v == label) else {
+    let shape = labels.shape();
+    let Some(roi) = bounding_box(labels.data(), shape, label) else {
         return KeepStats::default();
     };
-    let shape = labels.shape();
-    let runs = {
-        let data = labels.data();
-        Runs::find(shape, &roi, |v| data[v] == label)
-    };
+    let runs = Runs::find(
+        labels.data(),
+        shape,
+        &roi,
+        |v| v == label,
+        |r| r.contains(&label),
+    );
     let (comp, sizes) = runs.components(connectivity);
     let mut order: Vec<usize> = (0..sizes.len()).collect();
     order.sort_by_key(|&c| (std::cmp::Reverse(sizes[c]), c));
@@ -152,14 +155,11 @@ pub fn keep_largest_components(
 /// volume's border) and that are all background (0). A pocket that holds another organ's
 /// voxels is left alone, so one organ never overwrites another.
 pub fn fill_holes(labels: &mut LabelMap, label: u8, connectivity: Connectivity) -> FillStats {
-    let Some(roi) = labels.bounding_box(|v| v == label) else {
+    let shape = labels.shape();
+    let Some(roi) = bounding_box(labels.data(), shape, label) else {
         return FillStats::default();
     };
-    let shape = labels.shape();
-    let runs = {
-        let data = labels.data();
-        Runs::find(shape, &roi, |v| data[v] != label)
-    };
+    let runs = Runs::find(labels.data(), shape, &roi, |v| v != label, |_| true);
     let (comp, sizes) = runs.components(connectivity);
     let (start, end) = (roi.start(), roi.end());
     let mut fillable = vec![true; sizes.len()];
@@ -203,6 +203,40 @@ pub fn fill_holes(labels: &mut LabelMap, label: u8, connectivity: Connectivity) 
     }
 }
 
+/// The smallest block holding every voxel equal to `label` (slices in parallel), or `None`.
+fn bounding_box(data: &[u8], shape: [usize; 3], label: u8) -> Option<Roi> {
+    let [nx, ny, _] = shape;
+    let plane = nx * ny;
+    let per_slice = |(k, slice): (usize, &[u8])| -> Option<([usize; 3], [usize; 3])> {
+        let mut lo = [usize::MAX, usize::MAX, k];
+        let mut hi = [0, 0, k + 1];
+        for (j, row) in slice.chunks(nx).enumerate() {
+            // `contains` on bytes is a vectorised memchr: most rows hold no voxel of the label.
+            if !row.contains(&label) {
+                continue;
+            }
+            let Some(first) = row.iter().position(|&v| v == label) else {
+                continue;
+            };
+            let last = row.iter().rposition(|&v| v == label).unwrap_or(first);
+            lo = [lo[0].min(first), lo[1].min(j), k];
+            hi = [hi[0].max(last + 1), hi[1].max(j + 1), k + 1];
+        }
+        (lo[1] != usize::MAX).then_some((lo, hi))
+    };
+    let (lo, hi) = data
+        .par_chunks(plane)
+        .enumerate()
+        .filter_map(per_slice)
+        .reduce_with(|(la, ha), (lb, hb)| {
+            (
+                [0, 1, 2].map(|a| la[a].min(lb[a])),
+                [0, 1, 2].map(|a| ha[a].max(hb[a])),
+            )
+        })?;
+    Roi::new(lo, hi).ok()
+}
+
 /// The runs of a mask inside a region, row by row in storage order.
 struct Runs {
     /// Grid shape.
@@ -220,8 +254,16 @@ struct Runs {
 }
 
 impl Runs {
-    /// Cuts the rows of `roi` into runs where `inside(voxel index)` holds, slices in parallel.
-    fn find(shape: [usize; 3], roi: &Roi, inside: impl Fn(usize) -> bool + Sync) -> Runs {
+    /// Cuts the rows of `roi` into runs of voxels for which `inside` holds, slices in parallel.
+    /// `row_may_have` is a fast pre-check that lets empty rows be skipped (`u8::contains` is a
+    /// vectorised `memchr`); it may return true for a row without any such voxel.
+    fn find<T: Copy + Sync>(
+        data: &[T],
+        shape: [usize; 3],
+        roi: &Roi,
+        inside: impl Fn(T) -> bool + Sync,
+        row_may_have: impl Fn(&[T]) -> bool + Sync,
+    ) -> Runs {
         let (s, e) = (roi.start(), roi.end());
         let [nx, ny, _] = shape;
         // Per slice: its runs, and how many runs each of its rows has.
@@ -233,18 +275,20 @@ impl Runs {
                 let mut counts = Vec::with_capacity(e[1] - s[1]);
                 for j in s[1]..e[1] {
                     let base = nx * (j + ny * k);
+                    let row = &data[base + s[0]..base + e[0]];
                     let before = spans.len();
-                    let mut i = s[0];
-                    while i < e[0] {
-                        if inside(base + i) {
-                            let start = i;
-                            while i < e[0] && inside(base + i) {
-                                i += 1;
-                            }
-                            spans.push((start as u32, i as u32));
-                        } else {
-                            i += 1;
-                        }
+                    let mut i = if row_may_have(row) { 0 } else { row.len() };
+                    while i < row.len() {
+                        let Some(p) = row[i..].iter().position(|&v| inside(v)) else {
+                            break;
+                        };
+                        let start = i + p;
+                        let len = row[start..]
+                            .iter()
+                            .position(|&v| !inside(v))
+                            .unwrap_or(row.len() - start);
+                        spans.push(((s[0] + start) as u32, (s[0] + start + len) as u32));
+                        i = start + len;
                     }
                     counts.push(spans.len() - before);
                 }
@@ -377,6 +421,25 @@ fn union(parent: &mut [usize], a: usize, b: usize) {
 mod tests {
     use super::*;
     use flare_volume::{Geometry, Volume};
+
+    #[test]
+    fn bounding_box_matches_the_volume_method() {
+        let g = Geometry::axis_aligned([9, 7, 5], [1.0; 3], [0.0; 3]).unwrap();
+        let mut v = Volume::filled(g, 0u8);
+        assert_eq!(bounding_box(v.data(), g.shape(), 3), None);
+        for (ijk, l) in [
+            ([2, 5, 1], 3),
+            ([7, 1, 3], 3),
+            ([8, 6, 4], 2),
+            ([4, 3, 2], 3),
+        ] {
+            v.data_mut()[g.linear_index(ijk)] = l;
+        }
+        for l in [2, 3] {
+            let want = v.bounding_box(|x| x == l);
+            assert_eq!(bounding_box(v.data(), g.shape(), l), want, "label {l}");
+        }
+    }
 
     fn grid(shape: [usize; 3]) -> Geometry {
         Geometry::axis_aligned(shape, [1.0; 3], [0.0; 3]).unwrap()

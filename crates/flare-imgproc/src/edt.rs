@@ -102,12 +102,7 @@ pub fn distance_to_nearest(
 pub fn distance_to_nearest_in(mask: &Volume<bool>) -> Result<Volume<f64>, ImgprocError> {
     let geometry = *mask.geometry();
     let dist = distance_to_nearest(mask.data(), geometry.shape(), geometry.spacing_mm())?;
-    Volume::new(geometry, dist).map_err(|_| ImgprocError::DataLength {
-        what: "distance transform output",
-        shape: geometry.shape(),
-        expected: geometry.n_voxels(),
-        actual: mask.data().len(),
-    })
+    Ok(Volume::new(geometry, dist)?)
 }
 
 /// Packs the feature's first two coordinates into one word.
@@ -405,6 +400,18 @@ mod tests {
             Err(ImgprocError::BadSpacing { .. })
         ));
         assert_eq!(distance_to_nearest(&[], [0, 3, 2], [1.0; 3]), Ok(vec![]));
+    }
+
+    #[test]
+    fn volume_form_uses_the_grid_spacing() {
+        let g = flare_volume::Geometry::axis_aligned([3, 1, 4], [0.7, 9.0, 2.5], [0.0; 3])
+            .expect("grid");
+        let mut mask = Volume::filled(g, false);
+        mask.data_mut()[0] = true;
+        let d = distance_to_nearest_in(&mask).expect("edt");
+        assert_eq!(d.geometry(), &g);
+        assert_eq!(d.get([2, 0, 0]), Some(&1.4));
+        assert_eq!(d.get([0, 0, 3]), Some(&7.5));
     }
 
     #[test]
