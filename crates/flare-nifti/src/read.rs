@@ -5,9 +5,10 @@
 //! the allocation that will hold the output voxels; the compressed buffer is then freed and the
 //! stored voxels are converted in place ([`crate::convert`]). On a 512x512x300 int16 CT
 //! (85 MB compressed) libdeflate inflates in about 0.45 s where streaming zlib-rs (flate2)
-//! takes about 0.6 s on the same machine (nibabel's whole read: 1.3 s), and the in-place
-//! conversion keeps the peak at output + compressed size (400 MB here), close to streaming's
-//! output-only peak (315 MB) and well under decode-then-convert's 560 MB.
+//! takes about 0.6 s on the same machine (nibabel's whole read: 1.3 s). The output is allocated
+//! zeroed, i.e. untouched by the kernel until written, so the peak resident memory is
+//! max(compressed + stored, output): 300 MiB for that CT read as float32, the same as a
+//! streaming decode into the output, and half of decode-then-convert's 560 MB.
 //!
 //! libdeflate decodes one gzip member per call and only into a buffer large enough for it. When
 //! it stops short of the voxels the header promises (a multi-member file, as written by
@@ -27,6 +28,7 @@ use flare_volume::{Volume, memory::ensure_fits};
 use crate::{
     convert::{self, BadVoxel, Converter, Stored},
     datatype::DataType,
+    datatype::Endian,
     error::{NiftiError, Result},
     header::{HEADER_PROBE, NiftiHeader},
 };
@@ -155,42 +157,40 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<NiftiHeader> {
     NiftiHeader::parse(&probe, path)
 }
 
+/// Boxes the conversion kernel `$kernel::<T>` for the stored datatype `$dt`.
+macro_rules! kernel_for {
+    ($dt:expr, $out:ty, |$t:ident| $call:expr) => {{
+        macro_rules! with {
+            ($ty:ty) => {{
+                type $t = $ty;
+                let k: Box<Converter<'static, $out>> = Box::new($call);
+                k
+            }};
+        }
+        match $dt {
+            DataType::UInt8 => with!(u8),
+            DataType::Int8 => with!(i8),
+            DataType::Int16 => with!(i16),
+            DataType::UInt16 => with!(u16),
+            DataType::Int32 => with!(i32),
+            DataType::UInt32 => with!(u32),
+            DataType::Float32 => with!(f32),
+            DataType::Float64 => with!(f64),
+        }
+    }};
+}
+
 /// Reads a volume as `f32` with the intensity scaling applied (as nibabel's `get_fdata`).
 /// Float voxels must be finite.
 pub fn read_image(path: impl AsRef<Path>) -> Result<NiftiImage<f32>> {
     let path = path.as_ref();
-    load(path, |hdr| {
-        let big = hdr.endian == crate::Endian::Big;
-        let scale = hdr.scaling();
-        let conv: Box<Converter<'static, f32>> = match hdr.data_type() {
-            Some(DataType::UInt8) => {
-                Box::new(move |f, s, d| convert::to_f32::<u8>(f, s, d, big, scale))
-            }
-            Some(DataType::Int8) => {
-                Box::new(move |f, s, d| convert::to_f32::<i8>(f, s, d, big, scale))
-            }
-            Some(DataType::Int16) => {
-                Box::new(move |f, s, d| convert::to_f32::<i16>(f, s, d, big, scale))
-            }
-            Some(DataType::UInt16) => {
-                Box::new(move |f, s, d| convert::to_f32::<u16>(f, s, d, big, scale))
-            }
-            Some(DataType::Int32) => {
-                Box::new(move |f, s, d| convert::to_f32::<i32>(f, s, d, big, scale))
-            }
-            Some(DataType::UInt32) => {
-                Box::new(move |f, s, d| convert::to_f32::<u32>(f, s, d, big, scale))
-            }
-            Some(DataType::Float32) => {
-                Box::new(move |f, s, d| convert::to_f32::<f32>(f, s, d, big, scale))
-            }
-            Some(DataType::Float64) | None => {
-                Box::new(move |f, s, d| convert::to_f32::<f64>(f, s, d, big, scale))
-            }
-        };
-        conv
-    })
-    .and_then(|(header, data, path_err)| finish(header, data, path, path_err, false))
+    let (header, data, bad) = load(path, |hdr, dt| {
+        let (big, scale) = (hdr.endian == Endian::Big, hdr.scaling());
+        kernel_for!(dt, f32, |T| move |f, s, d| convert::to_f32::<T>(
+            f, s, d, big, scale
+        ))
+    })?;
+    finish(header, data, path, bad, false)
 }
 
 /// Reads a label map: every voxel (after any scaling) must be a whole number from 0 to 255,
@@ -198,68 +198,61 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<NiftiImage<f32>> {
 /// are kept for the caller to judge. Voxels never pass through `f32`.
 pub fn read_label_map(path: impl AsRef<Path>) -> Result<NiftiImage<u8>> {
     let path = path.as_ref();
-    load(path, |hdr| {
-        let big = hdr.endian == crate::Endian::Big;
-        let scale = hdr.scaling();
-        let conv: Box<Converter<'static, u8>> = match hdr.data_type() {
-            Some(DataType::UInt8) => {
-                Box::new(move |f, s, d| convert::to_label::<u8>(f, s, d, big, scale))
-            }
-            Some(DataType::Int8) => {
-                Box::new(move |f, s, d| convert::to_label::<i8>(f, s, d, big, scale))
-            }
-            Some(DataType::Int16) => {
-                Box::new(move |f, s, d| convert::to_label::<i16>(f, s, d, big, scale))
-            }
-            Some(DataType::UInt16) => {
-                Box::new(move |f, s, d| convert::to_label::<u16>(f, s, d, big, scale))
-            }
-            Some(DataType::Int32) => {
-                Box::new(move |f, s, d| convert::to_label::<i32>(f, s, d, big, scale))
-            }
-            Some(DataType::UInt32) => {
-                Box::new(move |f, s, d| convert::to_label::<u32>(f, s, d, big, scale))
-            }
-            Some(DataType::Float32) => {
-                Box::new(move |f, s, d| convert::to_label::<f32>(f, s, d, big, scale))
-            }
-            Some(DataType::Float64) | None => {
-                Box::new(move |f, s, d| convert::to_label::<f64>(f, s, d, big, scale))
-            }
-        };
-        conv
-    })
-    .and_then(|(header, data, path_err)| finish(header, data, path, path_err, true))
+    let (header, data, bad) = load(path, |hdr, dt| {
+        let (big, scale) = (hdr.endian == Endian::Big, hdr.scaling());
+        kernel_for!(dt, u8, |T| move |f, s, d| convert::to_label::<T>(
+            f, s, d, big, scale
+        ))
+    })?;
+    finish(header, data, path, bad, true)
 }
 
 /// Reads the voxels in their stored datatype (native byte order, scaling not applied), e.g. to
 /// report a file's datatype and intensity range. Float voxels must be finite.
 pub fn read_raw(path: impl AsRef<Path>) -> Result<RawImage> {
     let path = path.as_ref();
-    let header = read_header(path)?;
     fn raw<T: Stored + Pod>(path: &Path) -> Result<(NiftiHeader, Vec<T>)> {
-        let (header, data, bad) = load(path, |hdr| {
-            let big = hdr.endian == crate::Endian::Big;
-            let conv: Box<Converter<'static, T>> =
+        let (header, data, bad) = load(path, |hdr, _| {
+            let big = hdr.endian == Endian::Big;
+            let k: Box<Converter<'static, T>> =
                 Box::new(move |f, s, d| convert::to_native::<T>(f, s, d, big));
-            conv
+            k
         })?;
         match bad {
             Some(b) => Err(voxel_error(path, &header, b, false)),
             None => Ok((header, data)),
         }
     }
-    let voxels = match header.data_type() {
-        Some(DataType::UInt8) => RawVoxels::UInt8(raw::<u8>(path)?.1),
-        Some(DataType::Int8) => RawVoxels::Int8(raw::<i8>(path)?.1),
-        Some(DataType::Int16) => RawVoxels::Int16(raw::<i16>(path)?.1),
-        Some(DataType::UInt16) => RawVoxels::UInt16(raw::<u16>(path)?.1),
-        Some(DataType::Int32) => RawVoxels::Int32(raw::<i32>(path)?.1),
-        Some(DataType::UInt32) => RawVoxels::UInt32(raw::<u32>(path)?.1),
-        Some(DataType::Float32) => RawVoxels::Float32(raw::<f32>(path)?.1),
-        Some(DataType::Float64) | None => RawVoxels::Float64(raw::<f64>(path)?.1),
+    let dt = checked_type(path, &read_header(path)?)?;
+    let (header, voxels) = match dt {
+        DataType::UInt8 => raw::<u8>(path).map(|(h, v)| (h, RawVoxels::UInt8(v)))?,
+        DataType::Int8 => raw::<i8>(path).map(|(h, v)| (h, RawVoxels::Int8(v)))?,
+        DataType::Int16 => raw::<i16>(path).map(|(h, v)| (h, RawVoxels::Int16(v)))?,
+        DataType::UInt16 => raw::<u16>(path).map(|(h, v)| (h, RawVoxels::UInt16(v)))?,
+        DataType::Int32 => raw::<i32>(path).map(|(h, v)| (h, RawVoxels::Int32(v)))?,
+        DataType::UInt32 => raw::<u32>(path).map(|(h, v)| (h, RawVoxels::UInt32(v)))?,
+        DataType::Float32 => raw::<f32>(path).map(|(h, v)| (h, RawVoxels::Float32(v)))?,
+        DataType::Float64 => raw::<f64>(path).map(|(h, v)| (h, RawVoxels::Float64(v)))?,
     };
+    if voxels.datatype() != checked_type(path, &header)? {
+        // The file changed between the two reads.
+        return Err(NiftiError::BadHeader {
+            path: path.to_path_buf(),
+            detail: "datatype changed while reading".to_string(),
+        });
+    }
     Ok(RawImage { header, voxels })
+}
+
+/// The header's datatype, or the error for an unsupported one.
+fn checked_type(path: &Path, header: &NiftiHeader) -> Result<DataType> {
+    header
+        .data_type()
+        .ok_or_else(|| NiftiError::UnsupportedDatatype {
+            path: path.to_path_buf(),
+            code: header.datatype,
+            name: crate::datatype::code_name(header.datatype),
+        })
 }
 
 /// Pairs converted voxels with the header's grid, or reports the voxel that failed.
@@ -310,22 +303,19 @@ fn voxel_error(path: &Path, header: &NiftiHeader, b: BadVoxel, labels: bool) -> 
 /// converter refuses is returned (third item) for the caller to phrase the error.
 fn load<O: Pod + Send + Sync>(
     path: &Path,
-    make: impl FnOnce(&NiftiHeader) -> Box<Converter<'static, O>>,
+    make: impl FnOnce(&NiftiHeader, DataType) -> Box<Converter<'static, O>>,
 ) -> Result<(NiftiHeader, Vec<O>, Option<BadVoxel>)> {
     let source = Source::open(path)?;
     let probe = source.header_probe()?;
     let header = NiftiHeader::parse(&probe, path)?;
-    // `parse` guarantees a supported datatype.
-    let s_in = header.data_type().map_or(1, DataType::size);
+    let dt = checked_type(path, &header)?;
+    let s_in = dt.size();
     let shape = header.shape();
     let n = header.n_voxels();
     let vo = header.data_offset();
     let too_large = |source| NiftiError::TooLarge {
         path: path.to_path_buf(),
-        what: format!(
-            "volume of shape {shape:?} ({} each)",
-            header.data_type().map_or("?", DataType::name)
-        ),
+        what: format!("volume of shape {shape:?} ({} each)", dt.name()),
         source,
     };
     let huge = || {
@@ -357,7 +347,7 @@ fn load<O: Pod + Send + Sync>(
     let mut buf: Vec<O> = bytemuck::zeroed_vec(len);
     let need = need as usize;
     source.decode_into(bytemuck::cast_slice_mut(&mut buf[..]), need, &header)?;
-    let conv = make(&header);
+    let conv = make(&header, dt);
     let bad = convert::convert_in_place(&mut buf, vo_usize, n, s_in, &*conv).err();
     buf.truncate(n);
     if buf.capacity() > n + n / 8 {

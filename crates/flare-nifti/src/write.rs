@@ -6,7 +6,8 @@
 //!
 //! Compression is streaming zlib-rs (flate2), one gzip member, so the writer needs no second
 //! copy of the volume. Label maps use level 6: they are mostly runs of zeros, and on a
-//! 512x512x300 map level 6 is about as fast as level 1-3 (0.2 s) and a third smaller.
+//! 512x512x300 map of four organs level 6 took 0.20 s for 203 kB where levels 2-4 took
+//! 0.15 s for 300 kB and level 1 0.09 s for 1 MB.
 
 use std::{
     fs::{File, OpenOptions},
