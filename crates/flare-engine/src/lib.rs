@@ -38,6 +38,7 @@
 mod conv3d;
 mod elementwise;
 mod error;
+mod fused;
 mod isa;
 mod loss;
 mod norm;
@@ -59,6 +60,7 @@ pub use crate::{
         split_channels,
     },
     error::{EngineError, Result},
+    fused::{NormAct, conv3d_norm_act_forward, conv3d_norm_act_forward_into},
     isa::{Ctx, Isa},
     loss::{LossGrad, cross_entropy, soft_dice, softmax},
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},

@@ -211,3 +211,43 @@ fn add_and_concat_round_trip() {
     assert!(c.data().iter().zip(a.data()).all(|(&x, &y)| x == 2.0 * y));
     assert!(add_inplace(&ctx, &mut c, &b).is_err());
 }
+
+#[test]
+fn fused_conv_norm_act_equals_the_unfused_chain() {
+    use flare_engine::{Conv3dSpec, NormAct, conv3d_forward, conv3d_norm_act_forward};
+    let mut rng = Rng::new(13);
+    for (s, cout, spec) in [
+        (
+            Shape5::new(2, 5, 6, 7, 3),
+            5,
+            Conv3dSpec::same([3, 3, 3]).unwrap(),
+        ),
+        (
+            Shape5::new(1, 6, 5, 9, 16),
+            17,
+            Conv3dSpec::new([3; 3], [2; 3], [1; 3]).unwrap(),
+        ),
+    ] {
+        let x = Tensor::from_vec(s, rng.vec(s.len())).unwrap();
+        let w = Conv3dWeight::from_dhwio(spec.kernel, s.c, cout, rng.vec(27 * s.c * cout)).unwrap();
+        // A large bias offsets the channel means, which a naive E[x^2] - E[x]^2 in f32 would
+        // not survive.
+        let b: Vec<f32> = rng.vec(cout).iter().map(|v| v * 50.0).collect();
+        let gamma: Vec<f32> = rng.vec(cout).iter().map(|v| v + 1.5).collect();
+        let beta = rng.vec(cout);
+        for ctx in ctxs() {
+            let y = conv3d_forward(&ctx, &x, &w, Some(&b), &spec).unwrap();
+            let (y, _) = instance_norm_forward(&ctx, &y, &gamma, &beta, 1e-5).unwrap();
+            let y = leaky_relu(&ctx, &y, 0.01);
+            let norm = NormAct {
+                gamma: &gamma,
+                beta: &beta,
+                eps: 1e-5,
+                slope: 0.01,
+            };
+            let f = conv3d_norm_act_forward(&ctx, &x, &w, Some(&b), &spec, &norm).unwrap();
+            let e = rel_l2(f.data(), y.data());
+            assert!(e < 1e-5, "{s} on {}: fused vs chain {e:e}", ctx.isa());
+        }
+    }
+}

@@ -280,6 +280,21 @@ pub fn conv3d_forward_into(
     spec: &Conv3dSpec,
     y: &mut Tensor,
 ) -> Result<()> {
+    forward_impl(ctx, x, w, bias, spec, y, None)
+}
+
+/// The forward driver. With `row_stats` (`rows * 2 * cout` values), each output row also
+/// writes, per channel, the sum of its values and of their squares (f64), so a following
+/// normalisation needs no extra pass over the output.
+pub(crate) fn forward_impl(
+    ctx: &Ctx,
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    spec: &Conv3dSpec,
+    y: &mut Tensor,
+    row_stats: Option<&mut [f64]>,
+) -> Result<()> {
     let xs = x.shape();
     check_weight(w, spec, xs.c)?;
     let cout = w.cout;
@@ -300,7 +315,18 @@ pub fn conv3d_forward_into(
     }
     if ys.is_empty() || xs.is_empty() {
         y.data_mut().fill(0.0);
+        if let Some(st) = row_stats {
+            st.fill(0.0);
+        }
         return Ok(());
+    }
+    if let Some(st) = &row_stats
+        && st.len() != ys.rows() * 2 * cout
+    {
+        return Err(EngineError::Shape {
+            op: "conv3d",
+            detail: format!("{} row statistics for {} rows", st.len(), ys.rows()),
+        });
     }
     let cpad = round_up(cout, BLOCK);
     let packed = w.pack(cpad);
@@ -318,82 +344,103 @@ pub fn conv3d_forward_into(
     let isa = ctx.isa();
     let xd = x.data();
 
-    y.data_mut()
-        .par_chunks_mut(ys.row_len())
-        .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(planes, taps): &mut (Vec<(usize, usize)>, Vec<Tap>), (r, row)| {
-                let oh = r % ys.h;
-                let od = (r / ys.h) % ys.d;
-                let n = r / (ys.h * ys.d);
-                // The (kd, kh) kernel planes that read a real input row: (first tap, row start).
-                planes.clear();
-                for a in 0..kd {
-                    let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
+    let compute_row =
+        |planes: &mut Vec<(usize, usize)>, taps: &mut Vec<Tap>, r: usize, row: &mut [f32]| {
+            let oh = r % ys.h;
+            let od = (r / ys.h) % ys.d;
+            let n = r / (ys.h * ys.d);
+            // The (kd, kh) kernel planes that read a real input row: (first tap, row start).
+            planes.clear();
+            for a in 0..kd {
+                let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
+                    continue;
+                };
+                for b in 0..kh {
+                    let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
                         continue;
                     };
-                    for b in 0..kh {
-                        let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
-                            continue;
-                        };
-                        planes.push(((a * kh + b) * kw, xs.index(n, id, ih, 0, 0)));
-                    }
+                    planes.push(((a * kh + b) * kw, xs.index(n, id, ih, 0, 0)));
                 }
-                for (blk, init) in inits.iter().enumerate() {
-                    let co0 = blk * BLOCK;
-                    let nco = (cout - co0).min(BLOCK);
-                    // Interior voxels: every kernel column valid, one call for the whole run.
-                    if hi > lo {
-                        taps.clear();
-                        for &(t0, xrow) in planes.iter() {
-                            for c in 0..kw {
+            }
+            for (blk, init) in inits.iter().enumerate() {
+                let co0 = blk * BLOCK;
+                let nco = (cout - co0).min(BLOCK);
+                // Interior voxels: every kernel column valid, one call for the whole run.
+                if hi > lo {
+                    taps.clear();
+                    for &(t0, xrow) in planes.iter() {
+                        for c in 0..kw {
+                            taps.push(Tap {
+                                x: xrow + (lo * sw + c - pw) * cin,
+                                w: (t0 + c) * cin * cpad + co0,
+                            });
+                        }
+                    }
+                    let tile = Tile {
+                        x: xd,
+                        w: &packed,
+                        taps,
+                        x_vstride: sw * cin,
+                        cin,
+                        w_cstride: cpad,
+                        init,
+                    };
+                    forward::run(isa, &tile, hi - lo, &mut row[lo * cout + co0..], cout, nco);
+                }
+                // Border voxels: only the kernel columns that land inside the input.
+                for ow in (0..lo).chain(hi..ys.w) {
+                    taps.clear();
+                    for &(t0, xrow) in planes.iter() {
+                        for c in 0..kw {
+                            if let Some(iw) = (ow * sw + c).checked_sub(pw).filter(|&i| i < xs.w) {
                                 taps.push(Tap {
-                                    x: xrow + (lo * sw + c - pw) * cin,
+                                    x: xrow + iw * cin,
                                     w: (t0 + c) * cin * cpad + co0,
                                 });
                             }
                         }
-                        let tile = Tile {
-                            x: xd,
-                            w: &packed,
-                            taps,
-                            x_vstride: sw * cin,
-                            cin,
-                            w_cstride: cpad,
-                            init,
-                        };
-                        forward::run(isa, &tile, hi - lo, &mut row[lo * cout + co0..], cout, nco);
                     }
-                    // Border voxels: only the kernel columns that land inside the input.
-                    for ow in (0..lo).chain(hi..ys.w) {
-                        taps.clear();
-                        for &(t0, xrow) in planes.iter() {
-                            for c in 0..kw {
-                                if let Some(iw) =
-                                    (ow * sw + c).checked_sub(pw).filter(|&i| i < xs.w)
-                                {
-                                    taps.push(Tap {
-                                        x: xrow + iw * cin,
-                                        w: (t0 + c) * cin * cpad + co0,
-                                    });
-                                }
-                            }
-                        }
-                        let tile = Tile {
-                            x: xd,
-                            w: &packed,
-                            taps,
-                            x_vstride: 0,
-                            cin,
-                            w_cstride: cpad,
-                            init,
-                        };
-                        forward::run(isa, &tile, 1, &mut row[ow * cout + co0..], cout, nco);
-                    }
+                    let tile = Tile {
+                        x: xd,
+                        w: &packed,
+                        taps,
+                        x_vstride: 0,
+                        cin,
+                        w_cstride: cpad,
+                        init,
+                    };
+                    forward::run(isa, &tile, 1, &mut row[ow * cout + co0..], cout, nco);
                 }
-            },
-        );
+            }
+        };
+    match row_stats {
+        None => y
+            .data_mut()
+            .par_chunks_mut(ys.row_len())
+            .enumerate()
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(planes, taps), (r, row)| compute_row(planes, taps, r, row),
+            ),
+        Some(stats) => y
+            .data_mut()
+            .par_chunks_mut(ys.row_len())
+            .zip(stats.par_chunks_mut(2 * cout))
+            .enumerate()
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(planes, taps), (r, (row, st))| {
+                    compute_row(planes, taps, r, row);
+                    st.fill(0.0);
+                    for v in row.chunks_exact(cout) {
+                        for (i, &val) in v.iter().enumerate() {
+                            st[i] += val as f64;
+                            st[cout + i] += val as f64 * val as f64;
+                        }
+                    }
+                },
+            ),
+    }
     Ok(())
 }
 

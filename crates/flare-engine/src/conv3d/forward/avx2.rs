@@ -36,7 +36,7 @@ unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
             v0 += MR;
         }
         match nv - v0 {
-            1 => tile::<1>(t, v0, out, ovs, m0, m1),
+            1 => single(t, v0, out, ovs, m0, m1),
             2 => tile::<2>(t, v0, out, ovs, m0, m1),
             3 => tile::<3>(t, v0, out, ovs, m0, m1),
             4 => tile::<4>(t, v0, out, ovs, m0, m1),
@@ -86,5 +86,48 @@ unsafe fn tile<const M: usize>(
             // Past the slice when nco <= 8, but then `m1` is all zero and nothing is written.
             _mm256_maskstore_ps(o.wrapping_add(8), m1, a1[v]);
         }
+    }
+}
+
+/// One voxel (a row's border voxels, done one by one): the sum over input channels is split
+/// across 4 accumulator pairs so it is not one FMA-latency-bound chain.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn single(t: &Tile, v0: usize, out: *mut f32, ovs: usize, m0: __m256i, m1: __m256i) {
+    let (cin, wcs) = (t.cin, t.w_cstride);
+    // SAFETY: reads `tap.x + v0 * x_vstride + ci` for `ci < cin` and weights
+    // `tap.w + ci * wcs + 0..16`, writes the first `nco` lanes at `v0 * ovs`: all inside the
+    // ranges `super::run` checked (the upper half's address is only formed, see `tile`).
+    unsafe {
+        let mut a0 = [_mm256_setzero_ps(); 4];
+        let mut a1 = [_mm256_setzero_ps(); 4];
+        a0[0] = _mm256_loadu_ps(t.init.as_ptr());
+        a1[0] = _mm256_loadu_ps(t.init.as_ptr().add(8));
+        for tap in t.taps {
+            let xb = t.x.as_ptr().add(tap.x + v0 * t.x_vstride);
+            let wb = t.w.as_ptr().add(tap.w);
+            let mut ci = 0;
+            while ci + 4 <= cin {
+                for s in 0..4 {
+                    let xv = _mm256_broadcast_ss(&*xb.add(ci + s));
+                    let w = wb.add((ci + s) * wcs);
+                    a0[s] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w), a0[s]);
+                    a1[s] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w.add(8)), a1[s]);
+                }
+                ci += 4;
+            }
+            while ci < cin {
+                let xv = _mm256_broadcast_ss(&*xb.add(ci));
+                let w = wb.add(ci * wcs);
+                a0[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w), a0[0]);
+                a1[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w.add(8)), a1[0]);
+                ci += 1;
+            }
+        }
+        let s0 = _mm256_add_ps(_mm256_add_ps(a0[0], a0[1]), _mm256_add_ps(a0[2], a0[3]));
+        let s1 = _mm256_add_ps(_mm256_add_ps(a1[0], a1[1]), _mm256_add_ps(a1[2], a1[3]));
+        let o = out.add(v0 * ovs);
+        _mm256_maskstore_ps(o, m0, s0);
+        _mm256_maskstore_ps(o.wrapping_add(8), m1, s1);
     }
 }

@@ -28,7 +28,7 @@ unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
             v0 += MR;
         }
         match nv - v0 {
-            1 => tile::<1>(t, v0, out, ovs, mask),
+            1 => single(t, v0, out, ovs, mask),
             2 => tile::<2>(t, v0, out, ovs, mask),
             3 => tile::<3>(t, v0, out, ovs, mask),
             4 => tile::<4>(t, v0, out, ovs, mask),
@@ -65,5 +65,43 @@ unsafe fn tile<const M: usize>(t: &Tile, v0: usize, out: *mut f32, ovs: usize, m
         for (v, a) in acc.iter().enumerate() {
             _mm512_mask_storeu_ps(out.add((v0 + v) * ovs), mask, *a);
         }
+    }
+}
+
+/// One voxel (a row's border voxels, done one by one): a plain tile would be one dependent FMA
+/// chain, bound by FMA latency, so the sum over input channels is split across 8 accumulators.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn single(t: &Tile, v0: usize, out: *mut f32, ovs: usize, mask: __mmask16) {
+    let (cin, wcs) = (t.cin, t.w_cstride);
+    // SAFETY: reads `tap.x + v0 * x_vstride + ci` for `ci < cin` and weights
+    // `tap.w + ci * wcs + 0..16`, writes `nco` lanes at `v0 * ovs`: all inside the ranges
+    // `super::run` checked.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        acc[0] = _mm512_loadu_ps(t.init.as_ptr());
+        for tap in t.taps {
+            let xb = t.x.as_ptr().add(tap.x + v0 * t.x_vstride);
+            let wb = t.w.as_ptr().add(tap.w);
+            let mut ci = 0;
+            while ci + 8 <= cin {
+                for (s, a) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_loadu_ps(wb.add((ci + s) * wcs));
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(*xb.add(ci + s)), wv, *a);
+                }
+                ci += 8;
+            }
+            while ci < cin {
+                let wv = _mm512_loadu_ps(wb.add(ci * wcs));
+                acc[0] = _mm512_fmadd_ps(_mm512_set1_ps(*xb.add(ci)), wv, acc[0]);
+                ci += 1;
+            }
+        }
+        let s01 = _mm512_add_ps(acc[0], acc[1]);
+        let s23 = _mm512_add_ps(acc[2], acc[3]);
+        let s45 = _mm512_add_ps(acc[4], acc[5]);
+        let s67 = _mm512_add_ps(acc[6], acc[7]);
+        let sum = _mm512_add_ps(_mm512_add_ps(s01, s23), _mm512_add_ps(s45, s67));
+        _mm512_mask_storeu_ps(out.add(v0 * ovs), mask, sum);
     }
 }
