@@ -424,9 +424,11 @@ impl NiftiHeader {
         [d(1), d(2), d(3)]
     }
 
-    /// Number of voxels.
+    /// Number of voxels (saturating: a header that overflows is refused by the readers).
     pub fn n_voxels(&self) -> usize {
-        self.shape().iter().product()
+        self.shape()
+            .iter()
+            .fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// The byte where voxels start (`vox_offset`, or right after the header when it is 0).
@@ -907,6 +909,53 @@ mod tests {
 
     fn close(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3], tol: f64) -> bool {
         (0..3).all(|i| (0..3).all(|j| (a[i][j] - b[i][j]).abs() <= tol))
+    }
+
+    fn sample_header() -> NiftiHeader {
+        let dir = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]];
+        let g = Geometry::new([7, 6, 5], [0.7, 0.8, 2.5], [10.5, -20.25, 33.0], dir).expect("g");
+        let mut h = NiftiHeader::from_geometry(&g, DataType::Int16);
+        // 90 bytes: NIfTI keeps 79 and a terminating NUL.
+        h.descrip = "0123456789".repeat(9);
+        h.intent_name = "name".to_string();
+        h.scl_slope = 0.5;
+        h.scl_inter = -7.25;
+        h
+    }
+
+    #[test]
+    fn encode_then_parse_keeps_every_field() {
+        let path = Path::new("test.nii");
+        for version in [NiftiVersion::One, NiftiVersion::Two] {
+            let mut h = sample_header();
+            h.version = version;
+            let once = NiftiHeader::parse(&h.encode().expect("encode"), path).expect("parse");
+            let twice = NiftiHeader::parse(&once.encode().expect("encode"), path).expect("parse");
+            // NIfTI-1 rounds to float32 once; after that the round trip is exact.
+            assert_eq!(once, twice, "{version:?}");
+            if version == NiftiVersion::Two {
+                let mut want = h.clone();
+                want.vox_offset = 544.0;
+                want.descrip.truncate(79);
+                assert_eq!(once, want);
+            }
+            assert_eq!(once.descrip, h.descrip[..79]);
+            assert!(
+                once.best_affine()
+                    .expect("a")
+                    .max_abs_diff(&h.best_affine().expect("a"))
+                    < 1e-5
+            );
+        }
+    }
+
+    #[test]
+    fn dimensions_beyond_nifti1_are_refused_when_encoding() {
+        let mut h = sample_header();
+        h.dim[1] = 40_000;
+        assert!(h.encode().expect_err("too wide").contains("dim[1] = 40000"));
+        h.version = NiftiVersion::Two;
+        assert!(h.encode().is_ok());
     }
 
     #[test]
