@@ -153,7 +153,10 @@ impl UNetConfig {
             }
         }
         if self.strides[0] != [1; 3] {
-            return bad(format!("strides[0] = {:?} must be [1, 1, 1]", self.strides[0]));
+            return bad(format!(
+                "strides[0] = {:?} must be [1, 1, 1]",
+                self.strides[0]
+            ));
         }
         for (i, s) in self.strides.iter().enumerate().skip(1) {
             if s.iter().any(|&v| v == 0) {
@@ -280,7 +283,13 @@ impl UNetConfig {
         for l in 0..self.levels() {
             for i in 0..self.convs_per_block {
                 let (ci, co) = (self.enc_in(l, i), self.widths[l]);
-                conv(&mut out, format!("encoder.{l}.conv{}", i + 1), ci, co, self.kernels[l]);
+                conv(
+                    &mut out,
+                    format!("encoder.{l}.conv{}", i + 1),
+                    ci,
+                    co,
+                    self.kernels[l],
+                );
                 norm(&mut out, format!("encoder.{l}.norm{}", i + 1), co);
             }
         }
@@ -298,13 +307,31 @@ impl UNetConfig {
             });
             for i in 0..self.convs_per_block {
                 let (ci, co) = (self.dec_in(l, i), self.widths[l]);
-                conv(&mut out, format!("decoder.{l}.conv{}", i + 1), ci, co, self.kernels[l]);
+                conv(
+                    &mut out,
+                    format!("decoder.{l}.conv{}", i + 1),
+                    ci,
+                    co,
+                    self.kernels[l],
+                );
                 norm(&mut out, format!("decoder.{l}.norm{}", i + 1), co);
             }
         }
-        conv(&mut out, "head".into(), self.widths[0], self.num_classes, [1; 3]);
+        conv(
+            &mut out,
+            "head".into(),
+            self.widths[0],
+            self.num_classes,
+            [1; 3],
+        );
         for l in self.ds_levels() {
-            conv(&mut out, format!("ds.{l}"), self.widths[l], self.num_classes, [1; 3]);
+            conv(
+                &mut out,
+                format!("ds.{l}"),
+                self.widths[l],
+                self.num_classes,
+                [1; 3],
+            );
         }
         out
     }
@@ -377,7 +404,10 @@ mod tests {
             .find(|p| p.name == "encoder.0.conv1.weight")
             .unwrap();
         assert_eq!(w.shape, vec![4, 1, 1, 3, 3]);
-        let up = specs.iter().find(|p| p.name == "decoder.0.up.weight").unwrap();
+        let up = specs
+            .iter()
+            .find(|p| p.name == "decoder.0.up.weight")
+            .unwrap();
         assert_eq!(up.shape, vec![8, 4, 1, 2, 2]);
         assert_eq!(up.kind, ParamKind::ConvTransposeWeight);
     }

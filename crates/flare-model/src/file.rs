@@ -39,9 +39,8 @@ pub fn to_bytes(net: &UNet, card: &ModelCard) -> Result<Vec<u8>> {
         .collect();
     let mut views = Vec::with_capacity(tensors.len());
     for ((spec, _), b) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, spec.shape.clone(), b).map_err(|e| {
-            ModelError::Input(format!("tensor `{}`: {e}", spec.name))
-        })?;
+        let view = TensorView::new(Dtype::F32, spec.shape.clone(), b)
+            .map_err(|e| ModelError::Input(format!("tensor `{}`: {e}", spec.name)))?;
         views.push((spec.name.clone(), view));
     }
     let meta = HashMap::from([

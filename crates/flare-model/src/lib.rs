@@ -14,10 +14,12 @@ pub mod config;
 mod error;
 pub mod file;
 mod net;
+pub mod train;
 
 pub use crate::{
     card::ModelCard,
     config::{Activation, Norm, UNetConfig},
     error::{ModelError, Result},
     net::{Conv, Decoder, InstanceNorm, UNet, Unit, Up},
+    train::{Forward, LossConfig, Optimizer, train_step},
 };

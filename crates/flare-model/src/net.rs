@@ -103,7 +103,13 @@ impl UNet {
             for i in 0..c.convs_per_block {
                 let stride = if i == 0 { c.strides[l] } else { [1; 3] };
                 let name = format!("encoder.{l}.conv{}", i + 1);
-                units.push(unit(&name, c.kernels[l], stride, c.enc_in(l, i), c.widths[l])?);
+                units.push(unit(
+                    &name,
+                    c.kernels[l],
+                    stride,
+                    c.enc_in(l, i),
+                    c.widths[l],
+                )?);
             }
             encoder.push(units);
         }
@@ -118,7 +124,13 @@ impl UNet {
             let mut units = Vec::new();
             for i in 0..c.convs_per_block {
                 let name = format!("decoder.{l}.conv{}", i + 1);
-                units.push(unit(&name, c.kernels[l], [1; 3], c.dec_in(l, i), c.widths[l])?);
+                units.push(unit(
+                    &name,
+                    c.kernels[l],
+                    [1; 3],
+                    c.dec_in(l, i),
+                    c.widths[l],
+                )?);
             }
             decoder.push(Decoder { up, units });
         }
@@ -127,7 +139,13 @@ impl UNet {
         for l in c.ds_levels() {
             ds.push((
                 l,
-                conv(&format!("ds.{l}"), [1; 3], [1; 3], c.widths[l], c.num_classes)?,
+                conv(
+                    &format!("ds.{l}"),
+                    [1; 3],
+                    [1; 3],
+                    c.widths[l],
+                    c.num_classes,
+                )?,
             ));
         }
         Ok(UNet {
@@ -172,13 +190,23 @@ impl UNet {
         let mut v: Vec<&[f32]> = Vec::new();
         for units in &self.encoder {
             for u in units {
-                v.extend([u.conv.weight.data(), &u.conv.bias, &u.norm.gamma, &u.norm.beta]);
+                v.extend([
+                    u.conv.weight.data(),
+                    &u.conv.bias,
+                    &u.norm.gamma,
+                    &u.norm.beta,
+                ]);
             }
         }
         for d in &self.decoder {
             v.extend([d.up.weight.data(), &d.up.bias[..]]);
             for u in &d.units {
-                v.extend([u.conv.weight.data(), &u.conv.bias, &u.norm.gamma, &u.norm.beta]);
+                v.extend([
+                    u.conv.weight.data(),
+                    &u.conv.bias,
+                    &u.norm.gamma,
+                    &u.norm.beta,
+                ]);
             }
         }
         v.extend([self.head.weight.data(), &self.head.bias[..]]);

@@ -1,0 +1,518 @@
+//! Training: a forward pass that keeps what backward needs, backward to every parameter, the
+//! segmentation loss (the engine's cross-entropy + soft Dice, with deep supervision) and an
+//! optimiser step (the engine's SGD or AdamW over every parameter buffer).
+//!
+//! What is kept per unit (conv -> instance norm -> LeakyReLU): the convolution output `z` (the
+//! norm's backward input), the norm statistics, and the activation `a` (LeakyReLU's backward
+//! reads the sign of its output, the next convolution's weight gradient reads the values). The
+//! normalised-but-not-activated tensor is never stored. Gradients come back in a [`UNet`]-shaped
+//! container, so they pair with parameters through [`UNet::slots`].
+
+use flare_engine::{
+    AdamState, AdamW, Ctx, NormStats, Sgd, SgdState, Shape5, Tensor, add_inplace, concat_channels,
+    conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
+    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, cross_entropy,
+    instance_norm_backward, instance_norm_forward, leaky_relu_backward, leaky_relu_inplace,
+    soft_dice, split_channels,
+};
+
+use crate::{Conv, ModelError, Result, UNet, Unit, error::LayerContext};
+
+/// What one unit keeps for backward.
+#[derive(Clone, Debug)]
+struct UnitCache {
+    z: Tensor,
+    stats: NormStats,
+    a: Tensor,
+}
+
+/// One decoder level's saved tensors.
+#[derive(Clone, Debug)]
+struct DecCache {
+    concat: Tensor,
+    units: Vec<UnitCache>,
+}
+
+/// Everything a training forward pass keeps, and its outputs.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    x: Tensor,
+    enc: Vec<Vec<UnitCache>>,
+    /// Indexed by level, like [`UNet::decoder`].
+    dec: Vec<DecCache>,
+    /// Logits of the main head, `[N, D, H, W, classes]`.
+    pub logits: Tensor,
+    /// Logits of the deep-supervision heads: (decoder level, logits at that level's grid).
+    pub ds_logits: Vec<(usize, Tensor)>,
+}
+
+fn unit_forward(
+    ctx: &Ctx,
+    u: &Unit,
+    x: &Tensor,
+    eps: f32,
+    slope: f32,
+    name: &str,
+) -> Result<UnitCache> {
+    let z = conv3d_forward(ctx, x, &u.conv.weight, Some(&u.conv.bias), &u.conv.spec).layer(name)?;
+    let (mut a, stats) =
+        instance_norm_forward(ctx, &z, &u.norm.gamma, &u.norm.beta, eps).layer(name)?;
+    leaky_relu_inplace(ctx, &mut a, slope);
+    Ok(UnitCache { z, stats, a })
+}
+
+/// Backward through one unit: fills the unit's gradients in `g`, returns the input gradient
+/// (or `None` when `need_input` is false: the network input needs none).
+#[allow(clippy::too_many_arguments)]
+fn unit_backward(
+    ctx: &Ctx,
+    u: &Unit,
+    c: &UnitCache,
+    input: &Tensor,
+    ga: &Tensor,
+    slope: f32,
+    g: &mut Unit,
+    need_input: bool,
+    name: &str,
+) -> Result<Option<Tensor>> {
+    // With a positive slope the output has the input's sign, so `a` stands in for the input.
+    let gy = leaky_relu_backward(ctx, &c.a, ga, slope).layer(name)?;
+    let ng = instance_norm_backward(ctx, &c.z, &c.stats, &u.norm.gamma, &gy).layer(name)?;
+    g.norm.gamma = ng.gamma;
+    g.norm.beta = ng.beta;
+    let cg = conv3d_backward_weight(ctx, input, &ng.input, &u.conv.spec).layer(name)?;
+    g.conv.weight = cg.weight;
+    g.conv.bias = cg.bias;
+    if need_input {
+        let gx = conv3d_backward_data(ctx, &ng.input, &u.conv.weight, &u.conv.spec, input.shape())
+            .layer(name)?;
+        Ok(Some(gx))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Backward through a 1x1x1 head; returns the input gradient.
+fn head_backward(
+    ctx: &Ctx,
+    h: &Conv,
+    input: &Tensor,
+    gy: &Tensor,
+    g: &mut Conv,
+    name: &str,
+) -> Result<Tensor> {
+    let cg = conv3d_backward_weight(ctx, input, gy, &h.spec).layer(name)?;
+    g.weight = cg.weight;
+    g.bias = cg.bias;
+    conv3d_backward_data(ctx, gy, &h.weight, &h.spec, input.shape()).layer(name)
+}
+
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor, ctx: &Ctx, name: &str) -> Result<()> {
+    match slot {
+        Some(s) => add_inplace(ctx, s, &g).layer(name),
+        None => {
+            *slot = Some(g);
+            Ok(())
+        }
+    }
+}
+
+impl UNet {
+    /// Training forward pass over `x` (`[N, D, H, W, in_channels]`), keeping what
+    /// [`UNet::backward`] needs.
+    pub fn forward_train(&self, ctx: &Ctx, x: Tensor) -> Result<Forward> {
+        let cfg = self.config();
+        let s = x.shape();
+        cfg.check_input(s.spatial(), s.c)?;
+        let (eps, slope) = (cfg.norm_eps(), cfg.slope());
+        let levels = cfg.levels();
+        let mut enc: Vec<Vec<UnitCache>> = Vec::with_capacity(levels);
+        for (l, units) in self.encoder.iter().enumerate() {
+            let mut caches: Vec<UnitCache> = Vec::with_capacity(units.len());
+            for (i, u) in units.iter().enumerate() {
+                let input = match (caches.last(), l) {
+                    (Some(c), _) => &c.a,
+                    (None, 0) => &x,
+                    (None, _) => last_a(&enc[l - 1])?,
+                };
+                let name = format!("encoder.{l}.conv{}", i + 1);
+                caches.push(unit_forward(ctx, u, input, eps, slope, &name)?);
+            }
+            enc.push(caches);
+        }
+        let mut dec: Vec<Option<DecCache>> = vec![None; levels.saturating_sub(1)];
+        let mut ds_logits = Vec::new();
+        for l in (0..levels.saturating_sub(1)).rev() {
+            let below = match dec.get(l + 1).and_then(|d| d.as_ref()) {
+                Some(d) => last_a(&d.units)?,
+                None => last_a(&enc[l + 1])?,
+            };
+            let d = &self.decoder[l];
+            let name = format!("decoder.{l}.up");
+            let up = conv_transpose3d_forward(ctx, below, &d.up.weight, Some(&d.up.bias))
+                .layer(&name)?;
+            let concat = concat_channels(ctx, &up, last_a(&enc[l])?).layer(&name)?;
+            drop(up);
+            let mut caches: Vec<UnitCache> = Vec::with_capacity(d.units.len());
+            for (i, u) in d.units.iter().enumerate() {
+                let input = caches.last().map_or(&concat, |c| &c.a);
+                let name = format!("decoder.{l}.conv{}", i + 1);
+                caches.push(unit_forward(ctx, u, input, eps, slope, &name)?);
+            }
+            if let Some((_, h)) = self.ds.iter().find(|(dl, _)| *dl == l) {
+                let y = conv3d_forward(ctx, last_a(&caches)?, &h.weight, Some(&h.bias), &h.spec)
+                    .layer(&format!("ds.{l}"))?;
+                ds_logits.push((l, y));
+            }
+            dec[l] = Some(DecCache {
+                concat,
+                units: caches,
+            });
+        }
+        let dec: Vec<DecCache> = dec.into_iter().flatten().collect();
+        let top = match dec.first() {
+            Some(d) => last_a(&d.units)?,
+            None => last_a(&enc[0])?,
+        };
+        let h = &self.head;
+        let logits = conv3d_forward(ctx, top, &h.weight, Some(&h.bias), &h.spec).layer("head")?;
+        ds_logits.sort_by_key(|(l, _)| *l);
+        Ok(Forward {
+            x,
+            enc,
+            dec,
+            logits,
+            ds_logits,
+        })
+    }
+
+    /// Backward from the gradients of the main logits and of each deep-supervision head's
+    /// logits (same order as [`Forward::ds_logits`]); returns the gradient of every parameter
+    /// in a network-shaped container.
+    pub fn backward(
+        &self,
+        ctx: &Ctx,
+        fwd: &Forward,
+        g_logits: &Tensor,
+        g_ds: &[(usize, Tensor)],
+    ) -> Result<UNet> {
+        let cfg = self.config();
+        let slope = cfg.slope();
+        let levels = cfg.levels();
+        if g_logits.shape() != fwd.logits.shape() {
+            return Err(ModelError::Input(format!(
+                "logit gradient has shape {}, logits have {}",
+                g_logits.shape(),
+                fwd.logits.shape()
+            )));
+        }
+        let ds_match = g_ds.len() == fwd.ds_logits.len()
+            && g_ds
+                .iter()
+                .zip(&fwd.ds_logits)
+                .all(|((a, ga), (b, y))| a == b && ga.shape() == y.shape());
+        if !ds_match {
+            return Err(ModelError::Input(
+                "deep-supervision gradients do not match the forward pass's heads".into(),
+            ));
+        }
+        let mut g = UNet::zeros(cfg)?;
+        // Gradient of each decoder level's output, and of each encoder level's output.
+        let mut g_dec: Vec<Option<Tensor>> = vec![None; levels.saturating_sub(1)];
+        let mut g_enc: Vec<Option<Tensor>> = vec![None; levels];
+        let top = match fwd.dec.first() {
+            Some(d) => last_a(&d.units)?,
+            None => last_a(&fwd.enc[0])?,
+        };
+        let gtop = head_backward(ctx, &self.head, top, g_logits, &mut g.head, "head")?;
+        if levels > 1 {
+            g_dec[0] = Some(gtop);
+        } else {
+            g_enc[0] = Some(gtop);
+        }
+        for (l, gy) in g_ds {
+            let name = format!("ds.{l}");
+            let idx = self.ds.iter().position(|(dl, _)| dl == l).ok_or_else(|| {
+                ModelError::Input(format!("no deep-supervision head at level {l}"))
+            })?;
+            let input = last_a(&fwd.dec[*l].units)?;
+            let gx = head_backward(ctx, &self.ds[idx].1, input, gy, &mut g.ds[idx].1, &name)?;
+            accumulate(&mut g_dec[*l], gx, ctx, &name)?;
+        }
+        for l in 0..levels.saturating_sub(1) {
+            let d = &self.decoder[l];
+            let cache = &fwd.dec[l];
+            let mut ga = g_dec[l].take().ok_or_else(|| {
+                ModelError::Input(format!("decoder level {l} received no gradient"))
+            })?;
+            for i in (0..d.units.len()).rev() {
+                let input = if i == 0 {
+                    &cache.concat
+                } else {
+                    &cache.units[i - 1].a
+                };
+                let name = format!("decoder.{l}.conv{}", i + 1);
+                ga = unit_backward(
+                    ctx,
+                    &d.units[i],
+                    &cache.units[i],
+                    input,
+                    &ga,
+                    slope,
+                    &mut g.decoder[l].units[i],
+                    true,
+                    &name,
+                )?
+                .ok_or_else(|| ModelError::Input(format!("{name}: no input gradient")))?;
+            }
+            let name = format!("decoder.{l}.up");
+            let (g_up, g_skip) = split_channels(ctx, &ga, cfg.widths[l]).layer(&name)?;
+            accumulate(&mut g_enc[l], g_skip, ctx, &name)?;
+            let below = match fwd.dec.get(l + 1) {
+                Some(dc) => last_a(&dc.units)?,
+                None => last_a(&fwd.enc[l + 1])?,
+            };
+            let wg = conv_transpose3d_backward_weight(ctx, below, &g_up, d.up.weight.kernel())
+                .layer(&name)?;
+            g.decoder[l].up.weight = wg.weight;
+            g.decoder[l].up.bias = wg.bias;
+            let gb = conv_transpose3d_backward_data(ctx, &g_up, &d.up.weight, below.shape())
+                .layer(&name)?;
+            if l + 1 < levels - 1 {
+                accumulate(&mut g_dec[l + 1], gb, ctx, &name)?;
+            } else {
+                accumulate(&mut g_enc[l + 1], gb, ctx, &name)?;
+            }
+        }
+        for l in (0..levels).rev() {
+            let units = &self.encoder[l];
+            let cache = &fwd.enc[l];
+            let mut ga = g_enc[l].take().ok_or_else(|| {
+                ModelError::Input(format!("encoder level {l} received no gradient"))
+            })?;
+            for i in (0..units.len()).rev() {
+                let input = match (i, l) {
+                    (0, 0) => &fwd.x,
+                    (0, _) => last_a(&fwd.enc[l - 1])?,
+                    _ => &cache[i - 1].a,
+                };
+                let name = format!("encoder.{l}.conv{}", i + 1);
+                let need = !(i == 0 && l == 0);
+                match unit_backward(
+                    ctx,
+                    &units[i],
+                    &cache[i],
+                    input,
+                    &ga,
+                    slope,
+                    &mut g.encoder[l][i],
+                    need,
+                    &name,
+                )? {
+                    Some(gx) if i > 0 => ga = gx,
+                    Some(gx) => accumulate(&mut g_enc[l - 1], gx, ctx, &name)?,
+                    None => {}
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+fn last_a(units: &[UnitCache]) -> Result<&Tensor> {
+    units
+        .last()
+        .map(|c| &c.a)
+        .ok_or_else(|| ModelError::Config("a block has no units".into()))
+}
+
+/// The segmentation loss: `ce_weight * CE + dice_weight * soft Dice` on each head, heads
+/// combined with weights `0.5^level` normalised to sum 1 (nnU-Net's deep supervision).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossConfig {
+    /// Weight of the cross-entropy term.
+    pub ce_weight: f64,
+    /// Weight of the soft-Dice term.
+    pub dice_weight: f64,
+    /// Per-class weights of the cross-entropy (`None`: all 1).
+    pub ce_class_weights: Option<Vec<f32>>,
+    /// Per-class weights of the Dice term (`None`: all 1; 0 leaves a class out).
+    pub dice_class_weights: Option<Vec<f32>>,
+    /// Dice smoothing added to numerator and denominator.
+    pub dice_smooth: f64,
+}
+
+impl Default for LossConfig {
+    /// CE + Dice with equal weights, Dice over the foreground classes only (background
+    /// weight 0 of 5 classes), smoothing 1e-5.
+    fn default() -> LossConfig {
+        LossConfig {
+            ce_weight: 1.0,
+            dice_weight: 1.0,
+            ce_class_weights: None,
+            dice_class_weights: Some(vec![0.0, 1.0, 1.0, 1.0, 1.0]),
+            dice_smooth: 1e-5,
+        }
+    }
+}
+
+/// Labels subsampled by `f` per axis (voxel `i * f` of each axis; PyTorch's
+/// `labels[:, ::f0, ::f1, ::f2]`), the targets of a deep-supervision head.
+pub fn downsample_labels(labels: &[u8], s: Shape5, f: [usize; 3]) -> Result<(Vec<u8>, Shape5)> {
+    if labels.len() != s.voxels() || f.contains(&0) {
+        return Err(ModelError::Input(format!(
+            "{} labels for grid {s}, factor {f:?}",
+            labels.len()
+        )));
+    }
+    let o = Shape5::new(
+        s.n,
+        s.d.div_ceil(f[0]),
+        s.h.div_ceil(f[1]),
+        s.w.div_ceil(f[2]),
+        1,
+    );
+    let mut out = Vec::with_capacity(o.voxels());
+    for n in 0..s.n {
+        for d in 0..o.d {
+            for h in 0..o.h {
+                for w in 0..o.w {
+                    out.push(labels[((n * s.d + d * f[0]) * s.h + h * f[1]) * s.w + w * f[2]]);
+                }
+            }
+        }
+    }
+    Ok((out, o))
+}
+
+/// Loss of one head and its logit gradient (scaled by `scale`).
+fn head_loss(
+    ctx: &Ctx,
+    logits: &Tensor,
+    labels: &[u8],
+    cfg: &LossConfig,
+    scale: f64,
+) -> Result<(f64, Tensor)> {
+    let ce = cross_entropy(ctx, logits, labels, cfg.ce_class_weights.as_deref()).layer("loss")?;
+    let dice = soft_dice(
+        ctx,
+        logits,
+        labels,
+        cfg.dice_class_weights.as_deref(),
+        cfg.dice_smooth,
+    )
+    .layer("loss")?;
+    let (a, b) = (
+        (cfg.ce_weight * scale) as f32,
+        (cfg.dice_weight * scale) as f32,
+    );
+    let mut g = ce.grad;
+    for (x, &y) in g.data_mut().iter_mut().zip(dice.grad.data()) {
+        *x = a * *x + b * y;
+    }
+    Ok((
+        scale * (cfg.ce_weight * ce.loss + cfg.dice_weight * dice.loss),
+        g,
+    ))
+}
+
+impl Forward {
+    /// The loss over all heads against `labels` (one class per voxel of the input grid) and
+    /// the gradients to pass to [`UNet::backward`]: (loss, main-logit gradient, head gradients).
+    pub fn loss(
+        &self,
+        ctx: &Ctx,
+        net: &UNet,
+        labels: &[u8],
+        cfg: &LossConfig,
+    ) -> Result<(f64, Tensor, Vec<(usize, Tensor)>)> {
+        let s = self.logits.shape();
+        // Cumulative stride at each level: the factor its head's grid is smaller by.
+        let mut factors = vec![[1usize; 3]];
+        for st in net.config().strides.iter().skip(1) {
+            let p = factors[factors.len() - 1];
+            factors.push([p[0] * st[0], p[1] * st[1], p[2] * st[2]]);
+        }
+        let mut weights = vec![1.0f64];
+        weights.extend(self.ds_logits.iter().map(|(l, _)| 0.5f64.powi(*l as i32)));
+        let total: f64 = weights.iter().sum();
+        let (mut loss, g_main) = head_loss(ctx, &self.logits, labels, cfg, weights[0] / total)?;
+        let mut g_ds = Vec::new();
+        for ((l, y), w) in self.ds_logits.iter().zip(&weights[1..]) {
+            let f = factors.get(*l).copied().unwrap_or([1; 3]);
+            let (lab, _) = downsample_labels(labels, s, f)?;
+            let (v, g) = head_loss(ctx, y, &lab, cfg, w / total)?;
+            loss += v;
+            g_ds.push((*l, g));
+        }
+        Ok((loss, g_main, g_ds))
+    }
+}
+
+/// An optimiser over every parameter of a network: hyper-parameters and per-parameter state.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Optimizer {
+    /// SGD with momentum (optionally Nesterov) and L2 weight decay.
+    Sgd(Sgd, Vec<SgdState>),
+    /// AdamW.
+    AdamW(AdamW, Vec<AdamState>),
+}
+
+impl Optimizer {
+    /// SGD state for every parameter of `net`.
+    pub fn sgd(net: &UNet, hp: Sgd) -> Optimizer {
+        Optimizer::Sgd(
+            hp,
+            net.slots().iter().map(|s| SgdState::new(s.len())).collect(),
+        )
+    }
+
+    /// AdamW state for every parameter of `net`.
+    pub fn adamw(net: &UNet, hp: AdamW) -> Optimizer {
+        Optimizer::AdamW(
+            hp,
+            net.slots()
+                .iter()
+                .map(|s| AdamState::new(s.len()))
+                .collect(),
+        )
+    }
+
+    /// One update of every parameter of `net` from `grads` (from [`UNet::backward`]).
+    pub fn step(&mut self, net: &mut UNet, grads: &UNet, lr: f32) -> Result<()> {
+        if net.config() != grads.config() {
+            return Err(ModelError::Input(
+                "gradients are for another architecture".into(),
+            ));
+        }
+        let gs = grads.slots();
+        let names = net.config().param_specs();
+        for (i, p) in net.slots_mut().into_iter().enumerate() {
+            let name = &names[i].name;
+            match self {
+                Optimizer::Sgd(hp, st) => hp.step(p, gs[i], &mut st[i], lr).layer(name)?,
+                Optimizer::AdamW(hp, st) => hp.step(p, gs[i], &mut st[i], lr).layer(name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One training step: forward, loss, backward, optimiser update. Returns the loss.
+pub fn train_step(
+    ctx: &Ctx,
+    net: &mut UNet,
+    opt: &mut Optimizer,
+    x: Tensor,
+    labels: &[u8],
+    loss: &LossConfig,
+    lr: f32,
+) -> Result<f64> {
+    let fwd = net.forward_train(ctx, x)?;
+    let (value, g, g_ds) = fwd.loss(ctx, net, labels, loss)?;
+    let grads = net.backward(ctx, &fwd, &g, &g_ds)?;
+    drop(fwd);
+    opt.step(net, &grads, lr)?;
+    Ok(value)
+}
