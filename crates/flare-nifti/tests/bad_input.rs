@@ -564,3 +564,26 @@ fn writes_replace_outputs_atomically_and_never_touch_inputs() {
     names.sort();
     assert_eq!(names, ["input.nii", "out.nii.gz"]);
 }
+
+#[test]
+fn valid_but_unusual_gzip_files_read() {
+    let tmp = TempDir::new("odd-gzip");
+    let want = read_image(fixture("ras_int16.nii")).expect("fixture");
+    let mut bytes = std::fs::read(fixture("ras_int16.nii")).expect("fixture");
+    // Bytes after the voxels (the inflater's first try has no room for them).
+    bytes.extend(std::iter::repeat_n(7u8, 5000));
+    let path = tmp.join("trailing.nii.gz");
+    std::fs::write(&path, gzip(&bytes)).expect("write");
+    assert_eq!(read_image(&path).expect("read").volume, want.volume);
+    // Three gzip members, split inside the header and inside the voxels.
+    let mut three = gzip(&bytes[..100]);
+    three.extend(gzip(&bytes[100..400]));
+    three.extend(gzip(&bytes[400..]));
+    let path = tmp.join("three.nii.gz");
+    std::fs::write(&path, three).expect("write");
+    assert_eq!(read_image(&path).expect("read").volume, want.volume);
+    // A .nii.gz name on an uncompressed file is read by content.
+    let path = tmp.join("plain.nii.gz");
+    std::fs::copy(fixture("ras_int16.nii"), &path).expect("copy");
+    assert_eq!(read_image(&path).expect("read").volume, want.volume);
+}
