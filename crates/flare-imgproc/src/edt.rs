@@ -125,6 +125,8 @@ struct Scratch {
     f: Vec<[i64; 3]>,
     /// The lower envelope (SciPy's `g`).
     g: Vec<usize>,
+    /// Squared distance of each feature of the line on the other axes (SciPy's `wR`).
+    h: Vec<f64>,
     /// Nearest feature of every voxel of one line.
     res: Vec<[i64; 3]>,
 }
@@ -134,28 +136,44 @@ struct Scratch {
 /// axes. Writes each voxel's nearest feature to `res` and returns whether the line had any;
 /// `res` is untouched when it had none.
 ///
-/// Every floating-point operation is SciPy's, in SciPy's order (see the module docs); do not
-/// "simplify" the arithmetic.
+/// Every floating-point value is the one SciPy computes (see the module docs); do not
+/// "simplify" the arithmetic. Two values are computed once per feature instead of in the
+/// inner loops, which gives the same bits:
+/// - SciPy's `uR`, `vR` (for the two envelope entries) are sums over the same axes, in the
+///   same order, of the same products as `wR` was when that feature was added: `h` caches them.
+/// - SciPy's query distance sums `t_a²` over all axes in axis order. Along the line's own axis
+///   `t_D` varies; on the other axes `t_a` is the feature's offset, and every axis after `D` has
+///   offset 0 in our pass order (after the pass along axis `a`, features lie in the voxel's own
+///   row, slice), so the sum is `h + t_D²` exactly: the terms before `D` are `h`, and the
+///   zero terms after it change nothing.
 fn voronoi_line<const D: usize>(
     f: &[[i64; 3]],
     coor: [i64; 3],
     s: [f64; 3],
-    g: &mut Vec<usize>,
+    sc_g: &mut Vec<usize>,
+    sc_h: &mut Vec<f64>,
     res: &mut [[i64; 3]],
 ) -> bool {
+    let (g, h) = (sc_g, sc_h);
     g.clear();
+    h.clear();
+    for fi in f {
+        let mut w_r = 0.0;
+        for jj in 0..3 {
+            if jj != D {
+                debug_assert!(jj < D || fi[0] < 0 || fi[jj] == coor[jj], "offset after D");
+                let tw = (fi[jj] - coor[jj]) as f64 * s[jj];
+                w_r += tw * tw;
+            }
+        }
+        h.push(w_r);
+    }
     for (ii, fi) in f.iter().enumerate() {
         if fi[0] < 0 {
             continue;
         }
         let fd = fi[D] as f64;
-        let mut w_r = 0.0;
-        for jj in 0..3 {
-            if jj != D {
-                let tw = (fi[jj] - coor[jj]) as f64 * s[jj];
-                w_r += tw * tw;
-            }
-        }
+        let w_r = h[ii];
         while g.len() >= 2 {
             let idx1 = g[g.len() - 1];
             let idx2 = g[g.len() - 2];
@@ -163,17 +181,7 @@ fn voronoi_line<const D: usize>(
             let a = (f1 - f[idx2][D] as f64) * s[D];
             let b = (fd - f1) * s[D];
             let c = a + b;
-            let mut u_r = 0.0;
-            let mut v_r = 0.0;
-            for jj in 0..3 {
-                if jj != D {
-                    let cc = coor[jj] as f64;
-                    let tu = (f[idx2][jj] as f64 - cc) * s[jj];
-                    let tv = (f[idx1][jj] as f64 - cc) * s[jj];
-                    u_r += tu * tu;
-                    v_r += tv * tv;
-                }
-            }
+            let (u_r, v_r) = (h[idx2], h[idx1]);
             if c * v_r - b * u_r - a * w_r - a * b * c <= 0.0 {
                 break;
             }
@@ -184,25 +192,16 @@ fn voronoi_line<const D: usize>(
     let Some(maxl) = g.len().checked_sub(1) else {
         return false;
     };
-    let sq_dist = |fq: &[i64; 3], ii: i64| {
-        let mut d = 0.0;
-        for jj in 0..3 {
-            let t = if jj == D {
-                fq[jj] - ii
-            } else {
-                fq[jj] - coor[jj]
-            };
-            let t = t as f64 * s[jj];
-            d += t * t;
-        }
-        d
+    let sq_dist = |q: usize, ii: i64| {
+        let t = (f[q][D] - ii) as f64 * s[D];
+        h[q] + t * t
     };
     let mut l = 0;
     for (ii, r) in res.iter_mut().enumerate().take(f.len()) {
         let ii = ii as i64;
-        let mut delta1 = sq_dist(&f[g[l]], ii);
+        let mut delta1 = sq_dist(g[l], ii);
         while l < maxl {
-            let delta2 = sq_dist(&f[g[l + 1]], ii);
+            let delta2 = sq_dist(g[l + 1], ii);
             if delta1 <= delta2 {
                 break;
             }
@@ -229,7 +228,7 @@ fn pass_axis0(mask: &[bool], buf: &[AtomicU64], shape: [usize; 3], s: [f64; 3]) 
                 },
             ));
             sc.res.resize(nx, [0; 3]);
-            let any = voronoi_line::<0>(&sc.f, [0, j, k], s, &mut sc.g, &mut sc.res);
+            let any = voronoi_line::<0>(&sc.f, [0, j, k], s, &mut sc.g, &mut sc.h, &mut sc.res);
             for (o, r) in out.iter().zip(&sc.res) {
                 let w = if any {
                     pack(r[0], r[1])
@@ -264,7 +263,7 @@ fn pass_axis1(buf: &[AtomicU64], shape: [usize; 3], s: [f64; 3]) {
             for b in 0..bw {
                 let line = &sc.f[b * ny..(b + 1) * ny];
                 let coor = [(i0 + b) as i64, 0, k as i64];
-                if voronoi_line::<1>(line, coor, s, &mut sc.g, &mut sc.res) {
+                if voronoi_line::<1>(line, coor, s, &mut sc.g, &mut sc.h, &mut sc.res) {
                     for (j, r) in sc.res.iter().enumerate() {
                         buf[i0 + b + nx * (j + ny * k)].store(pack(r[0], r[1]), Relaxed);
                     }
@@ -297,7 +296,8 @@ fn pass_axis2(buf: &[AtomicU64], shape: [usize; 3], s: [f64; 3]) {
             for b in 0..bw {
                 let i = (i0 + b) as i64;
                 let line = &sc.f[b * nz..(b + 1) * nz];
-                let any = voronoi_line::<2>(line, [i, j as i64, 0], s, &mut sc.g, &mut sc.res);
+                let any =
+                    voronoi_line::<2>(line, [i, j as i64, 0], s, &mut sc.g, &mut sc.h, &mut sc.res);
                 for (k, r) in sc.res.iter().enumerate() {
                     let d = if any {
                         offset_distance([r[0] - i, r[1] - j as i64, r[2] - k as i64], s)
