@@ -45,6 +45,7 @@ mod norm;
 mod optim;
 mod peak;
 mod pool;
+mod resize;
 mod shape;
 mod tensor;
 
@@ -70,6 +71,7 @@ pub use crate::{
         avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward, max_pool3d_forward,
         pool_output_shape,
     },
+    resize::{BatchNorm, fold_batch_norm, resize_trilinear, resize_trilinear_backward},
     shape::Conv3dSpec,
     tensor::{Shape5, Tensor},
 };

@@ -251,3 +251,53 @@ fn fused_conv_norm_act_equals_the_unfused_chain() {
         }
     }
 }
+
+#[test]
+fn trilinear_resize_matches_pytorch() {
+    use flare_engine::{resize_trilinear, resize_trilinear_backward};
+    let fx = Fixtures::load("resize");
+    let ctx = Ctx::new();
+    for case in fx.cases.iter().filter(|c| c.get("out").is_some()) {
+        let name = case["name"].as_str().unwrap();
+        let x = tensor(&fx, case, "x");
+        let gy = tensor(&fx, case, "gy");
+        let y = resize_trilinear(&ctx, &x, arr3(&case["out"])).unwrap();
+        assert_eq!(y.shape(), gy.shape(), "{name}");
+        assert!(
+            rel_l2(y.data(), &fx.array(case, "y").1) < 1e-6,
+            "{name}: forward"
+        );
+        let gx = resize_trilinear_backward(&ctx, &gy, x.shape()).unwrap();
+        assert!(
+            rel_l2(gx.data(), &fx.array(case, "gx").1) < 1e-6,
+            "{name}: backward"
+        );
+    }
+}
+
+#[test]
+fn folded_batch_norm_matches_pytorch() {
+    use flare_engine::{BatchNorm, Conv3dSpec, conv3d_forward, fold_batch_norm};
+    let fx = Fixtures::load("resize");
+    let case = fx
+        .cases
+        .iter()
+        .find(|c| c["name"] == "conv_bn_fold")
+        .unwrap();
+    let x = tensor(&fx, case, "x");
+    let w = Conv3dWeight::from_torch([3; 3], 4, 6, &fx.array(case, "w").1).unwrap();
+    let (gamma, beta) = (fx.array(case, "gamma").1, fx.array(case, "beta").1);
+    let (mean, var) = (fx.array(case, "mean").1, fx.array(case, "var").1);
+    let bn = BatchNorm {
+        gamma: &gamma,
+        beta: &beta,
+        mean: &mean,
+        var: &var,
+        eps: 1e-5,
+    };
+    let (wf, bf) = fold_batch_norm(&w, Some(&fx.array(case, "b").1), &bn).unwrap();
+    let spec = Conv3dSpec::same([3; 3]).unwrap();
+    let y = conv3d_forward(&Ctx::new(), &x, &wf, Some(&bf), &spec).unwrap();
+    let e = rel_l2(y.data(), &fx.array(case, "y").1);
+    assert!(e < 1e-5, "folded conv + bn: {e:e}");
+}
