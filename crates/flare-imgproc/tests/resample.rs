@@ -132,6 +132,27 @@ fn half_voxel_shift_averages_neighbours() {
 }
 
 #[test]
+fn a_single_slice_resamples_in_plane() {
+    // One slice: along k every target centre within the slice's thickness takes its values.
+    let src = Geometry::axis_aligned([6, 4, 1], [1.0, 1.0, 3.0], [0.0; 3]).unwrap();
+    let v = from_fn(src, |[i, j, _]| (i + 10 * j) as f32);
+    let dst = src.resized([12, 8, 3]).unwrap();
+    let out = resample_linear(&v, &dst, f32::NAN).unwrap();
+    assert!(out.data().iter().all(|x| x.is_finite()));
+    for t in voxels(&dst) {
+        let p = src.world_to_index(dst.index_to_world(idx(t)));
+        let want = p[0].clamp(0.0, 5.0) + 10.0 * p[1].clamp(0.0, 3.0);
+        let got = *out.get(t).unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{t:?}: {got} vs {want}");
+    }
+    let labels = v.map(|&x| (x as u8) % 3);
+    let up = resample_labels(&labels, &dst, LabelInterp::Linear).unwrap();
+    // Each source centre maps to the upsampled voxel whose own weight is 0.75 x 0.75 on it.
+    let back = resample_labels(&up, &src, LabelInterp::Nearest).unwrap();
+    assert_eq!(back, labels);
+}
+
+#[test]
 fn outside_the_source_is_fill_or_background() {
     let src = Geometry::axis_aligned([4, 4, 4], [1.0; 3], [0.0; 3]).unwrap();
     let far = Geometry::axis_aligned([3, 3, 3], [1.0; 3], [10.0, 0.0, 0.0]).unwrap();
