@@ -57,6 +57,40 @@ fn stream_read(path: &str) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
     Ok(out)
 }
 
+/// A label map shaped like organs (smooth ellipsoids), as a segmentation would be: it
+/// compresses like a real one, unlike a threshold of the noisy image.
+fn organ_labels(image: &flare_nifti::Volume<f32>) -> LabelMap {
+    let [nx, ny, nz] = image.shape();
+    let mut data = Vec::with_capacity(nx * ny * nz);
+    let organs: [(u8, [f64; 3], [f64; 3]); 5] = [
+        (1, [-0.35, -0.1, 0.5], [0.35, 0.35, 0.3]),
+        (3, [0.45, -0.15, 0.6], [0.15, 0.2, 0.15]),
+        (2, [-0.25, 0.3, 0.4], [0.09, 0.13, 0.15]),
+        (2, [0.25, 0.3, 0.4], [0.09, 0.13, 0.15]),
+        (4, [0.05, 0.05, 0.45], [0.25, 0.05, 0.05]),
+    ];
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let p = [
+                    i as f64 / nx as f64 * 2.0 - 1.0,
+                    j as f64 / ny as f64 * 2.0 - 1.0,
+                    k as f64 / nz as f64,
+                ];
+                let inside = |c: &[f64; 3], r: &[f64; 3]| {
+                    (0..3).map(|a| ((p[a] - c[a]) / r[a]).powi(2)).sum::<f64>() < 1.0
+                };
+                let label = organs
+                    .iter()
+                    .find(|(_, c, r)| inside(c, r))
+                    .map_or(0, |o| o.0);
+                data.push(label);
+            }
+        }
+    }
+    LabelMap::new(*image.geometry(), data).unwrap_or_else(|_| image.map(|_| 0))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
@@ -84,12 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let img = read_image(&path)?;
             let dir = std::env::temp_dir().join(format!("flare-read-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
-            let labels: LabelMap = img.volume.map(|&v| match v {
-                v if v > 400.0 => 3,
-                v if v > 100.0 => 2,
-                v if v > 45.0 => 1,
-                _ => 0,
-            });
+            let labels = organ_labels(&img.volume);
             let out = dir.join("labels.nii.gz");
             let t_labels = Instant::now();
             write_label_map_like(&out, &labels, &img.header)?;
