@@ -63,7 +63,7 @@ pub fn label_components(
     let expected = shape
         .iter()
         .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-        .ok_or(ImgprocError::TooLarge {
+        .ok_or(ImgprocError::TooManyVoxels {
             what,
             shape,
             limit: u32::MAX as usize,
@@ -76,8 +76,9 @@ pub fn label_components(
             actual: mask.len(),
         });
     }
-    if shape[0] > u32::MAX as usize || expected > u32::MAX as usize {
-        return Err(ImgprocError::TooLarge {
+    // Component numbers are `u32`.
+    if expected > u32::MAX as usize {
+        return Err(ImgprocError::TooManyVoxels {
             what,
             shape,
             limit: u32::MAX as usize,
@@ -100,7 +101,7 @@ pub fn label_components(
             let rs = runs.offsets[row]..runs.offsets[row + 1];
             for (&(s, e), &c) in runs.spans[rs.clone()].iter().zip(&comp[rs]) {
                 // Component ids fit: there are fewer components than voxels, checked above.
-                out[s as usize..e as usize].fill(c as u32);
+                out[s..e].fill(c as u32);
             }
         });
     Ok(Components { labels, sizes })
@@ -140,7 +141,7 @@ pub fn keep_largest_components(
     for (r, &(s, e)) in runs.spans.iter().enumerate() {
         if !keep[comp[r] - 1] {
             let base = runs.row_base(r);
-            data[base + s as usize..base + e as usize].fill(0);
+            data[base + s..base + e].fill(0);
         }
     }
     KeepStats {
@@ -171,18 +172,14 @@ pub fn fill_holes(labels: &mut LabelMap, label: u8, connectivity: Connectivity) 
                 continue;
             }
             let (j, k) = runs.row_jk(r);
-            let on_border = s as usize == start[0]
-                || e as usize == end[0]
+            let on_border = s == start[0]
+                || e == end[0]
                 || j == start[1]
                 || j + 1 == end[1]
                 || k == start[2]
                 || k + 1 == end[2];
             let base = runs.row_base(r);
-            if on_border
-                || data[base + s as usize..base + e as usize]
-                    .iter()
-                    .any(|&v| v != 0)
-            {
+            if on_border || data[base + s..base + e].iter().any(|&v| v != 0) {
                 fillable[c] = false;
             }
         }
@@ -191,7 +188,7 @@ pub fn fill_holes(labels: &mut LabelMap, label: u8, connectivity: Connectivity) 
     for (r, &(s, e)) in runs.spans.iter().enumerate() {
         if fillable[comp[r] - 1] {
             let base = runs.row_base(r);
-            data[base + s as usize..base + e as usize].fill(label);
+            data[base + s..base + e].fill(label);
         }
     }
     FillStats {
@@ -246,7 +243,7 @@ struct Runs {
     j1: usize,
     k0: usize,
     /// `[start, end)` along `i` of every run, rows in storage order.
-    spans: Vec<(u32, u32)>,
+    spans: Vec<(usize, usize)>,
     /// Runs of region row `r` are `spans[offsets[r]..offsets[r + 1]]`.
     offsets: Vec<usize>,
     /// Region row of every run.
@@ -267,7 +264,7 @@ impl Runs {
         let (s, e) = (roi.start(), roi.end());
         let [nx, ny, _] = shape;
         // Per slice: its runs, and how many runs each of its rows has.
-        type SliceRuns = (Vec<(u32, u32)>, Vec<usize>);
+        type SliceRuns = (Vec<(usize, usize)>, Vec<usize>);
         let per_slice: Vec<SliceRuns> = (s[2]..e[2])
             .into_par_iter()
             .map(|k| {
@@ -287,7 +284,7 @@ impl Runs {
                             .iter()
                             .position(|&v| !inside(v))
                             .unwrap_or(row.len() - start);
-                        spans.push(((s[0] + start) as u32, (s[0] + start + len) as u32));
+                        spans.push((s[0] + start, s[0] + start + len));
                         i = start + len;
                     }
                     counts.push(spans.len() - before);
@@ -342,7 +339,7 @@ impl Runs {
         let rows_per_slice = self.j1 - self.j0;
         let n_rows = self.offsets.len() - 1;
         // Already-visited neighbour rows as (dj, dk), and whether diagonal contact counts.
-        let (neighbours, reach): (&[(isize, isize)], u32) = match connectivity {
+        let (neighbours, reach): (&[(isize, isize)], usize) = match connectivity {
             Connectivity::Faces => (&[(-1, 0), (0, -1)], 0),
             Connectivity::Full => (&[(-1, 0), (-1, -1), (0, -1), (1, -1)], 1),
         };
@@ -372,14 +369,14 @@ impl Runs {
                 comp[r] = comp[root];
             }
             let (s, e) = self.spans[r];
-            sizes[comp[r] - 1] += (e - s) as usize;
+            sizes[comp[r] - 1] += e - s;
         }
         (comp, sizes)
     }
 
     /// Unites the runs of `row` with those of `other` that touch them: overlapping, or within
     /// `reach` voxels along `i` for diagonal contact.
-    fn merge_rows(&self, row: usize, other: usize, reach: u32, parent: &mut [usize]) {
+    fn merge_rows(&self, row: usize, other: usize, reach: usize, parent: &mut [usize]) {
         let (mut a, a_end) = (self.offsets[row], self.offsets[row + 1]);
         let (mut b, b_end) = (self.offsets[other], self.offsets[other + 1]);
         while a < a_end && b < b_end {

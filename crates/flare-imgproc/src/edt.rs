@@ -64,10 +64,10 @@ pub fn distance_to_nearest(
     let expected = shape
         .iter()
         .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-        .ok_or(ImgprocError::TooLarge {
+        .ok_or(ImgprocError::TooManyVoxels {
             what,
             shape,
-            limit: MAX_AXIS + 1,
+            limit: usize::MAX,
         })?;
     if mask.len() != expected {
         return Err(ImgprocError::DataLength {
@@ -400,6 +400,11 @@ mod tests {
             Err(ImgprocError::BadSpacing { .. })
         ));
         assert_eq!(distance_to_nearest(&[], [0, 3, 2], [1.0; 3]), Ok(vec![]));
+        let too_long = [1usize << 31, 1, 1];
+        let err = distance_to_nearest(&[], too_long, [1.0; 3]).unwrap_err();
+        assert!(matches!(err, ImgprocError::TooLarge { .. }), "{err}");
+        let err = distance_to_nearest(&[], [1 << 30, 1 << 30, 1 << 30], [1.0; 3]).unwrap_err();
+        assert!(matches!(err, ImgprocError::TooManyVoxels { .. }), "{err}");
     }
 
     #[test]

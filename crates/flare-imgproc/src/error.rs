@@ -37,6 +37,16 @@ pub enum ImgprocError {
         /// Megabytes available.
         available_mb: u64,
     },
+    /// A grid with too many voxels in all for the operation's index type.
+    #[error("{what}: shape {shape:?} has too many voxels (at most {limit} in all)")]
+    TooManyVoxels {
+        /// Which input.
+        what: &'static str,
+        /// The offending shape.
+        shape: [usize; 3],
+        /// Most voxels supported.
+        limit: usize,
+    },
     /// A grid too large for the operation's index type.
     #[error("{what}: shape {shape:?} is too large (each axis must be below {limit} voxels)")]
     TooLarge {
