@@ -13,6 +13,7 @@ pub mod card;
 pub mod config;
 mod error;
 pub mod file;
+pub mod infer;
 mod net;
 pub mod train;
 
@@ -20,6 +21,7 @@ pub use crate::{
     card::ModelCard,
     config::{Activation, Norm, UNetConfig},
     error::{ModelError, Result},
+    infer::{InferenceStats, argmax_labels},
     net::{Conv, Decoder, InstanceNorm, UNet, Unit, Up},
     train::{Forward, LossConfig, Optimizer, train_step},
 };

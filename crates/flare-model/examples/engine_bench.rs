@@ -1,0 +1,329 @@
+//! The whole-U-Net benchmark of issue 4: flare against PyTorch and ONNX Runtime, same run.
+//!
+//! `cargo run --release -p flare-model --example engine_bench [-- --size 128 --threads 2
+//!  --reps 3 --train-reps 2 --no-python --out DIR]`
+//!
+//! 4-level U-Net, widths 16-32-64-128, input 1 x 1 x S^3, fixed thread count. Prints: the FMA
+//! ceiling measured now; every convolution layer alone (GFLOP, ms, GFLOP/s, % of ceiling);
+//! the lean inference forward and one training step (forward + CE/Dice loss + backward +
+//! SGD update) of flare; then runs `scripts/bench/engine_pytorch_ort.py` on the weights this
+//! run saved (PyTorch forward and train step, ONNX Runtime forward, same threads), and ends
+//! with the summary line
+//! `engine: unet forward flare=<s> onnxruntime=<s> pytorch=<s> train_step flare=<s> pytorch=<s> ceiling_pct=<n>`.
+//! Times are the best of `--reps` after a warm-up; the load average is printed at start.
+
+use std::{path::PathBuf, process::Command, time::Instant};
+
+use flare_engine::{
+    Conv3dSpec, Conv3dWeight, Ctx, Sgd, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward,
+    fma_ceiling,
+};
+use flare_model::{LossConfig, ModelCard, Optimizer, UNet, UNetConfig, file, train_step};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn opt_str(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// Best wall time of `reps` runs after one warm-up.
+type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+
+fn best_of<F: FnMut() -> Result<(), BoxErr>>(reps: usize, mut f: F) -> Result<f64, BoxErr> {
+    f()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn noise(shape: Shape5, seed: u32) -> Result<Tensor, flare_engine::EngineError> {
+    let mut s = seed;
+    Tensor::from_vec(
+        shape,
+        (0..shape.len())
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect(),
+    )
+}
+
+/// One convolution of the network: name, input shape, weights, spec.
+struct Layer {
+    name: String,
+    input: Shape5,
+    weight: Conv3dWeight,
+    spec: Conv3dSpec,
+    transposed: bool,
+}
+
+/// Every convolution of the forward pass with its input shape (decoder conv1 over the
+/// concatenation, as PyTorch runs it).
+fn layers(net: &UNet, size: usize) -> Vec<Layer> {
+    let cfg = net.config();
+    let mut out = Vec::new();
+    let mut shape = Shape5::new(1, size, size, size, cfg.in_channels);
+    let mut level_shapes = Vec::new();
+    for (l, units) in net.encoder.iter().enumerate() {
+        for (i, u) in units.iter().enumerate() {
+            out.push(Layer {
+                name: format!("encoder.{l}.conv{}", i + 1),
+                input: shape,
+                weight: u.conv.weight.clone(),
+                spec: u.conv.spec,
+                transposed: false,
+            });
+            shape = u
+                .conv
+                .spec
+                .output_shape(shape, u.conv.weight.cout())
+                .unwrap_or(shape);
+        }
+        level_shapes.push(shape);
+    }
+    for l in (0..net.decoder.len()).rev() {
+        let d = &net.decoder[l];
+        out.push(Layer {
+            name: format!("decoder.{l}.up"),
+            input: shape,
+            weight: d.up.weight.clone(),
+            spec: Conv3dSpec {
+                kernel: d.up.weight.kernel(),
+                stride: d.up.weight.kernel(),
+                padding: [0; 3],
+            },
+            transposed: true,
+        });
+        shape = level_shapes[l].with_channels(2 * cfg.widths[l]);
+        for (i, u) in d.units.iter().enumerate() {
+            out.push(Layer {
+                name: format!("decoder.{l}.conv{}", i + 1),
+                input: shape,
+                weight: u.conv.weight.clone(),
+                spec: u.conv.spec,
+                transposed: false,
+            });
+            shape = shape.with_channels(cfg.widths[l]);
+        }
+    }
+    out.push(Layer {
+        name: "head".into(),
+        input: shape,
+        weight: net.head.weight.clone(),
+        spec: net.head.spec,
+        transposed: false,
+    });
+    out
+}
+
+fn main() -> Result<(), BoxErr> {
+    let size = arg("--size", 128);
+    let threads = arg("--threads", 2);
+    let reps = arg("--reps", 3);
+    let train_reps = arg("--train-reps", 2);
+    let out_dir = opt_str("--out")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "engine_bench: 4-level U-Net 16-32-64-128, input 1x1x{size}^3, {threads} threads; \
+         load average at start: {}",
+        load.trim()
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let ctx = Ctx::new();
+    println!("isa: {}", ctx.isa());
+    let cfg = UNetConfig::standard(1, 5, &[16, 32, 64, 128]);
+    let net = UNet::init(&cfg, 2026)?;
+    let model = out_dir.join("flare_engine_bench.safetensors");
+    file::save(&model, &net, &ModelCard::untrained(cfg.clone()))?;
+
+    let ceiling = pool.install(|| {
+        (0..3)
+            .map(|_| {
+                let (f, s) = fma_ceiling(&ctx, 100_000_000);
+                f / s / 1e9
+            })
+            .fold(0.0f64, f64::max)
+    });
+    println!("FMA ceiling: {ceiling:.1} GFLOP/s ({threads} threads)");
+
+    println!(
+        "{:<18} {:>20} {:>8} {:>9} {:>9} {:>7}",
+        "layer", "input", "GFLOP", "ms", "GFLOP/s", "% ceil"
+    );
+    let (mut conv_flops, mut conv_secs) = (0.0f64, 0.0f64);
+    for layer in layers(&net, size) {
+        let x = noise(layer.input, 3)?;
+        let bias = vec![0.01f32; layer.weight.cout()];
+        let (flops, secs) = if layer.transposed {
+            let out = layer.input.voxels() as f64
+                * layer.weight.taps() as f64
+                * layer.weight.cout() as f64;
+            let f = 2.0 * out * layer.input.c as f64;
+            let s = pool.install(|| {
+                best_of(reps, || {
+                    conv_transpose3d_forward(&ctx, &x, &layer.weight, Some(&bias))?;
+                    Ok(())
+                })
+            })?;
+            (f, s)
+        } else {
+            let f = layer.spec.flops(layer.input, layer.weight.cout())?;
+            let s = pool.install(|| {
+                best_of(reps, || {
+                    conv3d_forward(&ctx, &x, &layer.weight, Some(&bias), &layer.spec)?;
+                    Ok(())
+                })
+            })?;
+            conv_flops += f;
+            conv_secs += s;
+            (f, s)
+        };
+        let rate = flops / secs / 1e9;
+        println!(
+            "{:<18} {:>20} {:>8.2} {:>9.1} {:>9.1} {:>6.1}%",
+            layer.name,
+            layer.input.to_string(),
+            flops / 1e9,
+            secs * 1e3,
+            rate,
+            100.0 * rate / ceiling
+        );
+    }
+    let conv_rate = conv_flops / conv_secs / 1e9;
+    let ceiling_pct = 100.0 * conv_rate / ceiling;
+    println!(
+        "all convolutions: {:.1} GFLOP in {:.3} s = {conv_rate:.1} GFLOP/s = {ceiling_pct:.1}% of \
+         the ceiling",
+        conv_flops / 1e9,
+        conv_secs
+    );
+
+    let x = noise(Shape5::new(1, size, size, size, 1), 11)?;
+    let fwd = pool.install(|| {
+        best_of(reps, || {
+            net.infer(&ctx, x.clone())?;
+            Ok(())
+        })
+    })?;
+    println!("flare forward (lean inference): {fwd:.3} s");
+
+    // Labels: blobs of all 5 classes.
+    let labels: Vec<u8> = (0..size * size * size)
+        .map(|v| {
+            let (z, y, xx) = (v / (size * size), (v / size) % size, v % size);
+            ((z * 5 / size + y * 3 / size + xx * 2 / size) % 5) as u8
+        })
+        .collect();
+    let mut tnet = net.clone();
+    let mut opt = Optimizer::sgd(
+        &tnet,
+        Sgd {
+            momentum: 0.99,
+            nesterov: true,
+            weight_decay: 3e-5,
+        },
+    );
+    let loss_cfg = LossConfig::default();
+    let train = if flag("--no-train") {
+        f64::NAN
+    } else {
+        pool.install(|| {
+            best_of(train_reps, || {
+                train_step(
+                    &ctx,
+                    &mut tnet,
+                    &mut opt,
+                    x.clone(),
+                    &labels,
+                    &loss_cfg,
+                    0.01,
+                )?;
+                Ok(())
+            })
+        })?
+    };
+    println!("flare train step (forward + loss + backward + SGD): {train:.3} s");
+
+    let (mut ort, mut torch_fwd, mut torch_train) = (f64::NAN, f64::NAN, f64::NAN);
+    if !flag("--no-python") {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let script = root.join("scripts/bench/engine_pytorch_ort.py");
+        let py = std::env::var("FLARE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = Command::new(py)
+            .arg(&script)
+            .args(["--model", &model.to_string_lossy()])
+            .args([
+                "--size",
+                &size.to_string(),
+                "--threads",
+                &threads.to_string(),
+            ])
+            .args([
+                "--reps",
+                &reps.to_string(),
+                "--train-reps",
+                &train_reps.to_string(),
+            ])
+            .args([
+                "--onnx",
+                &out_dir.join("flare_engine_bench.onnx").to_string_lossy(),
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            if it.next() == Some("result:") {
+                for kv in it {
+                    if let Some((k, v)) = kv.split_once('=') {
+                        let v: f64 = v.parse().unwrap_or(f64::NAN);
+                        match k {
+                            "onnxruntime_forward" => ort = v,
+                            "pytorch_forward" => torch_fwd = v,
+                            "pytorch_train_step" => torch_train = v,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "ratios: forward ORT/flare {:.2}x, PyTorch/flare {:.2}x; train step PyTorch/flare {:.2}x",
+        ort / fwd,
+        torch_fwd / fwd,
+        torch_train / train
+    );
+    println!(
+        "engine: unet forward flare={fwd:.3} onnxruntime={ort:.3} pytorch={torch_fwd:.3} \
+         train_step flare={train:.3} pytorch={torch_train:.3} ceiling_pct={ceiling_pct:.0}"
+    );
+    Ok(())
+}

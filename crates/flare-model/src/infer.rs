@@ -1,0 +1,305 @@
+//! Lean inference: the U-Net forward with every activation freed as soon as its consumers ran,
+//! and the peak of live activation bytes reported.
+//!
+//! Three things keep the peak low:
+//! - Skip tensors are owned by a list and taken out when their decoder level consumes them;
+//!   every other intermediate is dropped right after the layer that reads it.
+//! - Each unit is fused: the convolution writes one buffer, then instance norm and LeakyReLU
+//!   run in place on it (statistics pass + one scale/shift/activate pass), so the normalised
+//!   tensor is never a second buffer.
+//! - The decoder's `concat([up, skip])` is never built. A convolution over a concat is the sum
+//!   of convolutions over each part with that part's input channels of the weights, so the
+//!   first decoder unit convolves the skip into its output, frees the skip, upsamples, and adds
+//!   the upsampled part's convolution slab by slab (a few depth planes with a halo at a time),
+//!   never holding a second full-size output.
+//!
+//! The in-place norm/activation and the slab accumulation are private here because the engine
+//! has no in-place instance norm and no accumulating convolution yet; both belong in the engine
+//! (see the crate README).
+
+use flare_engine::{
+    Conv3dSpec, Conv3dWeight, Ctx, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward,
+};
+use rayon::prelude::*;
+
+use crate::{ModelError, Result, UNet, Unit, error::LayerContext};
+
+/// Depth planes per slab of the accumulating convolution.
+const SLAB: usize = 16;
+/// Voxels per chunk of the norm statistics (fixed, so results do not depend on threads).
+const CHUNK: usize = 4096;
+
+/// Memory accounting of one inference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InferenceStats {
+    /// The largest total size in bytes of activation tensors alive at once (the input
+    /// included, weights and packing scratch excluded).
+    pub peak_activation_bytes: usize,
+}
+
+/// Running total of live activation bytes.
+#[derive(Default)]
+struct Live {
+    cur: usize,
+    peak: usize,
+}
+
+impl Live {
+    fn alloc(&mut self, t: &Tensor) {
+        self.cur += t.data().len() * 4;
+        self.peak = self.peak.max(self.cur);
+    }
+    fn free(&mut self, t: Tensor) {
+        self.cur = self.cur.saturating_sub(t.data().len() * 4);
+        drop(t);
+    }
+}
+
+/// Instance norm (affine) then LeakyReLU, in place. Per-channel sums in f64 over fixed chunks,
+/// combined in order.
+fn norm_act_inplace(t: &mut Tensor, gamma: &[f32], beta: &[f32], eps: f32, slope: f32) {
+    let s = t.shape();
+    let c = s.c;
+    let m = s.d * s.h * s.w;
+    if c == 0 || m == 0 {
+        return;
+    }
+    for n in 0..s.n {
+        let data = &mut t.data_mut()[n * m * c..(n + 1) * m * c];
+        let sums = |f: &(dyn Fn(&[f32], &mut [f64]) + Sync)| -> Vec<f64> {
+            let parts: Vec<Vec<f64>> = data
+                .par_chunks(CHUNK * c)
+                .map(|ch| {
+                    let mut acc = vec![0.0f64; c];
+                    f(ch, &mut acc);
+                    acc
+                })
+                .collect();
+            let mut tot = vec![0.0f64; c];
+            for p in parts {
+                for (a, b) in tot.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+            tot
+        };
+        let mean: Vec<f64> = sums(&|ch, acc| {
+            for v in ch.chunks_exact(c) {
+                for (a, &x) in acc.iter_mut().zip(v) {
+                    *a += x as f64;
+                }
+            }
+        })
+        .into_iter()
+        .map(|v| v / m as f64)
+        .collect();
+        let var = sums(&|ch, acc| {
+            for v in ch.chunks_exact(c) {
+                for ((a, &x), &mu) in acc.iter_mut().zip(v).zip(&mean) {
+                    let d = x as f64 - mu;
+                    *a += d * d;
+                }
+            }
+        });
+        let inv: Vec<f64> = var
+            .iter()
+            .map(|&v| 1.0 / (v / m as f64 + eps as f64).sqrt())
+            .collect();
+        let scale: Vec<f32> = (0..c).map(|i| (inv[i] * gamma[i] as f64) as f32).collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|i| (beta[i] as f64 - mean[i] * inv[i] * gamma[i] as f64) as f32)
+            .collect();
+        data.par_chunks_mut(CHUNK * c).for_each(|ch| {
+            for v in ch.chunks_exact_mut(c) {
+                for i in 0..c {
+                    let y = v[i] * scale[i] + shift[i];
+                    v[i] = if y > 0.0 { y } else { y * slope };
+                }
+            }
+        });
+    }
+}
+
+/// The weights of input channels `[lo, hi)` only.
+fn weight_part(w: &Conv3dWeight, lo: usize, hi: usize) -> Result<Conv3dWeight> {
+    let (cin, cout) = (w.cin(), w.cout());
+    let mut data = Vec::with_capacity(w.taps() * (hi - lo) * cout);
+    for t in 0..w.taps() {
+        data.extend_from_slice(&w.data()[(t * cin + lo) * cout..(t * cin + hi) * cout]);
+    }
+    Conv3dWeight::from_dhwio(w.kernel(), hi - lo, cout, data).layer("weight split")
+}
+
+/// `y += conv(x, w)` (stride 1, same padding, no bias), a slab of depth planes at a time.
+fn conv_accumulate(
+    ctx: &Ctx,
+    x: &Tensor,
+    w: &Conv3dWeight,
+    spec: &Conv3dSpec,
+    y: &mut Tensor,
+    name: &str,
+) -> Result<()> {
+    let xs = x.shape();
+    let ys = y.shape();
+    if spec.stride != [1; 3] || spec.output_shape(xs, w.cout()).layer(name)? != ys {
+        return Err(ModelError::Input(format!(
+            "{name}: accumulating convolution needs stride 1 and matching shapes ({xs} -> {ys})"
+        )));
+    }
+    let pd = spec.padding[0];
+    let slab_spec =
+        Conv3dSpec::new(spec.kernel, [1; 3], [0, spec.padding[1], spec.padding[2]]).layer(name)?;
+    let plane = xs.h * xs.w * xs.c;
+    let oplane = ys.h * ys.w * ys.c;
+    for n in 0..xs.n {
+        let mut d0 = 0;
+        while d0 < ys.d {
+            let d1 = (d0 + SLAB).min(ys.d);
+            let depth = d1 - d0 + 2 * pd;
+            let mut slab = vec![0.0f32; depth * plane];
+            for (j, dst) in slab.chunks_exact_mut(plane).enumerate() {
+                if let Some(id) = (d0 + j).checked_sub(pd).filter(|&i| i < xs.d) {
+                    let at = (n * xs.d + id) * plane;
+                    dst.copy_from_slice(&x.data()[at..at + plane]);
+                }
+            }
+            let slab =
+                Tensor::from_vec(Shape5::new(1, depth, xs.h, xs.w, xs.c), slab).layer(name)?;
+            let part = conv3d_forward(ctx, &slab, w, None, &slab_spec).layer(name)?;
+            let at = (n * ys.d + d0) * oplane;
+            y.data_mut()[at..at + (d1 - d0) * oplane]
+                .par_chunks_mut(1 << 16)
+                .zip(part.data().par_chunks(1 << 16))
+                .for_each(|(a, b)| {
+                    for (p, q) in a.iter_mut().zip(b) {
+                        *p += q;
+                    }
+                });
+            d0 = d1;
+        }
+    }
+    Ok(())
+}
+
+impl UNet {
+    /// A fused unit on an input the caller keeps.
+    fn unit_infer(
+        &self,
+        ctx: &Ctx,
+        u: &Unit,
+        x: &Tensor,
+        live: &mut Live,
+        name: &str,
+    ) -> Result<Tensor> {
+        let cfg = self.config();
+        let mut y =
+            conv3d_forward(ctx, x, &u.conv.weight, Some(&u.conv.bias), &u.conv.spec).layer(name)?;
+        live.alloc(&y);
+        norm_act_inplace(
+            &mut y,
+            &u.norm.gamma,
+            &u.norm.beta,
+            cfg.norm_eps(),
+            cfg.slope(),
+        );
+        Ok(y)
+    }
+
+    /// Inference forward of `x` (`[N, D, H, W, in_channels]`, consumed so that it can be freed
+    /// early): the main head's logits `[N, D, H, W, classes]` and the peak of live activations.
+    pub fn infer(&self, ctx: &Ctx, x: Tensor) -> Result<(Tensor, InferenceStats)> {
+        let cfg = self.config();
+        let s = x.shape();
+        cfg.check_input(s.spatial(), s.c)?;
+        let levels = cfg.levels();
+        let mut live = Live::default();
+        live.alloc(&x);
+        let mut skips: Vec<Option<Tensor>> = Vec::with_capacity(levels);
+        let mut cur = x;
+        for (l, units) in self.encoder.iter().enumerate() {
+            for (i, u) in units.iter().enumerate() {
+                let name = format!("encoder.{l}.conv{}", i + 1);
+                let y = self.unit_infer(ctx, u, &cur, &mut live, &name)?;
+                let input = std::mem::replace(&mut cur, y);
+                // A level's output is the next level's input and also its skip: keep it.
+                if i == 0 && l > 0 {
+                    skips.push(Some(input));
+                } else {
+                    live.free(input);
+                }
+            }
+        }
+        // `cur` is the deepest level's output; levels 0..L-1 wait in `skips`.
+        for l in (0..levels.saturating_sub(1)).rev() {
+            let d = &self.decoder[l];
+            let skip = skips
+                .get_mut(l)
+                .and_then(Option::take)
+                .ok_or_else(|| ModelError::Config(format!("no skip tensor for level {l}")))?;
+            let width = cfg.widths[l];
+            let first = d
+                .units
+                .first()
+                .ok_or_else(|| ModelError::Config("a block has no units".into()))?;
+            let name = format!("decoder.{l}.conv1");
+            let w_up = weight_part(&first.conv.weight, 0, width)?;
+            let w_skip = weight_part(&first.conv.weight, width, 2 * width)?;
+            let mut y = conv3d_forward(
+                ctx,
+                &skip,
+                &w_skip,
+                Some(&first.conv.bias),
+                &first.conv.spec,
+            )
+            .layer(&name)?;
+            live.alloc(&y);
+            live.free(skip);
+            let up = conv_transpose3d_forward(ctx, &cur, &d.up.weight, Some(&d.up.bias))
+                .layer(&format!("decoder.{l}.up"))?;
+            live.alloc(&up);
+            live.free(std::mem::replace(&mut cur, up));
+            conv_accumulate(ctx, &cur, &w_up, &first.conv.spec, &mut y, &name)?;
+            norm_act_inplace(
+                &mut y,
+                &first.norm.gamma,
+                &first.norm.beta,
+                cfg.norm_eps(),
+                cfg.slope(),
+            );
+            live.free(std::mem::replace(&mut cur, y));
+            for (i, u) in d.units.iter().enumerate().skip(1) {
+                let name = format!("decoder.{l}.conv{}", i + 1);
+                let y = self.unit_infer(ctx, u, &cur, &mut live, &name)?;
+                live.free(std::mem::replace(&mut cur, y));
+            }
+        }
+        let h = &self.head;
+        let logits = conv3d_forward(ctx, &cur, &h.weight, Some(&h.bias), &h.spec).layer("head")?;
+        live.alloc(&logits);
+        live.free(cur);
+        Ok((
+            logits,
+            InferenceStats {
+                peak_activation_bytes: live.peak,
+            },
+        ))
+    }
+}
+
+/// The class with the highest logit per voxel (first on ties), in voxel order.
+pub fn argmax_labels(logits: &Tensor) -> Vec<u8> {
+    let c = logits.shape().c.max(1);
+    logits
+        .data()
+        .par_chunks(c)
+        .map(|v| {
+            let mut best = 0;
+            for (i, &x) in v.iter().enumerate() {
+                if x > v[best] {
+                    best = i;
+                }
+            }
+            best.min(u8::MAX as usize) as u8
+        })
+        .collect()
+}

@@ -1,0 +1,107 @@
+//! Lean inference equals the training forward (which the PyTorch fixtures pin down) and
+//! PyTorch's logits, across slab boundaries, anisotropic kernels and strides, and a batch of 2.
+
+use flare_engine::{Ctx, Isa, Shape5, Tensor};
+use flare_model::{UNet, UNetConfig, argmax_labels, file};
+
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+fn noise(shape: Shape5, seed: u32) -> Tensor {
+    let mut s = seed;
+    let v = (0..shape.len())
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect();
+    Tensor::from_vec(shape, v).unwrap()
+}
+
+#[test]
+fn lean_inference_equals_the_training_forward() {
+    let mut cfg = UNetConfig::standard(1, 5, &[4, 8, 16]);
+    cfg.kernels = vec![[3, 3, 1], [3, 3, 3], [1, 3, 3]];
+    cfg.strides[2] = [2, 1, 2];
+    cfg.deep_supervision = true;
+    let mut net = UNet::init(&cfg, 5).unwrap();
+    // Non-trivial biases and affines so every parameter shows in the output.
+    for (i, slot) in net.slots_mut().into_iter().enumerate() {
+        if slot.len() < 20 {
+            for (j, v) in slot.iter_mut().enumerate() {
+                *v += 0.05 * (((i * 7 + j * 3) % 11) as f32 - 5.0);
+            }
+        }
+    }
+    // Depth 40 crosses the 16-plane slabs of the decoder's accumulating convolution.
+    let x = noise(Shape5::new(2, 40, 8, 12, 1), 9);
+    for isa in [Isa::Scalar, Isa::best()] {
+        let ctx = Ctx::with_isa(isa).unwrap();
+        let want = net.forward_train(&ctx, x.clone()).unwrap().logits;
+        let (got, stats) = net.infer(&ctx, x.clone()).unwrap();
+        assert_eq!(got.shape(), want.shape());
+        let e = rel_l2(got.data(), want.data());
+        assert!(e < 1e-5, "{isa}: rel L2 {e:e}");
+        assert!(stats.peak_activation_bytes > 0);
+    }
+}
+
+#[test]
+fn lean_inference_matches_pytorch_logits() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (net, _) = file::load(&dir.join("model_unet_step_init.safetensors")).unwrap();
+    let bytes = std::fs::read(dir.join("model_unet_step_expected.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> {
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let x = Tensor::from_vec(Shape5::new(1, 16, 16, 16, 1), f32s("x")).unwrap();
+    let (got, _) = net.infer(&Ctx::new(), x).unwrap();
+    // PyTorch's logits are [1, 5, 16, 16, 16]: move channels last.
+    let torch = f32s("logits");
+    let sp = 16 * 16 * 16;
+    let want: Vec<f32> = (0..sp * 5).map(|k| torch[(k % 5) * sp + k / 5]).collect();
+    let e = rel_l2(got.data(), &want);
+    assert!(e < 1e-5, "rel L2 {e:e}");
+    let labels = argmax_labels(&got);
+    let ref_labels = argmax_labels(&Tensor::from_vec(got.shape(), want).unwrap());
+    let differ = labels
+        .iter()
+        .zip(&ref_labels)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        differ <= 2,
+        "{differ} voxels get another class than PyTorch's"
+    );
+}
+
+#[test]
+fn bad_inputs_are_refused() {
+    let net = UNet::init(&UNetConfig::standard(1, 5, &[4, 8]), 1).unwrap();
+    let ctx = Ctx::new();
+    assert!(
+        net.infer(&ctx, noise(Shape5::new(1, 8, 8, 7, 1), 1))
+            .is_err()
+    );
+    assert!(
+        net.infer(&ctx, noise(Shape5::new(1, 8, 8, 8, 2), 1))
+            .is_err()
+    );
+    assert!(
+        net.forward_train(&ctx, noise(Shape5::new(1, 8, 8, 7, 1), 1))
+            .is_err()
+    );
+}
