@@ -23,7 +23,7 @@ use std::{
 };
 
 use bytemuck::Pod;
-use flare_volume::{Volume, memory::ensure_fits};
+use flare_volume::{Geometry, Volume, memory::ensure_fits};
 
 use crate::{
     convert::{self, BadVoxel, Converter, Stored},
@@ -130,6 +130,8 @@ impl RawVoxels {
 pub struct RawImage {
     /// The header.
     pub header: NiftiHeader,
+    /// The grid of the header's best affine (spacing, orientation, ...).
+    pub geometry: Geometry,
     /// The voxels, `i` fastest, in the stored datatype.
     pub voxels: RawVoxels,
 }
@@ -241,7 +243,12 @@ pub fn read_raw(path: impl AsRef<Path>) -> Result<RawImage> {
             detail: "datatype changed while reading".to_string(),
         });
     }
-    Ok(RawImage { header, voxels })
+    let geometry = header_geometry(path, &header)?;
+    Ok(RawImage {
+        header,
+        geometry,
+        voxels,
+    })
 }
 
 /// The header's datatype, or the error for an unsupported one.
@@ -266,18 +273,22 @@ fn finish<T>(
     if let Some(b) = bad {
         return Err(voxel_error(path, &header, b, labels));
     }
-    let which = header.transform_source().name();
-    let geometry = header.geometry().map_err(|source| NiftiError::Geometry {
-        path: path.to_path_buf(),
-        which,
-        source,
-    })?;
+    let geometry = header_geometry(path, &header)?;
     let volume = Volume::new(geometry, data).map_err(|source| NiftiError::Geometry {
         path: path.to_path_buf(),
-        which,
+        which: header.transform_source().name(),
         source,
     })?;
     Ok(NiftiImage { header, volume })
+}
+
+/// The header's grid, or the error naming the transform it came from.
+fn header_geometry(path: &Path, header: &NiftiHeader) -> Result<Geometry> {
+    header.geometry().map_err(|source| NiftiError::Geometry {
+        path: path.to_path_buf(),
+        which: header.transform_source().name(),
+        source,
+    })
 }
 
 /// The error for a voxel a converter refused.

@@ -129,6 +129,7 @@ fn every_fixture_reads_like_nibabel() {
 
         let raw = read_raw(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(raw.voxels.datatype(), dt, "{name}");
+        assert_eq!(&raw.geometry, img.volume.geometry(), "{name}");
         assert_eq!(
             raw_as_f64(&raw.voxels),
             floats(&case["raw"]),
