@@ -7,13 +7,32 @@
 //! the mapping from PyTorch's `[co][ci][kd][kh][kw]`). Shape rules live in one place
 //! ([`Conv3dSpec`] and the `shape` module) and follow PyTorch's.
 //!
+//! # What is here
+//! - Convolution ([`conv3d_forward`], [`conv3d_backward_data`], [`conv3d_backward_weight`]):
+//!   kernels 1 or 3 (any size works) per axis, stride 1 or 2, zero padding, bias.
+//! - Transposed convolution with stride = kernel ([`conv_transpose3d_forward`] and backward),
+//!   trilinear resize ([`resize_trilinear`]), max/avg pooling ([`max_pool3d_forward`], ...).
+//! - Instance norm ([`instance_norm_forward`]/[`instance_norm_backward`]), batch norm folded
+//!   into a convolution ([`fold_batch_norm`]), LeakyReLU/ReLU, residual add, channel concat.
+//! - Inference fusion: [`conv3d_norm_act_forward`] (conv + instance norm + LeakyReLU).
+//! - Losses with logit gradients ([`softmax`], [`cross_entropy`], [`soft_dice`]), optimisers
+//!   ([`Sgd`], [`AdamW`]) and schedules ([`LrSchedule`]).
+//! - [`fma_ceiling`]: the machine's FMA peak, for benchmarks (`examples/conv_bench.rs`).
+//!
+//! Every layer is checked against PyTorch (float64) by fixtures that
+//! `scripts/fixtures/engine_fixtures.py` writes into `tests/fixtures/`.
+//!
 //! # Kernels and dispatch
 //! Each hot loop is a small micro-kernel with three builds: AVX-512F, AVX2+FMA and portable
-//! scalar (`src/<op>/<pass>/{avx512,avx2,scalar}.rs`). The instruction set is an [`Isa`]
+//! scalar (`src/conv3d/{forward,backward_weight}/{avx512,avx2,scalar}.rs`; the forward
+//! "gather" kernel also serves the input gradient and the transposed convolution, with
+//! transposed weights or strided offsets). The instruction set is an [`Isa`]
 //! carried by a [`Ctx`]: [`Ctx::new`] takes the process-wide choice (best detected, lowered by
 //! `FLARE_ISA=scalar|avx2|avx512`, decided once and cached), [`Ctx::with_isa`] forces one (the
 //! tests run every supported path and compare it with the scalar one). Kernels are the only
 //! `unsafe` code; the safe drivers around them check every offset a kernel call will touch.
+//! Memory-bound layers (norms, activations, pooling, losses) are plain Rust that the compiler
+//! vectorises.
 //!
 //! # Threads
 //! Ops split their work with rayon over the current pool (wrap calls in

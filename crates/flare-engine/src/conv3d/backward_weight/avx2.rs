@@ -36,8 +36,8 @@ unsafe fn run_impl(t: &WTile, acc: *mut f32, rs: usize) {
             r0 += MR;
         }
         match t.nci - r0 {
-            1 => tile::<1>(t, r0, acc, rs, m0, m1),
-            2 => tile::<2>(t, r0, acc, rs, m0, m1),
+            1 => narrow::<1>(t, r0, acc, rs, m0, m1),
+            2 => narrow::<2>(t, r0, acc, rs, m0, m1),
             3 => tile::<3>(t, r0, acc, rs, m0, m1),
             4 => tile::<4>(t, r0, acc, rs, m0, m1),
             5 => tile::<5>(t, r0, acc, rs, m0, m1),
@@ -84,6 +84,64 @@ unsafe fn tile<const M: usize>(
         for r in 0..M {
             _mm256_storeu_ps(acc.add((r0 + r) * rs), a0[r]);
             _mm256_storeu_ps(acc.add((r0 + r) * rs + 8), a1[r]);
+        }
+    }
+}
+
+/// One or two input channels: voxels are dealt round-robin to 3 accumulator sets so the
+/// FMA chains do not serialise on latency.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn narrow<const M: usize>(
+    t: &WTile,
+    r0: usize,
+    acc: *mut f32,
+    rs: usize,
+    m0: __m256i,
+    m1: __m256i,
+) {
+    let (xs, gs) = (t.x_vstride, t.g_vstride);
+    // SAFETY: as in `tile`: rows `r0 + r < nci`, voxels `v < nv`, masked gradient loads whose
+    // masked-off upper half is never accessed.
+    unsafe {
+        let mut a0 = [[_mm256_setzero_ps(); M]; 3];
+        let mut a1 = [[_mm256_setzero_ps(); M]; 3];
+        for r in 0..M {
+            a0[0][r] = _mm256_loadu_ps(acc.add((r0 + r) * rs));
+            a1[0][r] = _mm256_loadu_ps(acc.add((r0 + r) * rs + 8));
+        }
+        let xb = t.x.as_ptr().add(t.x_off + r0);
+        let gb = t.g.as_ptr().add(t.g_off);
+        let mut v = 0;
+        while v + 3 <= t.nv {
+            for s in 0..3 {
+                let g0 = _mm256_maskload_ps(gb.add((v + s) * gs), m0);
+                let g1 = _mm256_maskload_ps(gb.wrapping_add((v + s) * gs + 8), m1);
+                let xv = xb.add((v + s) * xs);
+                for r in 0..M {
+                    let b = _mm256_broadcast_ss(&*xv.add(r));
+                    a0[s][r] = _mm256_fmadd_ps(b, g0, a0[s][r]);
+                    a1[s][r] = _mm256_fmadd_ps(b, g1, a1[s][r]);
+                }
+            }
+            v += 3;
+        }
+        while v < t.nv {
+            let g0 = _mm256_maskload_ps(gb.add(v * gs), m0);
+            let g1 = _mm256_maskload_ps(gb.wrapping_add(v * gs + 8), m1);
+            let xv = xb.add(v * xs);
+            for r in 0..M {
+                let b = _mm256_broadcast_ss(&*xv.add(r));
+                a0[0][r] = _mm256_fmadd_ps(b, g0, a0[0][r]);
+                a1[0][r] = _mm256_fmadd_ps(b, g1, a1[0][r]);
+            }
+            v += 1;
+        }
+        for r in 0..M {
+            let s0 = _mm256_add_ps(_mm256_add_ps(a0[0][r], a0[1][r]), a0[2][r]);
+            let s1 = _mm256_add_ps(_mm256_add_ps(a1[0][r], a1[1][r]), a1[2][r]);
+            _mm256_storeu_ps(acc.add((r0 + r) * rs), s0);
+            _mm256_storeu_ps(acc.add((r0 + r) * rs + 8), s1);
         }
     }
 }

@@ -26,9 +26,9 @@ unsafe fn run_impl(t: &WTile, acc: *mut f32, rs: usize) {
             r0 += MR;
         }
         match t.nci - r0 {
-            1 => tile::<1>(t, r0, acc, rs, mask),
-            2 => tile::<2>(t, r0, acc, rs, mask),
-            3 => tile::<3>(t, r0, acc, rs, mask),
+            1 => narrow::<1>(t, r0, acc, rs, mask),
+            2 => narrow::<2>(t, r0, acc, rs, mask),
+            3 => narrow::<3>(t, r0, acc, rs, mask),
             4 => tile::<4>(t, r0, acc, rs, mask),
             5 => tile::<5>(t, r0, acc, rs, mask),
             6 => tile::<6>(t, r0, acc, rs, mask),
@@ -69,6 +69,49 @@ unsafe fn tile<const M: usize>(t: &WTile, r0: usize, acc: *mut f32, rs: usize, m
         }
         for (r, ar) in a.iter().enumerate() {
             _mm512_storeu_ps(acc.add((r0 + r) * rs), *ar);
+        }
+    }
+}
+
+/// Few input channels (the network's first layer has one): `tile` would be 1-3 dependent FMA
+/// chains, bound by latency, so the voxels are dealt round-robin to 4 accumulator sets.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn narrow<const M: usize>(t: &WTile, r0: usize, acc: *mut f32, rs: usize, mask: __mmask16) {
+    let (xs, gs) = (t.x_vstride, t.g_vstride);
+    // SAFETY: as in `tile`: rows `r0 + r < nci`, voxels `v < nv`, masked gradient loads.
+    unsafe {
+        let mut a = [[_mm512_setzero_ps(); M]; 4];
+        for r in 0..M {
+            a[0][r] = _mm512_loadu_ps(acc.add((r0 + r) * rs));
+        }
+        let xb = t.x.as_ptr().add(t.x_off + r0);
+        let gb = t.g.as_ptr().add(t.g_off);
+        let mut v = 0;
+        while v + 4 <= t.nv {
+            for (s, set) in a.iter_mut().enumerate() {
+                let gv = _mm512_maskz_loadu_ps(mask, gb.add((v + s) * gs));
+                let xv = xb.add((v + s) * xs);
+                for (r, ar) in set.iter_mut().enumerate() {
+                    *ar = _mm512_fmadd_ps(_mm512_set1_ps(*xv.add(r)), gv, *ar);
+                }
+            }
+            v += 4;
+        }
+        while v < t.nv {
+            let gv = _mm512_maskz_loadu_ps(mask, gb.add(v * gs));
+            let xv = xb.add(v * xs);
+            for (r, ar) in a[0].iter_mut().enumerate() {
+                *ar = _mm512_fmadd_ps(_mm512_set1_ps(*xv.add(r)), gv, *ar);
+            }
+            v += 1;
+        }
+        for r in 0..M {
+            let s = _mm512_add_ps(
+                _mm512_add_ps(a[0][r], a[1][r]),
+                _mm512_add_ps(a[2][r], a[3][r]),
+            );
+            _mm512_storeu_ps(acc.add((r0 + r) * rs), s);
         }
     }
 }
