@@ -11,6 +11,27 @@
 //!
 //! Voxel data follows flare's convention: axes `(i, j, k)`, stored `i` fastest
 //! (`index = i + nx * (j + ny * k)`). Every function here is multi-threaded with rayon.
+//!
+//! ```
+//! use flare_imgproc::{Connectivity, LabelInterp, keep_largest_components, resample_labels};
+//! use flare_volume::{Geometry, Volume};
+//!
+//! // A 4 x 4 x 2 label map with a 2-voxel organ and a stray voxel of the same label.
+//! let scan = Geometry::axis_aligned([4, 4, 2], [0.8, 0.8, 2.5], [0.0; 3])?;
+//! let mut labels = Volume::filled(scan, 0u8);
+//! for ijk in [[0, 0, 0], [1, 0, 0], [3, 3, 1]] {
+//!     labels.data_mut()[scan.linear_index(ijk)] = 1;
+//! }
+//! let stats = keep_largest_components(&mut labels, 1, 1, Connectivity::Full);
+//! assert_eq!(stats.removed_voxels, 1);
+//!
+//! // Onto a grid twice as fine over the same field of view, and back.
+//! let fine = scan.resized([8, 8, 4])?;
+//! let up = resample_labels(&labels, &fine, LabelInterp::Nearest)?;
+//! let back = resample_labels(&up, &scan, LabelInterp::Nearest)?;
+//! assert_eq!(back, labels);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
