@@ -82,8 +82,8 @@ unsafe fn narrow<const M: usize>(t: &WTile, r0: usize, acc: *mut f32, rs: usize,
     // SAFETY: as in `tile`: rows `r0 + r < nci`, voxels `v < nv`, masked gradient loads.
     unsafe {
         let mut a = [[_mm512_setzero_ps(); M]; 4];
-        for r in 0..M {
-            a[0][r] = _mm512_loadu_ps(acc.add((r0 + r) * rs));
+        for (r, ar) in a[0].iter_mut().enumerate() {
+            *ar = _mm512_loadu_ps(acc.add((r0 + r) * rs));
         }
         let xb = t.x.as_ptr().add(t.x_off + r0);
         let gb = t.g.as_ptr().add(t.g_off);
@@ -106,11 +106,9 @@ unsafe fn narrow<const M: usize>(t: &WTile, r0: usize, acc: *mut f32, rs: usize,
             }
             v += 1;
         }
-        for r in 0..M {
-            let s = _mm512_add_ps(
-                _mm512_add_ps(a[0][r], a[1][r]),
-                _mm512_add_ps(a[2][r], a[3][r]),
-            );
+        let [s0, s1, s2, s3] = a;
+        for (r, (((x0, x1), x2), x3)) in s0.iter().zip(&s1).zip(&s2).zip(&s3).enumerate() {
+            let s = _mm512_add_ps(_mm512_add_ps(*x0, *x1), _mm512_add_ps(*x2, *x3));
             _mm512_storeu_ps(acc.add((r0 + r) * rs), s);
         }
     }
