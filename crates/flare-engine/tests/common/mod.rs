@@ -114,3 +114,11 @@ impl Rng {
         (0..n).map(|_| self.uniform()).collect()
     }
 }
+
+pub fn usizes_f32(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
