@@ -9,7 +9,10 @@
 
 use rayon::prelude::*;
 
-use crate::{Conv3dSpec, Conv3dWeight, Ctx, EngineError, Result, Tensor, conv3d::forward_impl};
+use crate::{
+    Conv3dSpec, Conv3dWeight, Ctx, EngineError, Result, Tensor,
+    conv3d::{Epilogue, forward_impl},
+};
 
 /// Instance-norm parameters of a fused block.
 #[derive(Clone, Copy, Debug)]
@@ -68,7 +71,7 @@ pub fn conv3d_norm_act_forward_into(
         });
     }
     let mut stats = vec![0.0f64; ys.rows() * 2 * c];
-    forward_impl(ctx, x, w, bias, spec, y, Some(&mut stats))?;
+    forward_impl(ctx, x, w, bias, spec, y, Epilogue::RowStats(&mut stats))?;
     let rows_per_sample = ys.d * ys.h;
     let sample_len = voxels * c;
     for n in 0..ys.n {

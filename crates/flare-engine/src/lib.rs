@@ -73,7 +73,7 @@ pub use crate::{
         Conv3dGrads, Conv3dWeight, conv_transpose3d_backward_data,
         conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_output_shape,
         conv3d_backward_data, conv3d_backward_data_into, conv3d_backward_weight, conv3d_forward,
-        conv3d_forward_into,
+        conv3d_forward_accumulate, conv3d_forward_into,
     },
     elementwise::{
         add_inplace, concat_channels, leaky_relu, leaky_relu_backward, leaky_relu_inplace,

@@ -292,3 +292,46 @@ fn weight_layout_round_trips_through_pytorch_order() {
     // torch[o=1, i=2, a=2, b=0, c=1] sits at ((1*3+2)*3+2)*2+1 = 35; here at tap (2*1+0)*2+1 = 5.
     assert_eq!(w.data()[(5 * 3 + 2) * 2 + 1], 35.0);
 }
+
+/// Convolving a concat equals accumulating the convolutions of its parts with the split
+/// weights, on every ISA; the split weights join back to the original.
+#[test]
+fn accumulated_split_conv_equals_conv_of_concat() {
+    use flare_engine::{concat_channels, conv3d_forward_accumulate};
+    let mut rng = Rng::new(17);
+    for (sa, cb, cout, spec) in [
+        (
+            Shape5::new(1, 4, 5, 11, 16),
+            16,
+            16,
+            Conv3dSpec::same([3; 3]).unwrap(),
+        ),
+        (
+            Shape5::new(2, 3, 6, 7, 3),
+            5,
+            17,
+            Conv3dSpec::new([3, 3, 1], [2, 1, 1], [1, 1, 0]).unwrap(),
+        ),
+    ] {
+        let a = Tensor::from_vec(sa, rng.vec(sa.len())).unwrap();
+        let sb = sa.with_channels(cb);
+        let b = Tensor::from_vec(sb, rng.vec(sb.len())).unwrap();
+        let cin = sa.c + cb;
+        let w = Conv3dWeight::from_dhwio(spec.kernel, cin, cout, rng.vec(spec.taps() * cin * cout))
+            .unwrap();
+        let bias = rng.vec(cout);
+        let (wa, wb) = w.split_input_channels(sa.c).unwrap();
+        assert_eq!(Conv3dWeight::concat_input_channels(&wa, &wb).unwrap(), w);
+        for ctx in ctxs() {
+            let cat = concat_channels(&ctx, &a, &b).unwrap();
+            let whole = conv3d_forward(&ctx, &cat, &w, Some(&bias), &spec).unwrap();
+            let mut y = conv3d_forward(&ctx, &a, &wa, Some(&bias), &spec).unwrap();
+            conv3d_forward_accumulate(&ctx, &b, &wb, None, &spec, &mut y).unwrap();
+            let e = rel_max(y.data(), whole.data());
+            assert!(e < 1e-6, "{sa} + {cb} on {}: {e:e}", ctx.isa());
+        }
+    }
+    let w = Conv3dWeight::zeros([3; 3], 4, 2).unwrap();
+    assert!(w.split_input_channels(0).is_err());
+    assert!(w.split_input_channels(4).is_err());
+}

@@ -167,6 +167,50 @@ impl Conv3dWeight {
         p
     }
 
+    /// Splits along input channels into `[0, at)` and `[at, cin)` (the two halves of a
+    /// convolution over a concat; see [`conv3d_forward_accumulate`]).
+    pub fn split_input_channels(&self, at: usize) -> Result<(Conv3dWeight, Conv3dWeight)> {
+        if at == 0 || at >= self.cin {
+            return Err(EngineError::Shape {
+                op: "split weight",
+                detail: format!("cannot split {} input channels at {at}", self.cin),
+            });
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for tap in self.data.chunks_exact(self.cin * self.cout) {
+            a.extend_from_slice(&tap[..at * self.cout]);
+            b.extend_from_slice(&tap[at * self.cout..]);
+        }
+        Ok((
+            Conv3dWeight::from_dhwio(self.kernel, at, self.cout, a)?,
+            Conv3dWeight::from_dhwio(self.kernel, self.cin - at, self.cout, b)?,
+        ))
+    }
+
+    /// Joins two weights along input channels (inverse of
+    /// [`Conv3dWeight::split_input_channels`], e.g. for the two halves' gradients).
+    pub fn concat_input_channels(a: &Conv3dWeight, b: &Conv3dWeight) -> Result<Conv3dWeight> {
+        if a.kernel != b.kernel || a.cout != b.cout {
+            return Err(EngineError::Shape {
+                op: "concat weights",
+                detail: format!(
+                    "kernels {:?}/{:?}, output channels {}/{}",
+                    a.kernel, b.kernel, a.cout, b.cout
+                ),
+            });
+        }
+        let mut data = Vec::with_capacity(a.data.len() + b.data.len());
+        for (ta, tb) in a
+            .data
+            .chunks_exact(a.cin * a.cout)
+            .zip(b.data.chunks_exact(b.cin * b.cout))
+        {
+            data.extend_from_slice(ta);
+            data.extend_from_slice(tb);
+        }
+        Conv3dWeight::from_dhwio(a.kernel, a.cin + b.cin, a.cout, data)
+    }
+
     /// Copies a `[tap][ci][co]` buffer whose output channels are padded to `cpad` into `self`.
     fn unpack_from(&mut self, padded: &[f32], cpad: usize) {
         for (dst, src) in self
@@ -280,10 +324,35 @@ pub fn conv3d_forward_into(
     spec: &Conv3dSpec,
     y: &mut Tensor,
 ) -> Result<()> {
-    forward_impl(ctx, x, w, bias, spec, y, None)
+    forward_impl(ctx, x, w, bias, spec, y, Epilogue::Write)
 }
 
-/// The forward driver. With `row_stats` (`rows * 2 * cout` values), each output row also
+/// `y += conv(x, w) + bias`: adds a convolution into an existing output. A convolution over a
+/// channel concat `[a, b]` equals the convolution of `a` with the weights' first input
+/// channels plus that of `b` with the rest ([`Conv3dWeight::split_input_channels`]), so a
+/// U-Net decoder can skip materialising the concat.
+pub fn conv3d_forward_accumulate(
+    ctx: &Ctx,
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    spec: &Conv3dSpec,
+    y: &mut Tensor,
+) -> Result<()> {
+    forward_impl(ctx, x, w, bias, spec, y, Epilogue::Accumulate)
+}
+
+/// What the forward driver does with each finished output row.
+pub(crate) enum Epilogue<'a> {
+    /// Overwrite the output.
+    Write,
+    /// Add into the output's current values.
+    Accumulate,
+    /// Overwrite, and record per-row channel sums (see [`forward_impl`]).
+    RowStats(&'a mut [f64]),
+}
+
+/// The forward driver. With [`Epilogue::RowStats`] (`rows * 2 * cout` values), each output row also
 /// writes, per channel, the sum of its values and of their squares (f64), so a following
 /// normalisation needs no extra pass over the output.
 pub(crate) fn forward_impl(
@@ -293,8 +362,13 @@ pub(crate) fn forward_impl(
     bias: Option<&[f32]>,
     spec: &Conv3dSpec,
     y: &mut Tensor,
-    row_stats: Option<&mut [f64]>,
+    epilogue: Epilogue,
 ) -> Result<()> {
+    let (row_stats, accumulate) = match epilogue {
+        Epilogue::Write => (None, false),
+        Epilogue::Accumulate => (None, true),
+        Epilogue::RowStats(st) => (Some(st), false),
+    };
     let xs = x.shape();
     check_weight(w, spec, xs.c)?;
     let cout = w.cout;
@@ -314,7 +388,9 @@ pub(crate) fn forward_impl(
         });
     }
     if ys.is_empty() || xs.is_empty() {
-        y.data_mut().fill(0.0);
+        if !accumulate {
+            y.data_mut().fill(0.0);
+        }
         if let Some(st) = row_stats {
             st.fill(0.0);
         }
@@ -384,6 +460,7 @@ pub(crate) fn forward_impl(
                         cin,
                         w_cstride: cpad,
                         init,
+                        accumulate,
                     };
                     forward::run(isa, &tile, hi - lo, &mut row[lo * cout + co0..], cout, nco);
                 }
@@ -408,6 +485,7 @@ pub(crate) fn forward_impl(
                         cin,
                         w_cstride: cpad,
                         init,
+                        accumulate,
                     };
                     forward::run(isa, &tile, 1, &mut row[ow * cout + co0..], cout, nco);
                 }
@@ -570,6 +648,7 @@ pub fn conv3d_backward_data_into(
                                 cin: cout,
                                 w_cstride: cpad,
                                 init: &zero,
+                                accumulate: false,
                             };
                             let start = (res + sw * j0) * cin + ci0;
                             forward::run(isa, &tile, nv, &mut row[start..], sw * cin, nco);

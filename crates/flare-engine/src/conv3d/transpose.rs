@@ -141,6 +141,7 @@ pub fn conv_transpose3d_forward(
                         cin,
                         w_cstride: cpad,
                         init,
+                        accumulate: false,
                     };
                     let nco = (cout - co0).min(BLOCK);
                     forward::run(isa, &tile, xs.w, &mut row[c * cout + co0..], kw * cout, nco);
@@ -204,6 +205,7 @@ pub fn conv_transpose3d_backward_data(
                     cin: cout,
                     w_cstride: cpad,
                     init: &zero,
+                    accumulate: false,
                 };
                 let nco = (cin - ci0).min(BLOCK);
                 forward::run(isa, &tile, input.w, &mut row[ci0..], cin, nco);

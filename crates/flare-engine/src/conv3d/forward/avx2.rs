@@ -59,13 +59,21 @@ unsafe fn tile<const M: usize>(
     let xs = t.x_vstride;
     let (cin, wcs) = (t.cin, t.w_cstride);
     // SAFETY: `init` has 16 lanes; input reads are `tap.x + v * xs + ci` with `v < nv`,
-    // `ci < cin`; weight reads cover `tap.w + ci * wcs + 0..16`; masked stores write only the
+    // `ci < cin`; accumulated outputs are masked loads of exactly the lanes the stores write;
+    // weight reads cover `tap.w + ci * wcs + 0..16`; masked stores write only the
     // first `nco` lanes at `v * ovs`: all checked in `super::run`.
     unsafe {
         let i0 = _mm256_loadu_ps(t.init.as_ptr());
         let i1 = _mm256_loadu_ps(t.init.as_ptr().add(8));
         let mut a0 = [i0; M];
         let mut a1 = [i1; M];
+        if t.accumulate {
+            for v in 0..M {
+                let o = out.add((v0 + v) * ovs);
+                a0[v] = _mm256_add_ps(a0[v], _mm256_maskload_ps(o, m0));
+                a1[v] = _mm256_add_ps(a1[v], _mm256_maskload_ps(o.wrapping_add(8), m1));
+            }
+        }
         for tap in t.taps {
             let xb = t.x.as_ptr().add(tap.x + v0 * xs);
             let wb = t.w.as_ptr().add(tap.w);
@@ -103,6 +111,11 @@ unsafe fn single(t: &Tile, v0: usize, out: *mut f32, ovs: usize, m0: __m256i, m1
         let mut a1 = [_mm256_setzero_ps(); 4];
         a0[0] = _mm256_loadu_ps(t.init.as_ptr());
         a1[0] = _mm256_loadu_ps(t.init.as_ptr().add(8));
+        if t.accumulate {
+            let o = out.add(v0 * ovs);
+            a0[0] = _mm256_add_ps(a0[0], _mm256_maskload_ps(o, m0));
+            a1[0] = _mm256_add_ps(a1[0], _mm256_maskload_ps(o.wrapping_add(8), m1));
+        }
         for tap in t.taps {
             let xb = t.x.as_ptr().add(tap.x + v0 * t.x_vstride);
             let wb = t.w.as_ptr().add(tap.w);

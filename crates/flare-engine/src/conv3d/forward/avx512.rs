@@ -46,11 +46,18 @@ unsafe fn tile<const M: usize>(t: &Tile, v0: usize, out: *mut f32, ovs: usize, m
     let xs = t.x_vstride;
     let (cin, wcs) = (t.cin, t.w_cstride);
     // SAFETY: `init` has 16 lanes; every input read is `tap.x + v * xs + ci` with
-    // `v < nv`, `ci < cin`, every weight read covers `tap.w + ci * wcs + 0..16`, and every
+    // `v < nv`, `ci < cin`, accumulated outputs are masked loads of the `nco` lanes the stores
+    // write, every weight read covers `tap.w + ci * wcs + 0..16`, and every
     // masked store writes `nco` lanes at `v * ovs`: all checked in `super::run`.
     unsafe {
         let init = _mm512_loadu_ps(t.init.as_ptr());
         let mut acc = [init; M];
+        if t.accumulate {
+            for (v, a) in acc.iter_mut().enumerate() {
+                let old = _mm512_maskz_loadu_ps(mask, out.add((v0 + v) * ovs));
+                *a = _mm512_add_ps(*a, old);
+            }
+        }
         for tap in t.taps {
             let xb = t.x.as_ptr().add(tap.x + v0 * xs);
             let wb = t.w.as_ptr().add(tap.w);
@@ -80,6 +87,10 @@ unsafe fn single(t: &Tile, v0: usize, out: *mut f32, ovs: usize, mask: __mmask16
     unsafe {
         let mut acc = [_mm512_setzero_ps(); 8];
         acc[0] = _mm512_loadu_ps(t.init.as_ptr());
+        if t.accumulate {
+            let old = _mm512_maskz_loadu_ps(mask, out.add(v0 * ovs));
+            acc[0] = _mm512_add_ps(acc[0], old);
+        }
         for tap in t.taps {
             let xb = t.x.as_ptr().add(tap.x + v0 * t.x_vstride);
             let wb = t.w.as_ptr().add(tap.w);

@@ -5,7 +5,7 @@
 //!
 //! `out[v * out_vstride + c] = init[c] + sum_taps sum_ci x[tap.x + v * x_vstride + ci] * w[tap.w + ci * w_cstride + c]`
 //!
-//! for `c < nco`. The taps (one per valid kernel position) carry precomputed offsets, so the
+//! for `c < nco` (plus the old `out` value when accumulating). The taps (one per valid kernel position) carry precomputed offsets, so the
 //! kernel knows nothing about padding, strides or which pass it serves. Summation order is the
 //! same on every ISA (taps, then input channels, in list order), so the paths differ only by
 //! rounding (FMA versus separate multiply and add).
@@ -43,6 +43,9 @@ pub(crate) struct Tile<'a> {
     pub w_cstride: usize,
     /// Starting value of each output channel (the bias, or zeros).
     pub init: &'a [f32; BLOCK],
+    /// Add the output's current values to the starting value (`out += conv`), so one output
+    /// can sum convolutions of several inputs (a concat that is never materialised).
+    pub accumulate: bool,
 }
 
 /// Runs the tile on `isa`, writing `nv` voxels of `nco <= 16` channels into `out`.

@@ -7,6 +7,11 @@ use super::{BLOCK, Tile};
 pub(super) fn run(t: &Tile, nv: usize, out: &mut [f32], out_vstride: usize, nco: usize) {
     for v in 0..nv {
         let mut acc = *t.init;
+        if t.accumulate {
+            for (a, &o) in acc.iter_mut().zip(&out[v * out_vstride..][..nco]) {
+                *a += o;
+            }
+        }
         for tap in t.taps {
             let xs = &t.x[tap.x + v * t.x_vstride..][..t.cin];
             for (ci, &xv) in xs.iter().enumerate() {
