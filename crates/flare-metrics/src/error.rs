@@ -48,15 +48,6 @@ pub enum MetricsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The distance transform failed (a crop too large to address).
-    #[error("{what}: distance transform: {source}")]
-    DistanceTransform {
-        /// What was being scored.
-        what: String,
-        /// The underlying error.
-        #[source]
-        source: flare_imgproc::ImgprocError,
-    },
     /// A ground-truth folder without any `.nii.gz` or `.nii` file.
     #[error("{}: no ground-truth files (*.nii.gz or *.nii) in this folder", dir.display())]
     NoCases {

@@ -17,6 +17,16 @@ pub const ORGAN_NAMES: [&str; NUM_ORGANS] = ["liver", "kidney", "spleen", "pancr
 pub trait LabelValue: Copy + Send + Sync {
     /// The organ label 1..=4 this value equals, [`BACKGROUND`] for 0, [`OTHER`] for anything else.
     fn class(self) -> u8;
+
+    /// The values as bytes when the type is `u8`, so that scoring can skip background eight
+    /// voxels at a time; `None` for other types.
+    fn as_u8_slice(values: &[Self]) -> Option<&[u8]>
+    where
+        Self: Sized,
+    {
+        let _ = values;
+        None
+    }
 }
 
 macro_rules! signed_labels {
@@ -61,7 +71,18 @@ macro_rules! float_labels {
 }
 
 signed_labels!(i8, i16, i32, i64);
-unsigned_labels!(u8, u16, u32, u64);
+unsigned_labels!(u16, u32, u64);
+
+impl LabelValue for u8 {
+    #[inline]
+    fn class(self) -> u8 {
+        if self <= 4 { self } else { OTHER }
+    }
+
+    fn as_u8_slice(values: &[u8]) -> Option<&[u8]> {
+        Some(values)
+    }
+}
 float_labels!(f32, f64);
 
 impl LabelValue for bool {

@@ -13,12 +13,13 @@
 //!   with FLARE's naming, missing predictions scored as empty, grids checked; [`csv_text`] and
 //!   [`Summary`] turn the results into the official CSV and a summary table.
 //!
-//! Voxel data follows flare's convention: axes `(i, j, k)`, `i` fastest. The exact distance
-//! transform comes from `flare_imgproc::distance_to_nearest` (bit-equal to SciPy's).
+//! Voxel data follows flare's convention: axes `(i, j, k)`, `i` fastest. The distances are exact
+//! Euclidean distances computed with SciPy's arithmetic, bounded by the tolerance (see `edt`).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod edt;
 mod error;
 mod folder;
 mod labels;

@@ -7,9 +7,7 @@
 //! distance (with the voxel spacing) to the nearest surface corner of the other mask is `<=` the
 //! tolerance. Every step below mirrors the package so that the numbers agree to rounding.
 
-use flare_imgproc::distance_to_nearest;
-
-use crate::{MetricsError, normals_table::NEIGHBOUR_CODE_TO_NORMALS};
+use crate::{MetricsError, edt, normals_table::NEIGHBOUR_CODE_TO_NORMALS};
 
 /// Surface area in mm² that each 2x2x2 neighbour code contributes, for a voxel spacing.
 ///
@@ -127,7 +125,13 @@ pub fn surface_overlap(
         return Ok(SurfaceOverlap::default());
     };
     let (mg, mp, padded) = padded_crop(lo, hi, shape, |idx| (gt[idx], pred[idx]));
-    overlap_on_padded_crop(what, &mg, &mp, padded, spacing_mm, tolerance_mm)
+    Ok(overlap_on_padded_crop(
+        &mg,
+        &mp,
+        padded,
+        spacing_mm,
+        tolerance_mm,
+    ))
 }
 
 /// Validates lengths and spacing shared by every entry point.
@@ -215,51 +219,52 @@ pub(crate) fn padded_crop(
 
 /// The NSD terms on an already cropped and padded pair of masks.
 pub(crate) fn overlap_on_padded_crop(
-    what: &str,
     mg: &[bool],
     mp: &[bool],
     shape: [usize; 3],
     spacing_mm: [f64; 3],
     tolerance_mm: f64,
-) -> Result<SurfaceOverlap, MetricsError> {
+) -> SurfaceOverlap {
     let table = surface_area_table(spacing_mm);
     let (codes_g, codes_p) =
         rayon::join(|| codes_unchecked(mg, shape), || codes_unchecked(mp, shape));
     let border =
         |codes: &[u8]| -> Vec<bool> { codes.iter().map(|&c| c != 0 && c != 255).collect() };
     let (border_g, border_p) = rayon::join(|| border(&codes_g), || border(&codes_p));
-    // Distances from every corner to the other mask's surface; each map is read only on the
-    // surface corners of the opposite mask.
-    let dist = |b: &[bool]| {
-        distance_to_nearest(b, shape, spacing_mm).map_err(|source| {
-            MetricsError::DistanceTransform {
-                what: what.to_string(),
-                source,
+    // Codes 0 and 255 have no surface (area 0), so the total area is a plain histogram sum.
+    let total = |codes: &[u8]| -> f64 {
+        let mut hist = [0u64; 256];
+        for &c in codes {
+            hist[usize::from(c)] += 1;
+        }
+        hist.iter().zip(&table).map(|(&n, &a)| n as f64 * a).sum()
+    };
+    // Each surface corner of one mask is within tolerance of the other's surface when the
+    // exact distance to the nearest of the other's surface corners is `<=` the tolerance.
+    let bound = edt::bound_sq(tolerance_mm);
+    let within = |features: &[bool], queries: &[bool], codes: &[u8]| -> f64 {
+        let g = edt::passes_01(features, shape, spacing_mm, bound);
+        edt::pass_2_sum(&g, shape, spacing_mm, bound, queries, |i, d2| {
+            if d2.sqrt() <= tolerance_mm {
+                table[usize::from(codes[i])]
+            } else {
+                0.0
             }
         })
     };
-    let (to_p, to_g) = rayon::join(|| dist(&border_p), || dist(&border_g));
-    let (to_p, to_g) = (to_p?, to_g?);
-    let sums = |codes: &[u8], borders: &[bool], to_other: &[f64]| -> (f64, f64) {
-        let mut area = 0.0;
-        let mut within = 0.0;
-        for ((&c, &b), &d) in codes.iter().zip(borders).zip(to_other) {
-            if b {
-                let a = table[usize::from(c)];
-                area += a;
-                if d <= tolerance_mm {
-                    within += a;
-                }
-            }
-        }
-        (area, within)
-    };
-    let (area_gt, overlap_gt) = sums(&codes_g, &border_g, &to_p);
-    let (area_pred, overlap_pred) = sums(&codes_p, &border_p, &to_g);
-    Ok(SurfaceOverlap {
+    let ((area_gt, area_pred), (overlap_gt, overlap_pred)) = rayon::join(
+        || (total(&codes_g), total(&codes_p)),
+        || {
+            rayon::join(
+                || within(&border_p, &border_g, &codes_g),
+                || within(&border_g, &border_p, &codes_p),
+            )
+        },
+    );
+    SurfaceOverlap {
         area_gt,
         area_pred,
         overlap_gt,
         overlap_pred,
-    })
+    }
 }

@@ -66,6 +66,17 @@ fn every_case_matches_the_oracle_to_1e_9() {
         let gt: Vec<i16> = unrle(&case["gt"]).into_iter().map(|v| v as i16).collect();
         let pred: Vec<i16> = unrle(&case["pred"]).into_iter().map(|v| v as i16).collect();
         let got = score_case(&gt, &pred, shape, spacing, &tolerances).unwrap();
+        // The same maps as bytes (the fast path of byte label maps): values outside 0..=255
+        // become 255, still outside 0..4.
+        let byte = |v: &Vec<i16>| -> Vec<u8> {
+            v.iter().map(|&x| u8::try_from(x).unwrap_or(255)).collect()
+        };
+        let got_u8 = score_case(&byte(&gt), &byte(&pred), shape, spacing, &tolerances).unwrap();
+        assert_eq!(
+            got_u8.organs, got.organs,
+            "{name}: byte labels score differently"
+        );
+        assert_eq!(got_u8.counts, got.counts, "{name}");
         for (o, want) in case["organs"].as_array().unwrap().iter().enumerate() {
             let (dsc, nsd) = (want["dsc"].as_f64().unwrap(), want["nsd"].as_f64().unwrap());
             let g = got.organs[o];
