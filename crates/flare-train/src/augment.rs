@@ -1,0 +1,747 @@
+//! One augmented training sample from one cached case, on a fixed network grid.
+//!
+//! # Geometry: one resampling pass
+//! Every output voxel `o = (i, j, k)` is carried to a continuous source index by one map:
+//! `p = A (o + d(o)) + b`, where `d` is the elastic displacement (output voxels, a cubic
+//! B-spline through a coarse grid of random control vectors) and `A`, `b` compose, from the
+//! output side: the field of view (output grid to a box around a centre, in mm), the
+//! per-axis scaling, the rotation (in mm, so anisotropic voxels rotate correctly), and mm to
+//! source index. The image is then sampled trilinearly and the labels by nearest neighbour,
+//! in parallel over output slices. Outside the source's field of view (the same rule as
+//! `flare_imgproc`: `[-0.5, n - 0.5]` per axis, edge voxels repeated within it) the image is
+//! 0 (the bottom of the HU window) and the label background.
+//!
+//! With the scale 1, no rotation and no elastic field, a whole-scan sample is exactly
+//! `flare_imgproc::resample_linear` onto `Geometry::resized` (see the tests).
+//!
+//! # Intensity, after the geometry
+//! Simulated low resolution (trilinear down, then up), Gaussian blur, gamma, contrast and
+//! brightness, Gaussian noise; then `[0, 1]` is mapped to [`SampleConfig::intensity_range`].
+//! There are no left-right flips: liver and spleen are not symmetric.
+//!
+//! # Randomness
+//! Everything is drawn from the [`ChaCha8Rng`] passed in, in a fixed order, with this crate's
+//! own draws (never `rand`'s distributions, whose algorithms may change between versions);
+//! noise uses one stream per output slice derived from one draw, so the result does not
+//! depend on the thread count.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cache::{CachedCase, INTENSITY_SCALE},
+    dataset::below,
+    error::{Result, TrainError},
+};
+
+/// Slack on the inside test, as in `flare_imgproc`.
+const EDGE_TOL: f64 = 1e-6;
+/// Tries at finding a voxel of an organ inside its bounding box before taking the box centre.
+const ORGAN_TRIES: usize = 256;
+
+/// Which part of the scan a sample shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Crop {
+    /// The whole scan on the output grid whatever its size (stage 1), except along `k`
+    /// (superior): a window of a random fraction of the scan's z extent, drawn from
+    /// `z_fraction`, placed at random (on an organ with the foreground probability). Centres
+    /// differ in z coverage; this makes the apparent organ size vary as it does across them.
+    /// A fraction above 1 shows the whole scan with empty margins.
+    WholeScan {
+        /// Range of the z window as a fraction of the scan's extent, e.g. `[0.6, 1.0]`.
+        z_fraction: [f64; 2],
+    },
+    /// A box around the union of the organs' bounding boxes (stage 2): grown by `margin` of its
+    /// size on each side, shrunk to `fraction` of that size (1: the whole region, as at
+    /// inference; below 1: a patch, centred on an organ voxel with the foreground probability,
+    /// else anywhere in the region), and its centre moved by up to `jitter` of its size.
+    Roi {
+        /// Margin on each side, as a fraction of the organs' box size.
+        margin: f64,
+        /// Box size relative to the region (0 < fraction <= 1).
+        fraction: f64,
+        /// Largest centre shift per axis, as a fraction of the box size.
+        jitter: f64,
+    },
+}
+
+/// Ranges and probabilities of the random transforms. A range `[a, a]` fixes the value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AugmentConfig {
+    /// Probability of rotating.
+    pub p_rotate: f64,
+    /// Rotation range in degrees about array axes `i`, `j` and `k` (axial is `k`).
+    pub rotate_deg: [[f64; 2]; 3],
+    /// Probability of scaling.
+    pub p_scale: f64,
+    /// Scale range per axis `(i, j, k)`, drawn independently (anisotropic); above 1 the
+    /// anatomy looks larger.
+    pub scale: [[f64; 2]; 3],
+    /// Probability of an elastic deformation.
+    pub p_elastic: f64,
+    /// Control points per axis of the elastic grid (at least 2).
+    pub elastic_points: usize,
+    /// Standard deviation of each control displacement, in output voxels.
+    pub elastic_sigma: f64,
+    /// Probability of simulated low resolution.
+    pub p_low_res: f64,
+    /// Down-sampling factor range (1 = none).
+    pub low_res: [f64; 2],
+    /// Probability of a Gaussian blur.
+    pub p_blur: f64,
+    /// Blur sigma range in output voxels.
+    pub blur_sigma: [f64; 2],
+    /// Probability of a gamma change.
+    pub p_gamma: f64,
+    /// Gamma range (applied to the `[0, 1]` intensity).
+    pub gamma: [f64; 2],
+    /// Probability of a contrast and brightness change.
+    pub p_contrast: f64,
+    /// Contrast factor range (about the sample's mean).
+    pub contrast: [f64; 2],
+    /// Brightness shift range (in `[0, 1]` units).
+    pub brightness: [f64; 2],
+    /// Probability of Gaussian noise.
+    pub p_noise: f64,
+    /// Noise sigma range (in `[0, 1]` units).
+    pub noise_sigma: [f64; 2],
+}
+
+impl AugmentConfig {
+    /// No augmentation at all: the sample is a plain resampling of the crop.
+    pub fn none() -> Self {
+        AugmentConfig {
+            p_rotate: 0.0,
+            rotate_deg: [[0.0; 2]; 3],
+            p_scale: 0.0,
+            scale: [[1.0; 2]; 3],
+            p_elastic: 0.0,
+            elastic_points: 4,
+            elastic_sigma: 0.0,
+            p_low_res: 0.0,
+            low_res: [1.0; 2],
+            p_blur: 0.0,
+            blur_sigma: [0.0; 2],
+            p_gamma: 0.0,
+            gamma: [1.0; 2],
+            p_contrast: 0.0,
+            contrast: [1.0; 2],
+            brightness: [0.0; 2],
+            p_noise: 0.0,
+            noise_sigma: [0.0; 2],
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let probs = [
+            self.p_rotate,
+            self.p_scale,
+            self.p_elastic,
+            self.p_low_res,
+            self.p_blur,
+            self.p_gamma,
+            self.p_contrast,
+            self.p_noise,
+        ];
+        if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
+            return Err(TrainError::Config("probabilities must lie in 0..=1".into()));
+        }
+        let ranges = self
+            .rotate_deg
+            .iter()
+            .chain(&self.scale)
+            .chain([
+                &self.low_res,
+                &self.blur_sigma,
+                &self.gamma,
+                &self.contrast,
+                &self.brightness,
+                &self.noise_sigma,
+            ]);
+        for r in ranges {
+            if !(r[0].is_finite() && r[1].is_finite() && r[0] <= r[1]) {
+                return Err(TrainError::Config(format!("bad range {r:?}")));
+            }
+        }
+        let positive = self.scale.iter().all(|s| s[0] > 0.0)
+            && self.low_res[0] >= 1.0
+            && self.blur_sigma[0] >= 0.0
+            && self.gamma[0] > 0.0
+            && self.noise_sigma[0] >= 0.0
+            && self.elastic_sigma >= 0.0
+            && self.elastic_points >= 2;
+        if !positive {
+            return Err(TrainError::Config(
+                "scale and gamma must be positive, low-res factor at least 1, sigmas not \
+                 negative, at least 2 elastic points"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for AugmentConfig {
+    /// The issue's recipe: rotation +-15 degrees axially and +-5 about the other axes, scale
+    /// 0.7..1.4 per axis, a mild elastic field, and the intensity transforms at moderate rates.
+    fn default() -> Self {
+        AugmentConfig {
+            p_rotate: 0.8,
+            rotate_deg: [[-5.0, 5.0], [-5.0, 5.0], [-15.0, 15.0]],
+            p_scale: 0.8,
+            scale: [[0.7, 1.4]; 3],
+            p_elastic: 0.3,
+            elastic_points: 5,
+            elastic_sigma: 1.5,
+            p_low_res: 0.15,
+            low_res: [1.0, 2.0],
+            p_blur: 0.15,
+            blur_sigma: [0.5, 1.0],
+            p_gamma: 0.3,
+            gamma: [0.7, 1.5],
+            p_contrast: 0.3,
+            contrast: [0.75, 1.25],
+            brightness: [-0.1, 0.1],
+            p_noise: 0.15,
+            noise_sigma: [0.0, 0.03],
+        }
+    }
+}
+
+/// What a sample looks like: grid, crop, augmentation and sampling bias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleConfig {
+    /// Output grid `[D, H, W]` (`D` along array axis `k`, `H` along `j`, `W` along `i`), the
+    /// order of the batch buffers.
+    pub grid_dhw: [usize; 3],
+    /// Which part of the scan is shown.
+    pub crop: Crop,
+    /// The random transforms.
+    pub augment: AugmentConfig,
+    /// Probability of centring the crop on a random voxel of a random organ (organs drawn
+    /// uniformly, whatever their size, so small ones are seen as often as the liver).
+    pub foreground_p: f64,
+    /// What the window's `[0, 1]` becomes in the output (e.g. `[0, 1]` or `[-1, 1]`).
+    pub intensity_range: [f32; 2],
+}
+
+impl SampleConfig {
+    /// A whole-scan sample (stage 1) on `grid_dhw` with the default augmentation.
+    pub fn whole_scan(grid_dhw: [usize; 3]) -> Self {
+        SampleConfig {
+            grid_dhw,
+            crop: Crop::WholeScan {
+                z_fraction: [0.6, 1.0],
+            },
+            augment: AugmentConfig::default(),
+            foreground_p: 0.5,
+            intensity_range: [0.0, 1.0],
+        }
+    }
+
+    /// A region-of-interest sample (stage 2) on `grid_dhw` with the default augmentation.
+    pub fn roi(grid_dhw: [usize; 3]) -> Self {
+        SampleConfig {
+            grid_dhw,
+            crop: Crop::Roi {
+                margin: 0.1,
+                fraction: 1.0,
+                jitter: 0.1,
+            },
+            augment: AugmentConfig::default(),
+            foreground_p: 0.5,
+            intensity_range: [0.0, 1.0],
+        }
+    }
+
+    /// Checks every range.
+    pub fn validate(&self) -> Result<()> {
+        if self.grid_dhw.contains(&0) {
+            return Err(TrainError::Config("empty output grid".into()));
+        }
+        if !(0.0..=1.0).contains(&self.foreground_p) {
+            return Err(TrainError::Config("foreground_p must lie in 0..=1".into()));
+        }
+        match self.crop {
+            Crop::WholeScan { z_fraction: [a, b] } if !(a > 0.0 && a <= b && b.is_finite()) => {
+                return Err(TrainError::Config(format!("bad z_fraction [{a}, {b}]")));
+            }
+            Crop::Roi {
+                margin,
+                fraction,
+                jitter,
+            } if !(margin >= 0.0 && fraction > 0.0 && fraction <= 1.0 && jitter >= 0.0) => {
+                return Err(TrainError::Config(
+                    "ROI margin and jitter must not be negative, fraction in (0, 1]".into(),
+                ));
+            }
+            _ => {}
+        }
+        self.augment.validate()
+    }
+
+    /// Output shape in array order `(i, j, k)`.
+    pub fn shape_ijk(&self) -> [usize; 3] {
+        let [d, h, w] = self.grid_dhw;
+        [w, h, d]
+    }
+}
+
+/// Uniform in `[0, 1)` from 53 random bits.
+pub(crate) fn unit(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+fn uniform(rng: &mut impl RngCore, r: [f64; 2]) -> f64 {
+    r[0] + (r[1] - r[0]) * unit(rng)
+}
+
+fn chance(rng: &mut impl RngCore, p: f64) -> bool {
+    unit(rng) < p
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut impl RngCore) -> f64 {
+    let u1 = 1.0 - unit(rng); // (0, 1]: ln never sees 0
+    let u2 = unit(rng);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A random voxel (as a continuous index) of a random organ present in the case, or `None`
+/// when it has no organ. Organs are drawn uniformly.
+pub(crate) fn organ_voxel(case: &CachedCase, rng: &mut impl RngCore) -> Option<[f64; 3]> {
+    let present: Vec<usize> = (0..4)
+        .filter(|&o| case.meta().organ_boxes[o].is_some())
+        .collect();
+    if present.is_empty() {
+        return None;
+    }
+    let organ = present[below(rng, present.len())];
+    let [lo, hi] = case.meta().organ_boxes[organ]?;
+    let s = case.shape();
+    let labels = case.labels();
+    // Rejection inside the bounding box: organs fill a fair part of their box, so this ends
+    // quickly, and it needs no per-organ voxel lists in memory.
+    for _ in 0..ORGAN_TRIES {
+        let v = [0, 1, 2].map(|a| lo[a] + below(rng, hi[a] - lo[a]));
+        if labels[v[0] + s[0] * (v[1] + s[1] * v[2])] as usize == organ + 1 {
+            return Some(v.map(|x| x as f64));
+        }
+    }
+    Some([0, 1, 2].map(|a| (lo[a] + hi[a] - 1) as f64 / 2.0))
+}
+
+/// The affine part of the output-to-source map and the elastic field.
+#[derive(Debug, Clone)]
+pub(crate) struct Mapping {
+    /// `p = a (o + d) + b`.
+    a: [[f64; 3]; 3],
+    b: [f64; 3],
+    elastic: Option<Elastic>,
+}
+
+#[derive(Debug, Clone)]
+struct Elastic {
+    g: usize,
+    /// Control vectors (output voxels), `ci + g * (cj + g * ck)`.
+    ctrl: Vec<[f32; 3]>,
+    /// Per output axis, per output index: four control indices and cubic B-spline weights.
+    taps: [Vec<([usize; 4], [f32; 4])>; 3],
+}
+
+/// Cubic B-spline weights of `g` control points spread evenly over `n` output voxels.
+fn bspline_taps(n: usize, g: usize) -> Vec<([usize; 4], [f32; 4])> {
+    (0..n)
+        .map(|o| {
+            let t = if n > 1 {
+                o as f64 / (n - 1) as f64 * (g - 1) as f64
+            } else {
+                0.0
+            };
+            let c = t.floor();
+            let f = t - c;
+            let w = [
+                (1.0 - f).powi(3) / 6.0,
+                (3.0 * f.powi(3) - 6.0 * f * f + 4.0) / 6.0,
+                (-3.0 * f.powi(3) + 3.0 * f * f + 3.0 * f + 1.0) / 6.0,
+                f.powi(3) / 6.0,
+            ];
+            let c = c as i64;
+            let idx = [-1, 0, 1, 2].map(|d| (c + d).clamp(0, g as i64 - 1) as usize);
+            (idx, w.map(|x| x as f32))
+        })
+        .collect()
+}
+
+/// 3x3 rotation about array axis `axis` by `deg` degrees.
+fn rotation(axis: usize, deg: f64) -> [[f64; 3]; 3] {
+    let (s, c) = deg.to_radians().sin_cos();
+    let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
+    let mut r = [[0.0; 3]; 3];
+    r[axis][axis] = 1.0;
+    r[u][u] = c;
+    r[u][v] = -s;
+    r[v][u] = s;
+    r[v][v] = c;
+    r
+}
+
+fn matmul(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let mut m = [[0.0; 3]; 3];
+    for r in 0..3 {
+        for c in 0..3 {
+            m[r][c] = (0..3).map(|q| a[r][q] * b[q][c]).sum();
+        }
+    }
+    m
+}
+
+/// Draws the crop and the geometric transform of one sample.
+pub(crate) fn draw_mapping(
+    case: &CachedCase,
+    cfg: &SampleConfig,
+    rng: &mut impl RngCore,
+) -> Mapping {
+    let n_src = case.shape().map(|n| n as f64);
+    let sp = case.meta().spacing_mm;
+    let out = cfg.shape_ijk();
+    let aug = &cfg.augment;
+    // Field of view: centre and half extent in source index units.
+    let whole_centre = n_src.map(|n| (n - 1.0) / 2.0);
+    let whole_half = n_src.map(|n| n / 2.0);
+    let (centre, half) = match cfg.crop {
+        Crop::WholeScan { z_fraction } => {
+            let f = uniform(rng, z_fraction);
+            let hz = whole_half[2] * f;
+            // Centres that keep the window inside the scan (or the scan inside the window).
+            let (a, b) = (hz - 0.5, n_src[2] - 0.5 - hz);
+            let (lo, hi) = (a.min(b), a.max(b));
+            let fg = chance(rng, cfg.foreground_p);
+            let cz = match fg.then(|| organ_voxel(case, rng)).flatten() {
+                Some(v) => v[2].clamp(lo, hi),
+                None => uniform(rng, [lo, hi]),
+            };
+            let mut c = whole_centre;
+            c[2] = cz;
+            (c, [whole_half[0], whole_half[1], hz])
+        }
+        Crop::Roi {
+            margin,
+            fraction,
+            jitter,
+        } => match case.meta().union_box() {
+            None => (whole_centre, whole_half),
+            Some([s, e]) => {
+                let size = [0, 1, 2].map(|a| (e[a] - s[a]) as f64);
+                let region_c = [0, 1, 2].map(|a| (s[a] + e[a]) as f64 / 2.0 - 0.5);
+                let half = [0, 1, 2].map(|a| size[a] * (0.5 + margin) * fraction);
+                let mut c = region_c;
+                if fraction < 1.0 {
+                    let fg = chance(rng, cfg.foreground_p);
+                    c = match fg.then(|| organ_voxel(case, rng)).flatten() {
+                        Some(v) => v,
+                        None => [0, 1, 2].map(|a| {
+                            uniform(rng, [s[a] as f64 - 0.5, e[a] as f64 - 0.5])
+                        }),
+                    };
+                }
+                for a in 0..3 {
+                    c[a] += uniform(rng, [-jitter, jitter]) * 2.0 * half[a];
+                }
+                (c, half)
+            }
+        },
+    };
+    let scale = if chance(rng, aug.p_scale) {
+        aug.scale.map(|r| uniform(rng, r))
+    } else {
+        [1.0; 3]
+    };
+    let rot = if chance(rng, aug.p_rotate) {
+        let deg = aug.rotate_deg.map(|r| uniform(rng, r));
+        // Axial last, so it is the outermost (largest) rotation.
+        matmul(
+            &rotation(2, deg[2]),
+            &matmul(&rotation(1, deg[1]), &rotation(0, deg[0])),
+        )
+    } else {
+        rotation(2, 0.0)
+    };
+    let elastic = if chance(rng, aug.p_elastic) && aug.elastic_sigma > 0.0 {
+        let g = aug.elastic_points;
+        let ctrl = (0..g * g * g)
+            .map(|_| [0, 1, 2].map(|_| (normal(rng) * aug.elastic_sigma) as f32))
+            .collect();
+        Some(Elastic {
+            g,
+            ctrl,
+            taps: [0, 1, 2].map(|a| bspline_taps(out[a], g)),
+        })
+    } else {
+        None
+    };
+    // Output voxel o -> mm offset from the centre, before rotation: v = (o + 0.5 - n/2) * h,
+    // h = 2 * half_mm / (scale * n). Source index p = centre + diag(1/sp) R v.
+    let h = [0, 1, 2].map(|a| 2.0 * half[a] * sp[a] / (scale[a] * out[a] as f64));
+    let mut a = [[0.0; 3]; 3];
+    let mut b = centre;
+    for r in 0..3 {
+        for c in 0..3 {
+            a[r][c] = rot[r][c] * h[c] / sp[r];
+            b[r] += a[r][c] * (0.5 - out[c] as f64 / 2.0);
+        }
+    }
+    Mapping { a, b, elastic }
+}
+
+/// Where a coordinate falls along one source axis: `(i0, i1, w, nearest)`, or `None` outside.
+#[inline(always)]
+fn tap(p: f64, n: usize) -> Option<(usize, usize, f32, usize)> {
+    // Written so that NaN fails the test too.
+    if !(p >= -0.5 - EDGE_TOL && p <= n as f64 - 0.5 + EDGE_TOL) {
+        return None;
+    }
+    if n == 1 {
+        return Some((0, 0, 0.0, 0));
+    }
+    let q = p.clamp(0.0, (n - 1) as f64);
+    let near = ((q + 0.5) as usize).min(n - 1);
+    let i0 = (q as usize).min(n - 2);
+    Some((i0, i0 + 1, (q - i0 as f64) as f32, near))
+}
+
+#[inline(always)]
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    a * (1.0 - w) + b * w
+}
+
+/// Resamples `case` through `m` into `img` (`[0, 1]` units) and `lab`, shape `out` `(i, j, k)`.
+pub(crate) fn resample(case: &CachedCase, m: &Mapping, out: [usize; 3], img: &mut [f32], lab: &mut [u8]) {
+    let [sx, sy, sz] = case.shape();
+    let (src, labels) = (case.image(), case.labels());
+    let [nx, ny, _] = out;
+    img.par_chunks_mut(nx * ny)
+        .zip(lab.par_chunks_mut(nx * ny))
+        .enumerate()
+        .for_each(|(k, (islab, lslab))| {
+            // The elastic field, reduced to this slice's plane of control vectors.
+            let plane: Option<(Vec<[f32; 3]>, &Elastic)> = m.elastic.as_ref().map(|e| {
+                let g = e.g;
+                let (ks, kw) = e.taps[2][k];
+                let mut p = vec![[0.0f32; 3]; g * g];
+                for (&t, &w) in ks.iter().zip(&kw) {
+                    for (q, c) in p.iter_mut().zip(&e.ctrl[t * g * g..][..g * g]) {
+                        for d in 0..3 {
+                            q[d] += w * c[d];
+                        }
+                    }
+                }
+                (p, e)
+            });
+            let mut row_ctrl = Vec::new();
+            for j in 0..ny {
+                if let Some((p, e)) = &plane {
+                    let g = e.g;
+                    let (js, jw) = e.taps[1][j];
+                    row_ctrl.clear();
+                    row_ctrl.resize(g, [0.0f32; 3]);
+                    for (&t, &w) in js.iter().zip(&jw) {
+                        for (q, c) in row_ctrl.iter_mut().zip(&p[t * g..][..g]) {
+                            for d in 0..3 {
+                                q[d] += w * c[d];
+                            }
+                        }
+                    }
+                }
+                let irow = &mut islab[j * nx..][..nx];
+                let lrow = &mut lslab[j * nx..][..nx];
+                for i in 0..nx {
+                    let mut o = [i as f64, j as f64, k as f64];
+                    if let Some((_, e)) = &plane {
+                        let (is, iw) = e.taps[0][i];
+                        for (t, &w) in is.iter().zip(&iw) {
+                            for d in 0..3 {
+                                o[d] += (w * row_ctrl[*t][d]) as f64;
+                            }
+                        }
+                    }
+                    let p = [0, 1, 2].map(|r| {
+                        m.a[r][0] * o[0] + m.a[r][1] * o[1] + m.a[r][2] * o[2] + m.b[r]
+                    });
+                    let (Some(x), Some(y), Some(z)) = (tap(p[0], sx), tap(p[1], sy), tap(p[2], sz))
+                    else {
+                        irow[i] = 0.0;
+                        lrow[i] = 0;
+                        continue;
+                    };
+                    let at = |a: usize, b: usize, c: usize| src[a + sx * (b + sy * c)] as f32;
+                    let c00 = lerp(at(x.0, y.0, z.0), at(x.1, y.0, z.0), x.2);
+                    let c10 = lerp(at(x.0, y.1, z.0), at(x.1, y.1, z.0), x.2);
+                    let c01 = lerp(at(x.0, y.0, z.1), at(x.1, y.0, z.1), x.2);
+                    let c11 = lerp(at(x.0, y.1, z.1), at(x.1, y.1, z.1), x.2);
+                    irow[i] = lerp(lerp(c00, c10, y.2), lerp(c01, c11, y.2), z.2) * INTENSITY_SCALE;
+                    lrow[i] = labels[x.3 + sx * (y.3 + sy * z.3)];
+                }
+            }
+        });
+}
+
+/// Per output index along one axis: the source indices and weights it blends.
+type AxisTaps = Vec<Vec<(usize, f32)>>;
+
+/// Linear resize taps from `n` to `m` voxels over the same extent (outer edges aligned).
+fn resize_taps(n: usize, m: usize) -> AxisTaps {
+    let ratio = n as f64 / m as f64;
+    (0..m)
+        .map(|o| {
+            let p = ((o as f64 + 0.5) * ratio - 0.5).clamp(0.0, (n - 1) as f64);
+            let i0 = (p as usize).min(n.saturating_sub(2));
+            let w = (p - i0 as f64) as f32;
+            if n == 1 {
+                vec![(0, 1.0)]
+            } else {
+                vec![(i0, 1.0 - w), (i0 + 1, w)]
+            }
+        })
+        .collect()
+}
+
+/// Normalised Gaussian taps of `sigma` voxels, edges clamped.
+fn gauss_taps(n: usize, sigma: f64) -> AxisTaps {
+    let r = (3.0 * sigma).ceil().max(1.0) as i64;
+    let w: Vec<f64> = (-r..=r)
+        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f64 = w.iter().sum();
+    (0..n as i64)
+        .map(|o| {
+            (-r..=r)
+                .zip(&w)
+                .map(|(d, &w)| ((o + d).clamp(0, n as i64 - 1) as usize, (w / sum) as f32))
+                .collect()
+        })
+        .collect()
+}
+
+/// Applies `taps` along `axis` of `data` (shape `(i, j, k)`), giving the new data and shape.
+fn axis_pass(data: &[f32], shape: [usize; 3], axis: usize, taps: &AxisTaps) -> (Vec<f32>, [usize; 3]) {
+    let mut new = shape;
+    new[axis] = taps.len();
+    let [nx, ny, _] = new;
+    let [sx, sy, _] = shape;
+    let mut out = vec![0.0f32; new.iter().product()];
+    out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, slab)| {
+        for j in 0..ny {
+            let row = &mut slab[j * nx..][..nx];
+            match axis {
+                0 => {
+                    let src = &data[sx * (j + sy * k)..][..sx];
+                    for (o, t) in row.iter_mut().zip(taps) {
+                        *o = t.iter().map(|&(s, w)| src[s] * w).sum();
+                    }
+                }
+                1 => {
+                    for &(s, w) in &taps[j] {
+                        let src = &data[sx * (s + sy * k)..][..sx];
+                        for (o, v) in row.iter_mut().zip(src) {
+                            *o += v * w;
+                        }
+                    }
+                }
+                _ => {
+                    for &(s, w) in &taps[k] {
+                        let src = &data[sx * (j + sy * s)..][..sx];
+                        for (o, v) in row.iter_mut().zip(src) {
+                            *o += v * w;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    (out, new)
+}
+
+fn separable(data: &mut Vec<f32>, shape: [usize; 3], taps: [AxisTaps; 3]) -> [usize; 3] {
+    let mut s = shape;
+    for (axis, t) in taps.iter().enumerate() {
+        let (d, ns) = axis_pass(data, s, axis, t);
+        *data = d;
+        s = ns;
+    }
+    s
+}
+
+/// The intensity transforms, in place on a `[0, 1]` image of shape `shape`, then the output
+/// range mapping.
+pub(crate) fn intensity(cfg: &SampleConfig, shape: [usize; 3], img: &mut [f32], rng: &mut impl RngCore) {
+    let aug = &cfg.augment;
+    if chance(rng, aug.p_low_res) {
+        let f = uniform(rng, aug.low_res);
+        let coarse = shape.map(|n| ((n as f64 / f).round() as usize).max(1));
+        let mut data = img.to_vec();
+        let down = separable(&mut data, shape, [0, 1, 2].map(|a| resize_taps(shape[a], coarse[a])));
+        separable(&mut data, down, [0, 1, 2].map(|a| resize_taps(coarse[a], shape[a])));
+        img.copy_from_slice(&data);
+    }
+    if chance(rng, aug.p_blur) {
+        let sigma = uniform(rng, aug.blur_sigma);
+        if sigma > 0.0 {
+            let mut data = img.to_vec();
+            separable(&mut data, shape, [0, 1, 2].map(|a| gauss_taps(shape[a], sigma)));
+            img.copy_from_slice(&data);
+        }
+    }
+    if chance(rng, aug.p_gamma) {
+        let g = uniform(rng, aug.gamma) as f32;
+        img.par_iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0).powf(g));
+    }
+    if chance(rng, aug.p_contrast) {
+        let c = uniform(rng, aug.contrast) as f32;
+        let b = uniform(rng, aug.brightness) as f32;
+        let mean = (img.par_iter().map(|&v| v as f64).sum::<f64>() / img.len().max(1) as f64) as f32;
+        img.par_iter_mut().for_each(|v| *v = (*v - mean) * c + mean + b);
+    }
+    if chance(rng, aug.p_noise) {
+        let sigma = uniform(rng, aug.noise_sigma);
+        let base = rng.next_u64();
+        let slab = shape[0] * shape[1];
+        img.par_chunks_mut(slab).enumerate().for_each(|(k, s)| {
+            let mut r = ChaCha8Rng::seed_from_u64(base);
+            r.set_stream(k as u64);
+            for v in s.iter_mut() {
+                *v += (normal(&mut r) * sigma) as f32;
+            }
+        });
+    }
+    let [lo, hi] = cfg.intensity_range;
+    if lo != 0.0 || hi != 1.0 {
+        img.par_iter_mut().for_each(|v| *v = lo + (hi - lo) * *v);
+    }
+}
+
+/// Draws one sample of `case` into `img` and `lab` (each the size of the output grid, layout
+/// `[D, H, W]`), with all randomness from `rng`.
+pub fn sample_into(
+    case: &CachedCase,
+    cfg: &SampleConfig,
+    rng: &mut ChaCha8Rng,
+    img: &mut [f32],
+    lab: &mut [u8],
+) -> Result<()> {
+    let shape = cfg.shape_ijk();
+    let n: usize = shape.iter().product();
+    if img.len() != n || lab.len() != n {
+        return Err(TrainError::Config(format!(
+            "sample buffers hold {} and {} voxels, the grid {n}",
+            img.len(),
+            lab.len()
+        )));
+    }
+    let m = draw_mapping(case, cfg, rng);
+    resample(case, &m, shape, img, lab);
+    intensity(cfg, shape, img, rng);
+    Ok(())
+}

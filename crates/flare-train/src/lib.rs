@@ -1,0 +1,30 @@
+//! Training data for flare: from a folder of labelled scans to an endless, seeded stream of
+//! augmented samples.
+//!
+//! The pipeline, in the order a training loop calls it:
+//! 1. [`Dataset::open`] finds the image/label pairs (FLARE or nnU-Net raw layout);
+//!    [`Dataset::check`] names every bad case at once; [`Dataset::split`] holds cases out.
+//! 2. [`Cache::build`] preprocesses each case once (HU window, `[0, 1]`, optional smaller
+//!    grid, organ boxes) into a cache folder, rebuilding only what changed, and loads it.
+//! 3. [`Sampler::batch`] returns batch `step` as flat buffers, `[N, D, H, W, 1]` `f32` images
+//!    and `[N, D, H, W]` `u8` labels: a pure function of (seed, step), so resuming is exact.
+//!
+//! Array axes follow flare's convention (`(i, j, k)`, `i` fastest); in the buffers `W` is `i`,
+//! `H` is `j` and `D` is `k`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod augment;
+pub mod cache;
+pub mod dataset;
+mod error;
+pub mod sampler;
+
+pub use crate::{
+    augment::{AugmentConfig, Crop, SampleConfig, sample_into},
+    cache::{BuildReport, Cache, CachedCase, CaseMeta, PreprocessConfig, preprocess_volumes},
+    dataset::{Case, Dataset, Layout, Split, SplitSpec},
+    error::{Problem, ProblemKind, Result, TrainError},
+    sampler::{Batch, Sampler, SamplerState},
+};
