@@ -345,3 +345,18 @@ fn warn_other(c: &Classes, which: &str, path: &Path, warnings: &mut Vec<String>)
         examples.join(", ")
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_follow_flare_naming() {
+        assert_eq!(case_stem("train_000.nii.gz"), Some("train_000"));
+        assert_eq!(case_stem("validation_001.nii"), Some("validation_001"));
+        assert_eq!(case_stem(".nii.gz"), None);
+        assert_eq!(case_stem(".hidden.nii.gz"), None);
+        assert_eq!(case_stem("notes.txt"), None);
+        assert_eq!(case_stem("scores.csv"), None);
+    }
+}
