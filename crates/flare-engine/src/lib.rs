@@ -54,6 +54,7 @@
 
 #![deny(missing_docs)]
 
+mod aligned;
 mod conv3d;
 mod elementwise;
 mod error;

@@ -32,7 +32,9 @@ pub use self::transpose::{
 use rayon::prelude::*;
 
 use self::forward::{BLOCK, Tap, Tile};
-use crate::{Conv3dSpec, Ctx, EngineError, Result, Shape5, Tensor, shape::round_up};
+use crate::{
+    Conv3dSpec, Ctx, EngineError, Result, Shape5, Tensor, aligned::AlignedBuf, shape::round_up,
+};
 
 /// Convolution weights in `[kd][kh][kw][ci][co]` layout (see the module doc for PyTorch's).
 #[derive(Clone, Debug, PartialEq)]
@@ -154,17 +156,23 @@ impl Conv3dWeight {
         &mut self.data
     }
 
-    /// Packs `[tap][ci][co]` with the output channels zero-padded to `cpad`.
-    fn pack(&self, cpad: usize) -> Vec<f32> {
-        let rows = self.taps() * self.cin;
-        let mut p = vec![0.0; rows * cpad];
-        for (dst, src) in p
-            .chunks_exact_mut(cpad)
-            .zip(self.data.chunks_exact(self.cout))
-        {
-            dst[..self.cout].copy_from_slice(src);
+    /// Packs for the forward kernels: `[co block][tap][ci][16]`, output channels zero-padded
+    /// to `cpad`. Each block's weights are contiguous, so a tile walks them sequentially and
+    /// they spread over every L1 set (a `[tap][ci][cpad]` layout with `cpad >= 32` strides
+    /// by 128+ bytes and thrashes half the sets or more).
+    fn pack(&self, cpad: usize) -> AlignedBuf {
+        let (taps, cin, cout) = (self.taps(), self.cin, self.cout);
+        let mut buf = AlignedBuf::zeros(taps * cin * cpad);
+        let p = buf.as_mut_slice();
+        for t in 0..taps {
+            for i in 0..cin {
+                for o in 0..cout {
+                    p[packed_offset(o / BLOCK, t, taps, i, cin) + o % BLOCK] =
+                        self.data[(t * cin + i) * cout + o];
+                }
+            }
         }
-        p
+        buf
     }
 
     /// Splits along input channels into `[0, at)` and `[at, cin)` (the two halves of a
@@ -222,19 +230,28 @@ impl Conv3dWeight {
         }
     }
 
-    /// Packs the transpose `[tap][co][ci]` with the input channels zero-padded to `cpad`.
-    fn pack_transposed(&self, cpad: usize) -> Vec<f32> {
-        let (cin, cout) = (self.cin, self.cout);
-        let mut p = vec![0.0; self.taps() * cout * cpad];
-        for t in 0..self.taps() {
+    /// Packs the transpose for the input-gradient kernels: `[ci block][tap][co][16]`, input
+    /// channels zero-padded to `cpad`.
+    fn pack_transposed(&self, cpad: usize) -> AlignedBuf {
+        let (taps, cin, cout) = (self.taps(), self.cin, self.cout);
+        let mut buf = AlignedBuf::zeros(taps * cout * cpad);
+        let p = buf.as_mut_slice();
+        for t in 0..taps {
             for i in 0..cin {
                 for o in 0..cout {
-                    p[(t * cout + o) * cpad + i] = self.data[(t * cin + i) * cout + o];
+                    p[packed_offset(i / BLOCK, t, taps, o, cout) + i % BLOCK] =
+                        self.data[(t * cin + i) * cout + o];
                 }
             }
         }
-        p
+        buf
     }
+}
+
+/// Offset of `(block, tap, k)` in a packed `[block][tap][k][16]` weight buffer with `nk`
+/// reduction channels (the kernels step `k` by 16).
+fn packed_offset(block: usize, tap: usize, taps: usize, k: usize, nk: usize) -> usize {
+    ((block * taps + tap) * nk + k) * BLOCK
 }
 
 fn weight_shape_text(kernel: [usize; 3], cin: usize, cout: usize) -> String {
@@ -406,6 +423,8 @@ pub(crate) fn forward_impl(
     }
     let cpad = round_up(cout, BLOCK);
     let packed = w.pack(cpad);
+    let packed = packed.as_slice();
+    let taps_total = spec.taps();
     let mut inits = vec![[0.0f32; BLOCK]; cpad / BLOCK];
     if let Some(b) = bias {
         for (i, &v) in b.iter().enumerate() {
@@ -448,17 +467,17 @@ pub(crate) fn forward_impl(
                         for c in 0..kw {
                             taps.push(Tap {
                                 x: xrow + (lo * sw + c - pw) * cin,
-                                w: (t0 + c) * cin * cpad + co0,
+                                w: packed_offset(blk, t0 + c, taps_total, 0, cin),
                             });
                         }
                     }
                     let tile = Tile {
                         x: xd,
-                        w: &packed,
+                        w: packed,
                         taps,
                         x_vstride: sw * cin,
                         cin,
-                        w_cstride: cpad,
+                        w_cstride: BLOCK,
                         init,
                         accumulate,
                     };
@@ -472,18 +491,18 @@ pub(crate) fn forward_impl(
                             if let Some(iw) = (ow * sw + c).checked_sub(pw).filter(|&i| i < xs.w) {
                                 taps.push(Tap {
                                     x: xrow + iw * cin,
-                                    w: (t0 + c) * cin * cpad + co0,
+                                    w: packed_offset(blk, t0 + c, taps_total, 0, cin),
                                 });
                             }
                         }
                     }
                     let tile = Tile {
                         x: xd,
-                        w: &packed,
+                        w: packed,
                         taps,
                         x_vstride: 0,
                         cin,
-                        w_cstride: cpad,
+                        w_cstride: BLOCK,
                         init,
                         accumulate,
                     };
@@ -567,6 +586,8 @@ pub fn conv3d_backward_data_into(
     let (cin, cout) = (input.c, w.cout);
     let cpad = round_up(cin, BLOCK);
     let packed = w.pack_transposed(cpad);
+    let packed = packed.as_slice();
+    let taps_total = spec.taps();
     let zero = [0.0f32; BLOCK];
     let [kd, kh, kw] = spec.kernel;
     let [sd, sh, sw] = spec.stride;
@@ -635,18 +656,18 @@ pub fn conv3d_backward_data_into(
                                     if all || (0..ow_max).contains(&ow) {
                                         taps.push(Tap {
                                             x: grow + ow as usize * cout,
-                                            w: (t0 + c) * cout * cpad + ci0,
+                                            w: packed_offset(blk, t0 + c, taps_total, 0, cout),
                                         });
                                     }
                                 }
                             }
                             let tile = Tile {
                                 x: gd,
-                                w: &packed,
+                                w: packed,
                                 taps,
                                 x_vstride: cout,
                                 cin: cout,
-                                w_cstride: cpad,
+                                w_cstride: BLOCK,
                                 init: &zero,
                                 accumulate: false,
                             };

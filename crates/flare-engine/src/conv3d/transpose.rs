@@ -11,7 +11,10 @@
 
 use rayon::prelude::*;
 
-use super::{BLOCK, Conv3dGrads, Conv3dWeight, Tap, Tile, backward_weight, forward, reduce_rows};
+use super::{
+    BLOCK, Conv3dGrads, Conv3dWeight, Tap, Tile, backward_weight, forward, packed_offset,
+    reduce_rows,
+};
 use crate::{Ctx, EngineError, Result, Shape5, Tensor, shape::round_up};
 
 impl Conv3dWeight {
@@ -109,6 +112,7 @@ pub fn conv_transpose3d_forward(
     }
     let cpad = round_up(cout, BLOCK);
     let packed = w.pack(cpad);
+    let packed = packed.as_slice();
     let mut inits = vec![[0.0f32; BLOCK]; cpad / BLOCK];
     if let Some(b) = bias {
         for (i, &v) in b.iter().enumerate() {
@@ -131,15 +135,15 @@ pub fn conv_transpose3d_forward(
                     let co0 = blk * BLOCK;
                     let taps = [Tap {
                         x: xrow,
-                        w: (t0 + c) * cin * cpad + co0,
+                        w: packed_offset(blk, t0 + c, w.taps(), 0, cin),
                     }];
                     let tile = Tile {
                         x: xd,
-                        w: &packed,
+                        w: packed,
                         taps: &taps,
                         x_vstride: cin,
                         cin,
-                        w_cstride: cpad,
+                        w_cstride: BLOCK,
                         init,
                         accumulate: false,
                     };
@@ -175,6 +179,7 @@ pub fn conv_transpose3d_backward_data(
     let [kd, kh, kw] = w.kernel;
     let cpad = round_up(cin, BLOCK);
     let packed = w.pack_transposed(cpad);
+    let packed = packed.as_slice();
     let zero = [0.0f32; BLOCK];
     let isa = ctx.isa();
     let gd = gy.data();
@@ -192,18 +197,24 @@ pub fn conv_transpose3d_backward_data(
                         for c in 0..kw {
                             taps.push(Tap {
                                 x: gs.index(n, id * kd + a, ih * kh + b, c, 0),
-                                w: (((a * kh + b) * kw + c) * cout) * cpad + ci0,
+                                w: packed_offset(
+                                    ci0 / BLOCK,
+                                    (a * kh + b) * kw + c,
+                                    w.taps(),
+                                    0,
+                                    cout,
+                                ),
                             });
                         }
                     }
                 }
                 let tile = Tile {
                     x: gd,
-                    w: &packed,
+                    w: packed,
                     taps,
                     x_vstride: kw * cout,
                     cin: cout,
-                    w_cstride: cpad,
+                    w_cstride: BLOCK,
                     init: &zero,
                     accumulate: false,
                 };

@@ -30,7 +30,12 @@ pub(crate) struct Tap {
     pub w: usize,
 }
 
+/// Weight bytes one kernel pass may stream per output block before the taps are split into
+/// groups: about two thirds of a 48 KiB L1, leaving room for the input rows.
+const L1_WEIGHT_BUDGET: usize = 32 * 1024;
+
 /// Everything one call reads.
+#[derive(Clone, Copy)]
 pub(crate) struct Tile<'a> {
     pub x: &'a [f32],
     pub w: &'a [f32],
@@ -73,6 +78,27 @@ pub(crate) fn run(isa: Isa, t: &Tile, nv: usize, out: &mut [f32], out_vstride: u
             "conv kernel: weight tap out of range"
         );
     }
+    // With many input channels one block's weights outgrow L1 and every register tile would
+    // stream them from L2 again. Split the taps into groups whose weights fit, and sweep the
+    // whole run of voxels once per group, accumulating into the output after the first.
+    let group = (L1_WEIGHT_BUDGET / (t.cin * BLOCK * std::mem::size_of::<f32>())).max(1);
+    if t.taps.len() <= group {
+        dispatch(isa, t, nv, out, out_vstride, nco);
+        return;
+    }
+    const ZERO: [f32; BLOCK] = [0.0; BLOCK];
+    for (i, taps) in t.taps.chunks(group).enumerate() {
+        let part = Tile {
+            taps,
+            init: if i == 0 { t.init } else { &ZERO },
+            accumulate: t.accumulate || i > 0,
+            ..*t
+        };
+        dispatch(isa, &part, nv, out, out_vstride, nco);
+    }
+}
+
+fn dispatch(isa: Isa, t: &Tile, nv: usize, out: &mut [f32], out_vstride: usize, nco: usize) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::run(t, nv, out, out_vstride, nco),
