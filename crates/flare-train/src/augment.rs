@@ -148,18 +148,14 @@ impl AugmentConfig {
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err(TrainError::Config("probabilities must lie in 0..=1".into()));
         }
-        let ranges = self
-            .rotate_deg
-            .iter()
-            .chain(&self.scale)
-            .chain([
-                &self.low_res,
-                &self.blur_sigma,
-                &self.gamma,
-                &self.contrast,
-                &self.brightness,
-                &self.noise_sigma,
-            ]);
+        let ranges = self.rotate_deg.iter().chain(&self.scale).chain([
+            &self.low_res,
+            &self.blur_sigma,
+            &self.gamma,
+            &self.contrast,
+            &self.brightness,
+            &self.noise_sigma,
+        ]);
         for r in ranges {
             if !(r[0].is_finite() && r[1].is_finite() && r[0] <= r[1]) {
                 return Err(TrainError::Config(format!("bad range {r:?}")));
@@ -442,9 +438,9 @@ pub(crate) fn draw_mapping(
                     let fg = chance(rng, cfg.foreground_p);
                     c = match fg.then(|| organ_voxel(case, rng)).flatten() {
                         Some(v) => v,
-                        None => [0, 1, 2].map(|a| {
-                            uniform(rng, [s[a] as f64 - 0.5, e[a] as f64 - 0.5])
-                        }),
+                        None => {
+                            [0, 1, 2].map(|a| uniform(rng, [s[a] as f64 - 0.5, e[a] as f64 - 0.5]))
+                        }
                     };
                 }
                 for a in 0..3 {
@@ -518,7 +514,13 @@ fn lerp(a: f32, b: f32, w: f32) -> f32 {
 }
 
 /// Resamples `case` through `m` into `img` (`[0, 1]` units) and `lab`, shape `out` `(i, j, k)`.
-pub(crate) fn resample(case: &CachedCase, m: &Mapping, out: [usize; 3], img: &mut [f32], lab: &mut [u8]) {
+pub(crate) fn resample(
+    case: &CachedCase,
+    m: &Mapping,
+    out: [usize; 3],
+    img: &mut [f32],
+    lab: &mut [u8],
+) {
     let [sx, sy, sz] = case.shape();
     let (src, labels) = (case.image(), case.labels());
     let [nx, ny, _] = out;
@@ -567,9 +569,8 @@ pub(crate) fn resample(case: &CachedCase, m: &Mapping, out: [usize; 3], img: &mu
                             }
                         }
                     }
-                    let p = [0, 1, 2].map(|r| {
-                        m.a[r][0] * o[0] + m.a[r][1] * o[1] + m.a[r][2] * o[2] + m.b[r]
-                    });
+                    let p = [0, 1, 2]
+                        .map(|r| m.a[r][0] * o[0] + m.a[r][1] * o[1] + m.a[r][2] * o[2] + m.b[r]);
                     let (Some(x), Some(y), Some(z)) = (tap(p[0], sx), tap(p[1], sy), tap(p[2], sz))
                     else {
                         irow[i] = 0.0;
@@ -626,41 +627,48 @@ fn gauss_taps(n: usize, sigma: f64) -> AxisTaps {
 }
 
 /// Applies `taps` along `axis` of `data` (shape `(i, j, k)`), giving the new data and shape.
-fn axis_pass(data: &[f32], shape: [usize; 3], axis: usize, taps: &AxisTaps) -> (Vec<f32>, [usize; 3]) {
+fn axis_pass(
+    data: &[f32],
+    shape: [usize; 3],
+    axis: usize,
+    taps: &AxisTaps,
+) -> (Vec<f32>, [usize; 3]) {
     let mut new = shape;
     new[axis] = taps.len();
     let [nx, ny, _] = new;
     let [sx, sy, _] = shape;
     let mut out = vec![0.0f32; new.iter().product()];
-    out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, slab)| {
-        for j in 0..ny {
-            let row = &mut slab[j * nx..][..nx];
-            match axis {
-                0 => {
-                    let src = &data[sx * (j + sy * k)..][..sx];
-                    for (o, t) in row.iter_mut().zip(taps) {
-                        *o = t.iter().map(|&(s, w)| src[s] * w).sum();
-                    }
-                }
-                1 => {
-                    for &(s, w) in &taps[j] {
-                        let src = &data[sx * (s + sy * k)..][..sx];
-                        for (o, v) in row.iter_mut().zip(src) {
-                            *o += v * w;
+    out.par_chunks_mut(nx * ny)
+        .enumerate()
+        .for_each(|(k, slab)| {
+            for j in 0..ny {
+                let row = &mut slab[j * nx..][..nx];
+                match axis {
+                    0 => {
+                        let src = &data[sx * (j + sy * k)..][..sx];
+                        for (o, t) in row.iter_mut().zip(taps) {
+                            *o = t.iter().map(|&(s, w)| src[s] * w).sum();
                         }
                     }
-                }
-                _ => {
-                    for &(s, w) in &taps[k] {
-                        let src = &data[sx * (j + sy * s)..][..sx];
-                        for (o, v) in row.iter_mut().zip(src) {
-                            *o += v * w;
+                    1 => {
+                        for &(s, w) in &taps[j] {
+                            let src = &data[sx * (s + sy * k)..][..sx];
+                            for (o, v) in row.iter_mut().zip(src) {
+                                *o += v * w;
+                            }
+                        }
+                    }
+                    _ => {
+                        for &(s, w) in &taps[k] {
+                            let src = &data[sx * (j + sy * s)..][..sx];
+                            for (o, v) in row.iter_mut().zip(src) {
+                                *o += v * w;
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
     (out, new)
 }
 
@@ -676,33 +684,53 @@ fn separable(data: &mut Vec<f32>, shape: [usize; 3], taps: [AxisTaps; 3]) -> [us
 
 /// The intensity transforms, in place on a `[0, 1]` image of shape `shape`, then the output
 /// range mapping.
-pub(crate) fn intensity(cfg: &SampleConfig, shape: [usize; 3], img: &mut [f32], rng: &mut impl RngCore) {
+pub(crate) fn intensity(
+    cfg: &SampleConfig,
+    shape: [usize; 3],
+    img: &mut [f32],
+    rng: &mut impl RngCore,
+) {
     let aug = &cfg.augment;
     if chance(rng, aug.p_low_res) {
         let f = uniform(rng, aug.low_res);
         let coarse = shape.map(|n| ((n as f64 / f).round() as usize).max(1));
         let mut data = img.to_vec();
-        let down = separable(&mut data, shape, [0, 1, 2].map(|a| resize_taps(shape[a], coarse[a])));
-        separable(&mut data, down, [0, 1, 2].map(|a| resize_taps(coarse[a], shape[a])));
+        let down = separable(
+            &mut data,
+            shape,
+            [0, 1, 2].map(|a| resize_taps(shape[a], coarse[a])),
+        );
+        separable(
+            &mut data,
+            down,
+            [0, 1, 2].map(|a| resize_taps(coarse[a], shape[a])),
+        );
         img.copy_from_slice(&data);
     }
     if chance(rng, aug.p_blur) {
         let sigma = uniform(rng, aug.blur_sigma);
         if sigma > 0.0 {
             let mut data = img.to_vec();
-            separable(&mut data, shape, [0, 1, 2].map(|a| gauss_taps(shape[a], sigma)));
+            separable(
+                &mut data,
+                shape,
+                [0, 1, 2].map(|a| gauss_taps(shape[a], sigma)),
+            );
             img.copy_from_slice(&data);
         }
     }
     if chance(rng, aug.p_gamma) {
         let g = uniform(rng, aug.gamma) as f32;
-        img.par_iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0).powf(g));
+        img.par_iter_mut()
+            .for_each(|v| *v = v.clamp(0.0, 1.0).powf(g));
     }
     if chance(rng, aug.p_contrast) {
         let c = uniform(rng, aug.contrast) as f32;
         let b = uniform(rng, aug.brightness) as f32;
-        let mean = (img.par_iter().map(|&v| v as f64).sum::<f64>() / img.len().max(1) as f64) as f32;
-        img.par_iter_mut().for_each(|v| *v = (*v - mean) * c + mean + b);
+        let mean =
+            (img.par_iter().map(|&v| v as f64).sum::<f64>() / img.len().max(1) as f64) as f32;
+        img.par_iter_mut()
+            .for_each(|v| *v = (*v - mean) * c + mean + b);
     }
     if chance(rng, aug.p_noise) {
         let sigma = uniform(rng, aug.noise_sigma);

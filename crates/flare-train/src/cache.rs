@@ -204,7 +204,8 @@ impl Cache {
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut index = read_index(dir)?;
-        let config_json = serde_json::to_string(config).map_err(|e| TrainError::Config(e.to_string()))?;
+        let config_json =
+            serde_json::to_string(config).map_err(|e| TrainError::Config(e.to_string()))?;
         let keys: Vec<String> = dataset
             .cases()
             .iter()
@@ -245,12 +246,12 @@ impl Cache {
         let mut report = BuildReport::default();
         for c in built.values() {
             write_case(dir, c)?;
-            if let Some(old) = index.entries.insert(c.meta.name.clone(), c.meta.clone()) {
-                if old.key != c.meta.key {
-                    for ext in ["img", "lab"] {
-                        // A leftover file only wastes disk; failing to remove it is harmless.
-                        let _ = std::fs::remove_file(data_path(dir, &old.name, &old.key, ext));
-                    }
+            if let Some(old) = index.entries.insert(c.meta.name.clone(), c.meta.clone())
+                && old.key != c.meta.key
+            {
+                for ext in ["img", "lab"] {
+                    // A leftover file only wastes disk; failing to remove it is harmless.
+                    let _ = std::fs::remove_file(data_path(dir, &old.name, &old.key, ext));
                 }
             }
             report.built.push(c.meta.name.clone());
@@ -261,12 +262,15 @@ impl Cache {
             match built.remove(&n) {
                 Some(b) => cases.push(b),
                 None => {
-                    let meta = index.entries.get(&c.name).cloned().ok_or_else(|| {
-                        TrainError::Cache {
-                            path: dir.join(INDEX_FILE),
-                            message: format!("no entry for {}", c.name),
-                        }
-                    })?;
+                    let meta =
+                        index
+                            .entries
+                            .get(&c.name)
+                            .cloned()
+                            .ok_or_else(|| TrainError::Cache {
+                                path: dir.join(INDEX_FILE),
+                                message: format!("no entry for {}", c.name),
+                            })?;
                     cases.push(load_case(dir, meta)?);
                     report.reused.push(c.name.clone());
                 }
@@ -476,7 +480,8 @@ fn preprocess(
                 .map(|a| shape[a] as f64 / max[a] as f64)
                 .fold(1.0f64, f64::max);
             if factor > 1.0 {
-                let new = [0, 1, 2].map(|a| ((shape[a] as f64 / factor).round() as usize).clamp(1, max[a]));
+                let new = [0, 1, 2]
+                    .map(|a| ((shape[a] as f64 / factor).round() as usize).clamp(1, max[a]));
                 let grid = unit.geometry().resized(new)?;
                 (
                     resample_linear(&unit, &grid, 0.0)?,
@@ -507,13 +512,18 @@ pub fn preprocess_volumes(
     config: &PreprocessConfig,
 ) -> Result<CachedCase> {
     config.validate()?;
-    if !image.geometry().same_grid(labels.geometry(), crate::dataset::GRID_TOLERANCE_MM) {
+    if !image
+        .geometry()
+        .same_grid(labels.geometry(), crate::dataset::GRID_TOLERANCE_MM)
+    {
         return Err(TrainError::Config(format!(
             "{name}: image and labels are on different grids"
         )));
     }
     if let Some(&bad) = labels.data().iter().find(|&&l| l > MAX_LABEL) {
-        return Err(TrainError::Config(format!("{name}: label value {bad} outside 0..=4")));
+        return Err(TrainError::Config(format!(
+            "{name}: label value {bad} outside 0..=4"
+        )));
     }
     let source_shape = image.shape();
     let (geometry, image, labels) = preprocess(image, labels, config)?;

@@ -465,7 +465,11 @@ fn nifti_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
-        let Some(stem) = path.file_name().and_then(|f| f.to_str()).and_then(strip_nifti) else {
+        let Some(stem) = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(strip_nifti)
+        else {
             continue;
         };
         if path.is_file() {

@@ -84,7 +84,11 @@ impl fmt::Display for Problem {
                 label.display()
             ),
             ProblemKind::Listed { path } => {
-                write!(f, "dataset.json lists {}, which does not exist", path.display())
+                write!(
+                    f,
+                    "dataset.json lists {}, which does not exist",
+                    path.display()
+                )
             }
         }
     }
@@ -103,7 +107,9 @@ pub enum TrainError {
         source: std::io::Error,
     },
     /// A dataset folder holds no NIfTI files at all.
-    #[error("{dir}: no .nii or .nii.gz files found (expected <case>_0000.nii.gz images and <case>.nii.gz labels, or imagesTr/ and labelsTr/)")]
+    #[error(
+        "{dir}: no .nii or .nii.gz files found (expected <case>_0000.nii.gz images and <case>.nii.gz labels, or imagesTr/ and labelsTr/)"
+    )]
     EmptyDataset {
         /// The folder.
         dir: PathBuf,

@@ -72,7 +72,10 @@ fn every_bad_case_is_named_together() {
     };
     let mut cases: Vec<_> = problems.iter().map(|p| p.case.as_str()).collect();
     cases.sort();
-    assert_eq!(cases, ["badlab", "broken", "lonely", "orphan", "shape", "shift"]);
+    assert_eq!(
+        cases,
+        ["badlab", "broken", "lonely", "orphan", "shape", "shift"]
+    );
     assert!(problems.iter().any(|p| p.kind
         == ProblemKind::BadLabels {
             label: t.join("badlab.nii.gz"),
@@ -105,7 +108,10 @@ fn empty_and_unpaired_folders_are_clear_errors() {
     let (img, _) = phantom(lps_grid(SHAPE));
     flare_nifti::write_volume(t.join("a_0000.nii.gz"), &img, None).unwrap();
     let err = Dataset::open(t.path()).unwrap_err();
-    assert!(matches!(err, TrainError::NoPairs { n_files: 1, .. }), "{err}");
+    assert!(
+        matches!(err, TrainError::NoPairs { n_files: 1, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("a: image"), "{err}");
     let missing = Dataset::open(t.join("nope")).unwrap_err();
     assert!(matches!(missing, TrainError::Io { .. }));
@@ -177,8 +183,15 @@ fn splits_are_deterministic() {
     sorted.sort();
     assert_eq!(sorted, a.train);
     // Different seeds pick different validation sets for at least one of a few seeds.
-    assert!((8..14).any(|s| d.split(&SplitSpec::Random { n_val: 2, seed: s }).unwrap().val != a.val));
-    let named = d.split(&SplitSpec::Named(vec!["case4".into(), "case1".into()])).unwrap();
+    assert!((8..14).any(|s| {
+        d.split(&SplitSpec::Random { n_val: 2, seed: s })
+            .unwrap()
+            .val
+            != a.val
+    }));
+    let named = d
+        .split(&SplitSpec::Named(vec!["case4".into(), "case1".into()]))
+        .unwrap();
     assert_eq!(named.val, ["case1", "case4"]);
     assert_eq!(named.train, ["case0", "case2", "case3", "case5"]);
     assert!(d.split(&SplitSpec::Named(vec!["case9".into()])).is_err());

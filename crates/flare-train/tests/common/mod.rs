@@ -65,6 +65,11 @@ pub fn write_case(dir: &Path, name: &str, shape: [usize; 3]) {
 
 /// Writes an image and label map under the FLARE names into `img_dir` and `lab_dir`.
 pub fn write_pair(img_dir: &Path, lab_dir: &Path, name: &str, img: &Volume<f32>, lab: &LabelMap) {
-    write_volume(img_dir.join(format!("{name}_0000.nii.gz")), img, Some(DataType::Int16)).unwrap();
+    write_volume(
+        img_dir.join(format!("{name}_0000.nii.gz")),
+        img,
+        Some(DataType::Int16),
+    )
+    .unwrap();
     write_label_map(lab_dir.join(format!("{name}.nii.gz")), lab).unwrap();
 }
