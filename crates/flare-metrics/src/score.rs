@@ -162,7 +162,7 @@ fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: 
                 let (g_row, p_row) = (&g[row.clone()], &p[row.clone()]);
                 let mut i = 0;
                 for (gw, pw) in g_row.chunks_exact(8).zip(p_row.chunks_exact(8)) {
-                    let word = |b: &[u8]| b.iter().fold(0u64, |w, &x| (w << 8) | u64::from(x));
+                    let word = |b: &[u8]| <[u8; 8]>::try_from(b).map_or(1, u64::from_ne_bytes);
                     if (word(gw) | word(pw)) != 0 {
                         for t in 0..8 {
                             let (cg, cp) = (gw[t].class(), pw[t].class());
