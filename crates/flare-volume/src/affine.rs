@@ -98,11 +98,9 @@ impl fmt::Display for Affine {
             if r > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "[{:>11.5} {:>11.5} {:>11.5} {:>11.5}]",
-                row[0], row[1], row[2], row[3]
-            )?;
+            // Adding 0.0 turns -0.0 into 0.0, so flips show as signs only where they are.
+            let [a, b, c, d] = row.map(|v| v + 0.0);
+            write!(f, "[{a:>11.5} {b:>11.5} {c:>11.5} {d:>11.5}]")?;
         }
         Ok(())
     }
