@@ -1,7 +1,7 @@
 //! The whole-U-Net benchmark of issue 4: flare against PyTorch and ONNX Runtime, same run.
 //!
 //! `cargo run --release -p flare-model --example engine_bench [-- --size 128 --threads 2
-//!  --reps 3 --train-reps 2 --no-python --out DIR]`
+//!  --reps 3 --train-reps 2 --no-python --no-layers --no-train --out DIR]`
 //!
 //! 4-level U-Net, widths 16-32-64-128, input 1 x 1 x S^3, fixed thread count. Prints: the FMA
 //! ceiling measured now; every convolution layer alone (GFLOP, ms, GFLOP/s, % of ceiling);
@@ -175,7 +175,12 @@ fn main() -> Result<(), BoxErr> {
         "layer", "input", "GFLOP", "ms", "GFLOP/s", "% ceil"
     );
     let (mut conv_flops, mut conv_secs) = (0.0f64, 0.0f64);
-    for layer in layers(&net, size) {
+    let layer_list = if flag("--no-layers") {
+        Vec::new()
+    } else {
+        layers(&net, size)
+    };
+    for layer in layer_list {
         let x = noise(layer.input, 3)?;
         let bias = vec![0.01f32; layer.weight.cout()];
         let (flops, secs) = if layer.transposed {
@@ -230,6 +235,20 @@ fn main() -> Result<(), BoxErr> {
         })
     })?;
     println!("flare forward (lean inference): {fwd:.3} s");
+    // One more run for its per-step breakdown (includes in-place norm, slabs, page faults).
+    let (_, stats) = pool.install(|| net.infer(&ctx, x.clone()))?;
+    println!(
+        "lean forward steps (one run, peak live activations {:.0} MiB):",
+        stats.peak_activation_bytes as f64 / (1 << 20) as f64
+    );
+    let total: f64 = stats.step_secs.iter().map(|s| s.1).sum();
+    for (name, secs) in &stats.step_secs {
+        println!(
+            "  {name:<28} {:>9.1} ms {:>5.1}%",
+            secs * 1e3,
+            100.0 * secs / total
+        );
+    }
 
     // Labels: blobs of all 5 classes.
     let labels: Vec<u8> = (0..size * size * size)

@@ -159,7 +159,7 @@ impl UNetConfig {
             ));
         }
         for (i, s) in self.strides.iter().enumerate().skip(1) {
-            if s.iter().any(|&v| v == 0) {
+            if s.contains(&0) {
                 return bad(format!("strides[{i}] = {s:?} has a zero"));
             }
         }
@@ -176,7 +176,9 @@ impl UNetConfig {
             _ => {}
         }
         match self.activation {
-            Activation::LeakyRelu { negative_slope } if !(negative_slope > 0.0) => {
+            Activation::LeakyRelu { negative_slope }
+                if negative_slope.is_nan() || negative_slope <= 0.0 =>
+            {
                 return bad(format!(
                     "LeakyReLU slope {negative_slope} must be positive (backward uses the output)"
                 ));
@@ -220,7 +222,7 @@ impl UNetConfig {
                 self.in_channels
             )));
         }
-        if (0..3).any(|a| spatial[a] == 0 || spatial[a] % f[a] != 0) {
+        if (0..3).any(|a| spatial[a] == 0 || !spatial[a].is_multiple_of(f[a])) {
             return Err(ModelError::Input(format!(
                 "input size {spatial:?} (d, h, w) must be a positive multiple of {f:?}, the \
                  product of the strides"

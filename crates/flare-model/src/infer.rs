@@ -30,21 +30,36 @@ const SLAB: usize = 16;
 const CHUNK: usize = 4096;
 
 /// Memory accounting of one inference.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct InferenceStats {
     /// The largest total size in bytes of activation tensors alive at once (the input
     /// included, weights and packing scratch excluded).
     pub peak_activation_bytes: usize,
+    /// Wall time of each step, in order: (`<layer>.conv`, `<layer>.norm_act`, `<layer>.up`,
+    /// `<layer>.conv_up` for the decoder's accumulated part, `head`), in seconds.
+    pub step_secs: Vec<(String, f64)>,
 }
 
-/// Running total of live activation bytes.
+/// Running total of live activation bytes, and the step timer.
 #[derive(Default)]
 struct Live {
     cur: usize,
     peak: usize,
+    steps: Vec<(String, f64)>,
+    mark: Option<std::time::Instant>,
 }
 
 impl Live {
+    /// Starts timing a step.
+    fn start(&mut self) {
+        self.mark = Some(std::time::Instant::now());
+    }
+    /// Ends the step started last, under `name`.
+    fn done(&mut self, name: String) {
+        if let Some(t) = self.mark.take() {
+            self.steps.push((name, t.elapsed().as_secs_f64()));
+        }
+    }
     fn alloc(&mut self, t: &Tensor) {
         self.cur += t.data().len() * 4;
         self.peak = self.peak.max(self.cur);
@@ -55,8 +70,13 @@ impl Live {
     }
 }
 
-/// Instance norm (affine) then LeakyReLU, in place. Per-channel sums in f64 over fixed chunks,
-/// combined in order.
+/// Instance norm (affine) then LeakyReLU, in place, in two passes over the tensor.
+///
+/// Pass 1 sums `x - p` and `(x - p)^2` per channel, where the pivot `p` is the channel's first
+/// value: shifting by a sample of the data keeps the one-pass variance free of cancellation.
+/// Each fixed chunk of voxels sums in f32 (short enough for f32, and vectorisable), the chunks
+/// combine in f64 in order, so the result does not depend on the thread count. Pass 2 scales,
+/// shifts and activates.
 fn norm_act_inplace(t: &mut Tensor, gamma: &[f32], beta: &[f32], eps: f32, slope: f32) {
     let s = t.shape();
     let c = s.c;
@@ -66,54 +86,45 @@ fn norm_act_inplace(t: &mut Tensor, gamma: &[f32], beta: &[f32], eps: f32, slope
     }
     for n in 0..s.n {
         let data = &mut t.data_mut()[n * m * c..(n + 1) * m * c];
-        let sums = |f: &(dyn Fn(&[f32], &mut [f64]) + Sync)| -> Vec<f64> {
-            let parts: Vec<Vec<f64>> = data
-                .par_chunks(CHUNK * c)
-                .map(|ch| {
-                    let mut acc = vec![0.0f64; c];
-                    f(ch, &mut acc);
-                    acc
-                })
-                .collect();
-            let mut tot = vec![0.0f64; c];
-            for p in parts {
-                for (a, b) in tot.iter_mut().zip(p) {
-                    *a += b;
+        let pivot: Vec<f32> = data[..c].to_vec();
+        let parts: Vec<Vec<f32>> = data
+            .par_chunks(CHUNK * c)
+            .map(|ch| {
+                let mut acc = vec![0.0f32; 2 * c];
+                let (sum, sq) = acc.split_at_mut(c);
+                // Zipped iterators: no bounds checks, so the channel loop vectorises.
+                for v in ch.chunks_exact(c) {
+                    for (((s, q), &x), &p) in sum.iter_mut().zip(sq.iter_mut()).zip(v).zip(&pivot) {
+                        let d = x - p;
+                        *s += d;
+                        *q += d * d;
+                    }
                 }
-            }
-            tot
-        };
-        let mean: Vec<f64> = sums(&|ch, acc| {
-            for v in ch.chunks_exact(c) {
-                for (a, &x) in acc.iter_mut().zip(v) {
-                    *a += x as f64;
-                }
-            }
-        })
-        .into_iter()
-        .map(|v| v / m as f64)
-        .collect();
-        let var = sums(&|ch, acc| {
-            for v in ch.chunks_exact(c) {
-                for ((a, &x), &mu) in acc.iter_mut().zip(v).zip(&mean) {
-                    let d = x as f64 - mu;
-                    *a += d * d;
-                }
-            }
-        });
-        let inv: Vec<f64> = var
-            .iter()
-            .map(|&v| 1.0 / (v / m as f64 + eps as f64).sqrt())
+                acc
+            })
             .collect();
-        let scale: Vec<f32> = (0..c).map(|i| (inv[i] * gamma[i] as f64) as f32).collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|i| (beta[i] as f64 - mean[i] * inv[i] * gamma[i] as f64) as f32)
-            .collect();
+        let mut tot = vec![0.0f64; 2 * c];
+        for p in parts {
+            for (a, b) in tot.iter_mut().zip(p) {
+                *a += b as f64;
+            }
+        }
+        let mut scale = vec![0.0f32; c];
+        let mut shift = vec![0.0f32; c];
+        for i in 0..c {
+            let md = tot[i] / m as f64;
+            let var = (tot[c + i] / m as f64 - md * md).max(0.0);
+            let mean = pivot[i] as f64 + md;
+            let inv = 1.0 / (var + eps as f64).sqrt();
+            scale[i] = (inv * gamma[i] as f64) as f32;
+            shift[i] = (beta[i] as f64 - mean * inv * gamma[i] as f64) as f32;
+        }
         data.par_chunks_mut(CHUNK * c).for_each(|ch| {
             for v in ch.chunks_exact_mut(c) {
-                for i in 0..c {
-                    let y = v[i] * scale[i] + shift[i];
-                    v[i] = if y > 0.0 { y } else { y * slope };
+                // Branch-free LeakyReLU (equal to `y > 0 ? y : slope * y`) so the loop vectorises.
+                for ((x, &a), &b) in v.iter_mut().zip(&scale).zip(&shift) {
+                    let y = *x * a + b;
+                    *x = y.max(0.0) + slope * y.min(0.0);
                 }
             }
         });
@@ -192,9 +203,12 @@ impl UNet {
         name: &str,
     ) -> Result<Tensor> {
         let cfg = self.config();
+        live.start();
         let mut y =
             conv3d_forward(ctx, x, &u.conv.weight, Some(&u.conv.bias), &u.conv.spec).layer(name)?;
+        live.done(format!("{name}.conv"));
         live.alloc(&y);
+        live.start();
         norm_act_inplace(
             &mut y,
             &u.norm.gamma,
@@ -202,6 +216,7 @@ impl UNet {
             cfg.norm_eps(),
             cfg.slope(),
         );
+        live.done(format!("{name}.norm_act"));
         Ok(y)
     }
 
@@ -244,6 +259,7 @@ impl UNet {
             let name = format!("decoder.{l}.conv1");
             let w_up = weight_part(&first.conv.weight, 0, width)?;
             let w_skip = weight_part(&first.conv.weight, width, 2 * width)?;
+            live.start();
             let mut y = conv3d_forward(
                 ctx,
                 &skip,
@@ -252,13 +268,19 @@ impl UNet {
                 &first.conv.spec,
             )
             .layer(&name)?;
+            live.done(format!("{name}.conv_skip"));
             live.alloc(&y);
             live.free(skip);
+            live.start();
             let up = conv_transpose3d_forward(ctx, &cur, &d.up.weight, Some(&d.up.bias))
                 .layer(&format!("decoder.{l}.up"))?;
+            live.done(format!("decoder.{l}.up"));
             live.alloc(&up);
             live.free(std::mem::replace(&mut cur, up));
+            live.start();
             conv_accumulate(ctx, &cur, &w_up, &first.conv.spec, &mut y, &name)?;
+            live.done(format!("{name}.conv_up"));
+            live.start();
             norm_act_inplace(
                 &mut y,
                 &first.norm.gamma,
@@ -266,6 +288,7 @@ impl UNet {
                 cfg.norm_eps(),
                 cfg.slope(),
             );
+            live.done(format!("{name}.norm_act"));
             live.free(std::mem::replace(&mut cur, y));
             for (i, u) in d.units.iter().enumerate().skip(1) {
                 let name = format!("decoder.{l}.conv{}", i + 1);
@@ -274,13 +297,16 @@ impl UNet {
             }
         }
         let h = &self.head;
+        live.start();
         let logits = conv3d_forward(ctx, &cur, &h.weight, Some(&h.bias), &h.spec).layer("head")?;
+        live.done("head".into());
         live.alloc(&logits);
         live.free(cur);
         Ok((
             logits,
             InferenceStats {
                 peak_activation_bytes: live.peak,
+                step_secs: live.steps,
             },
         ))
     }

@@ -23,5 +23,5 @@ pub use crate::{
     error::{ModelError, Result},
     infer::{InferenceStats, argmax_labels},
     net::{Conv, Decoder, InstanceNorm, UNet, Unit, Up},
-    train::{Forward, LossConfig, Optimizer, train_step},
+    train::{Forward, LossConfig, LossGrads, Optimizer, train_step},
 };

@@ -416,16 +416,27 @@ fn head_loss(
     ))
 }
 
+/// A loss value and the logit gradients to pass to [`UNet::backward`].
+#[derive(Clone, Debug)]
+pub struct LossGrads {
+    /// The loss over all heads.
+    pub loss: f64,
+    /// Gradient with respect to the main logits.
+    pub logits: Tensor,
+    /// Gradients with respect to each deep-supervision head's logits (decoder level, grad).
+    pub ds: Vec<(usize, Tensor)>,
+}
+
 impl Forward {
-    /// The loss over all heads against `labels` (one class per voxel of the input grid) and
-    /// the gradients to pass to [`UNet::backward`]: (loss, main-logit gradient, head gradients).
+    /// The loss over all heads against `labels` (one class per voxel of the input grid, in
+    /// voxel order) and its logit gradients.
     pub fn loss(
         &self,
         ctx: &Ctx,
         net: &UNet,
         labels: &[u8],
         cfg: &LossConfig,
-    ) -> Result<(f64, Tensor, Vec<(usize, Tensor)>)> {
+    ) -> Result<LossGrads> {
         let s = self.logits.shape();
         // Cumulative stride at each level: the factor its head's grid is smaller by.
         let mut factors = vec![[1usize; 3]];
@@ -445,7 +456,11 @@ impl Forward {
             loss += v;
             g_ds.push((*l, g));
         }
-        Ok((loss, g_main, g_ds))
+        Ok(LossGrads {
+            loss,
+            logits: g_main,
+            ds: g_ds,
+        })
     }
 }
 
@@ -510,9 +525,9 @@ pub fn train_step(
     lr: f32,
 ) -> Result<f64> {
     let fwd = net.forward_train(ctx, x)?;
-    let (value, g, g_ds) = fwd.loss(ctx, net, labels, loss)?;
-    let grads = net.backward(ctx, &fwd, &g, &g_ds)?;
+    let lg = fwd.loss(ctx, net, labels, loss)?;
+    let grads = net.backward(ctx, &fwd, &lg.logits, &lg.ds)?;
     drop(fwd);
     opt.step(net, &grads, lr)?;
-    Ok(value)
+    Ok(lg.loss)
 }

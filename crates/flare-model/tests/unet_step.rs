@@ -88,13 +88,14 @@ fn run_step(ctx: &Ctx) {
     assert!(e < 1e-5, "ds logits rel L2 {e:e}");
 
     let cfg = LossConfig::default();
-    let (loss, g, g_ds) = fwd.loss(ctx, &net, &labels, &cfg).unwrap();
+    let lg = fwd.loss(ctx, &net, &labels, &cfg).unwrap();
+    let loss = lg.loss;
     let want = exp["loss"].0[0];
     assert!(
         ((loss - want) / want).abs() < 1e-5,
         "loss {loss} vs PyTorch {want}"
     );
-    let grads = net.backward(ctx, &fwd, &g, &g_ds).unwrap();
+    let grads = net.backward(ctx, &fwd, &lg.logits, &lg.ds).unwrap();
 
     // Gradients: relative L2 per tensor. The conv biases right before an instance norm have a
     // zero gradient in exact arithmetic (the norm removes any per-channel shift); there both
