@@ -5,21 +5,9 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use anyhow::Context;
 use flare_metrics::{CaseOutcome, CaseResult, Summary, Tolerances, evaluate_folders, write_csv};
 
-/// Score predicted label maps against ground truth exactly as the FLARE21 challenge did.
-///
-/// For every ground-truth file <case>.nii.gz in --gt, the prediction <case>.nii.gz in --pred is
-/// scored: Dice (DSC) and normalised surface Dice (NSD) for labels 1 liver, 2 kidney, 3 spleen
-/// and 4 pancreas, with FLARE's rules (both masks empty: 1; organ predicted where the ground
-/// truth has none: 0). Voxel spacing comes from the ground truth's header (pixdim).
-///
-/// A missing prediction is named and scored as an empty one (0 for every organ present), and the
-/// exit code is then 1. A prediction on another grid (shape or affine) than its ground truth is
-/// an error for that case, with both grids shown. Label values outside 0..4 are reported and
-/// count as background, as in the official code.
-///
-/// Prints one line per case and a summary table (per organ mean ± std, and the per-case mean
-/// over organs that FLARE ranked); --out saves the official CSV.
+/// Arguments of `flare evaluate`; its behaviour is described in [`DETAILS`] (the long help).
 #[derive(clap::Args)]
+#[command(after_long_help = DETAILS)]
 pub struct Args {
     /// Folder of predicted label maps (<case>.nii.gz, named like the ground truth).
     #[arg(long, value_name = "DIR")]
@@ -43,6 +31,23 @@ pub struct Args {
     #[arg(long, value_name = "LABEL=MM,...")]
     pub tolerances: Option<String>,
 }
+
+/// The long help (`flare evaluate --help`), after the options.
+const DETAILS: &str = "\
+For every ground-truth file <case>.nii.gz in --gt, the prediction <case>.nii.gz in --pred is
+scored: Dice (DSC) and normalised surface Dice (NSD) for labels 1 liver, 2 kidney, 3 spleen and
+4 pancreas, with FLARE's rules (both masks empty: 1; organ predicted where the ground truth has
+none: 0). Voxel spacing comes from the ground truth's header (pixdim), as in the official code.
+
+A missing prediction is named and scored as an empty one (0 for every organ present); the exit
+code is then 1. A prediction on another grid (shape or affine) than its ground truth is an error
+for that case, with both grids shown, and the exit code is 1. Label values outside 0..4 are
+reported and count as background, as in the official code. Folder problems exit with 2.
+
+Prints one line per case and a summary table (per organ mean ± std, and the per-case mean over
+organs that FLARE ranked); --out saves the official CSV.
+
+Example: flare evaluate --pred out/ --gt labels/ --out scores.csv";
 
 /// Scores the folder; exit code 0 when every case was scored, 1 when a prediction was missing
 /// or a case could not be scored.

@@ -5,19 +5,9 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use flare_measure::{MeasureError, Options, measure};
 
-/// Run a command and measure it, as the FLARE challenges measured entries.
-///
-/// Reports wall time, CPU time (user + system, the whole process tree), peak resident memory of
-/// the process tree (sampled from /proc, and the kernel's high-water marks), RAM and CPU
-/// samples, and, where an NVIDIA GPU and driver are present, the GPU's used memory at every
-/// sample with FLARE's robust maximum (largest value seen in more than 2% of the samples) and
-/// the area under the memory-time curve (MB·s, total and above 2048 MB).
-///
-/// A short summary goes to stderr; the full report is JSON, written to --out or else printed on
-/// stdout after the command ends. The exit code is the command's (128 + signal if killed).
-///
-/// Example: flare measure --out run.json -- flare segment --input ct.nii.gz --out seg.nii.gz
+/// Arguments of `flare measure`; its behaviour is described in [`DETAILS`] (the long help).
 #[derive(clap::Args)]
+#[command(after_long_help = DETAILS)]
 pub struct Args {
     /// GPU to sample (index as nvidia-smi lists them).
     #[arg(long, value_name = "INDEX", default_value_t = 0)]
@@ -37,6 +27,21 @@ pub struct Args {
     )]
     pub command: Vec<OsString>,
 }
+
+/// The long help (`flare measure --help`), after the options.
+const DETAILS: &str = "\
+Reports wall time, CPU time (user + system of the whole process tree), peak resident memory of
+the process tree (the larger of the /proc samples summed over all descendants and the kernel's
+high-water marks), RAM and CPU samples, and, where an NVIDIA GPU and driver are present
+(libnvidia-ml.so.1, loaded at run time), the GPU's used memory at every sample with FLARE's
+robust maximum (largest value seen in more than 2% of the samples) and the area under the
+memory-time curve (MB·s, total and above 2048 MB). Without a GPU it says so.
+
+A short summary goes to stderr; the full report is JSON, written to --out or else printed on
+stdout after the command ends. The exit code is the command's (128 + signal if it was killed,
+127 if it could not be started).
+
+Example: flare measure --out run.json -- flare evaluate --pred out/ --gt labels/";
 
 /// Runs the command; exits with its exit code.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
