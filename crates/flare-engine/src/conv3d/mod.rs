@@ -477,7 +477,6 @@ pub(crate) fn forward_impl(
                         taps,
                         x_vstride: sw * cin,
                         cin,
-                        w_cstride: BLOCK,
                         init,
                         accumulate,
                     };
@@ -502,7 +501,6 @@ pub(crate) fn forward_impl(
                         taps,
                         x_vstride: 0,
                         cin,
-                        w_cstride: BLOCK,
                         init,
                         accumulate,
                     };
@@ -667,7 +665,6 @@ pub fn conv3d_backward_data_into(
                                 taps,
                                 x_vstride: cout,
                                 cin: cout,
-                                w_cstride: BLOCK,
                                 init: &zero,
                                 accumulate: false,
                             };

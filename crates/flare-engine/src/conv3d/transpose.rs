@@ -143,7 +143,6 @@ pub fn conv_transpose3d_forward(
                         taps: &taps,
                         x_vstride: cin,
                         cin,
-                        w_cstride: BLOCK,
                         init,
                         accumulate: false,
                     };
@@ -214,7 +213,6 @@ pub fn conv_transpose3d_backward_data(
                     taps,
                     x_vstride: kw * cout,
                     cin: cout,
-                    w_cstride: BLOCK,
                     init: &zero,
                     accumulate: false,
                 };

@@ -28,19 +28,42 @@ unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
             _mm256_loadu_si256(lanes.as_ptr().add(8).cast()),
         )
     };
+    // SAFETY: same contract as `run`.
+    unsafe {
+        // Common voxel strides as constants, so the broadcasts use immediate displacements.
+        match t.x_vstride {
+            16 => sweep::<16>(t, nv, out, ovs, m0, m1),
+            32 => sweep::<32>(t, nv, out, ovs, m0, m1),
+            64 => sweep::<64>(t, nv, out, ovs, m0, m1),
+            _ => sweep::<0>(t, nv, out, ovs, m0, m1),
+        }
+    }
+}
+
+/// All tiles of the run; `XS` is the voxel stride in `x`, or 0 to read it from the tile.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sweep<const XS: usize>(
+    t: &Tile,
+    nv: usize,
+    out: *mut f32,
+    ovs: usize,
+    m0: __m256i,
+    m1: __m256i,
+) {
     let mut v0 = 0;
     // SAFETY (all calls below): same contract as `run`, tiles cover voxels `v0..v0 + M <= nv`.
     unsafe {
         while v0 + MR <= nv {
-            tile::<MR>(t, v0, out, ovs, m0, m1);
+            tile::<MR, XS>(t, v0, out, ovs, m0, m1);
             v0 += MR;
         }
         match nv - v0 {
             1 => single(t, v0, out, ovs, m0, m1),
-            2 => tile::<2>(t, v0, out, ovs, m0, m1),
-            3 => tile::<3>(t, v0, out, ovs, m0, m1),
-            4 => tile::<4>(t, v0, out, ovs, m0, m1),
-            5 => tile::<5>(t, v0, out, ovs, m0, m1),
+            2 => tile::<2, XS>(t, v0, out, ovs, m0, m1),
+            3 => tile::<3, XS>(t, v0, out, ovs, m0, m1),
+            4 => tile::<4, XS>(t, v0, out, ovs, m0, m1),
+            5 => tile::<5, XS>(t, v0, out, ovs, m0, m1),
             _ => {}
         }
     }
@@ -48,7 +71,7 @@ unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile<const M: usize>(
+unsafe fn tile<const M: usize, const XS: usize>(
     t: &Tile,
     v0: usize,
     out: *mut f32,
@@ -56,11 +79,11 @@ unsafe fn tile<const M: usize>(
     m0: __m256i,
     m1: __m256i,
 ) {
-    let xs = t.x_vstride;
-    let (cin, wcs) = (t.cin, t.w_cstride);
+    let xs = if XS == 0 { t.x_vstride } else { XS };
+    let cin = t.cin;
     // SAFETY: `init` has 16 lanes; input reads are `tap.x + v * xs + ci` with `v < nv`,
     // `ci < cin`; accumulated outputs are masked loads of exactly the lanes the stores write;
-    // weight reads cover `tap.w + ci * wcs + 0..16`; masked stores write only the
+    // weight reads cover `tap.w + ci * 16 + 0..16`; masked stores write only the
     // first `nco` lanes at `v * ovs`: all checked in `super::run`.
     unsafe {
         let i0 = _mm256_loadu_ps(t.init.as_ptr());
@@ -75,17 +98,20 @@ unsafe fn tile<const M: usize>(
             }
         }
         for tap in t.taps {
-            let xb = t.x.as_ptr().add(tap.x + v0 * xs);
-            let wb = t.w.as_ptr().add(tap.w);
-            for ci in 0..cin {
-                let w0 = _mm256_loadu_ps(wb.add(ci * wcs));
-                let w1 = _mm256_loadu_ps(wb.add(ci * wcs + 8));
-                let xc = xb.add(ci);
+            // Walk both pointers so loads are base + constant, not indexed (see avx512.rs).
+            let mut xp = t.x.as_ptr().add(tap.x + v0 * xs);
+            let mut wp = t.w.as_ptr().add(tap.w);
+            let wend = wp.add(cin * BLOCK);
+            while wp < wend {
+                let w0 = _mm256_loadu_ps(wp);
+                let w1 = _mm256_loadu_ps(wp.add(8));
                 for v in 0..M {
-                    let xv = _mm256_broadcast_ss(&*xc.add(v * xs));
+                    let xv = _mm256_broadcast_ss(&*xp.add(v * xs));
                     a0[v] = _mm256_fmadd_ps(xv, w0, a0[v]);
                     a1[v] = _mm256_fmadd_ps(xv, w1, a1[v]);
                 }
+                xp = xp.add(1);
+                wp = wp.add(BLOCK);
             }
         }
         for v in 0..M {
@@ -102,7 +128,7 @@ unsafe fn tile<const M: usize>(
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn single(t: &Tile, v0: usize, out: *mut f32, ovs: usize, m0: __m256i, m1: __m256i) {
-    let (cin, wcs) = (t.cin, t.w_cstride);
+    let (cin, wcs) = (t.cin, BLOCK);
     // SAFETY: reads `tap.x + v0 * x_vstride + ci` for `ci < cin` and weights
     // `tap.w + ci * wcs + 0..16`, writes the first `nco` lanes at `v0 * ovs`: all inside the
     // ranges `super::run` checked (the upper half's address is only formed, see `tile`).

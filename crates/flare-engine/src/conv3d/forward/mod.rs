@@ -3,7 +3,7 @@
 //!
 //! One call computes `nv` output voxels of one row for one block of 16 output channels:
 //!
-//! `out[v * out_vstride + c] = init[c] + sum_taps sum_ci x[tap.x + v * x_vstride + ci] * w[tap.w + ci * w_cstride + c]`
+//! `out[v * out_vstride + c] = init[c] + sum_taps sum_ci x[tap.x + v * x_vstride + ci] * w[tap.w + ci * 16 + c]`
 //!
 //! for `c < nco` (plus the old `out` value when accumulating). The taps (one per valid kernel position) carry precomputed offsets, so the
 //! kernel knows nothing about padding, strides or which pass it serves. Summation order is the
@@ -44,8 +44,6 @@ pub(crate) struct Tile<'a> {
     pub x_vstride: usize,
     /// Input channels summed per tap.
     pub cin: usize,
-    /// Elements between consecutive input channels in `w` (the padded output-channel count).
-    pub w_cstride: usize,
     /// Starting value of each output channel (the bias, or zeros).
     pub init: &'a [f32; BLOCK],
     /// Add the output's current values to the starting value (`out += conv`), so one output
@@ -74,7 +72,7 @@ pub(crate) fn run(isa: Isa, t: &Tile, nv: usize, out: &mut [f32], out_vstride: u
             "conv kernel: input tap out of range"
         );
         assert!(
-            tap.w + (t.cin - 1) * t.w_cstride + BLOCK <= t.w.len(),
+            tap.w + t.cin * BLOCK <= t.w.len(),
             "conv kernel: weight tap out of range"
         );
     }

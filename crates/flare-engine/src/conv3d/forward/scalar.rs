@@ -15,7 +15,7 @@ pub(super) fn run(t: &Tile, nv: usize, out: &mut [f32], out_vstride: usize, nco:
         for tap in t.taps {
             let xs = &t.x[tap.x + v * t.x_vstride..][..t.cin];
             for (ci, &xv) in xs.iter().enumerate() {
-                let ws = &t.w[tap.w + ci * t.w_cstride..][..BLOCK];
+                let ws = &t.w[tap.w + ci * BLOCK..][..BLOCK];
                 for (a, &wv) in acc.iter_mut().zip(ws) {
                     *a += xv * wv;
                 }
