@@ -559,31 +559,41 @@ pub(crate) fn resample(
                 }
                 let irow = &mut islab[j * nx..][..nx];
                 let lrow = &mut lslab[j * nx..][..nx];
-                for i in 0..nx {
-                    let mut o = [i as f64, j as f64, k as f64];
+                let row0 = [0, 1, 2].map(|r| m.a[r][1] * j as f64 + m.a[r][2] * k as f64 + m.b[r]);
+                let step = [m.a[0][0], m.a[1][0], m.a[2][0]];
+                for (i, (iv, lv)) in irow.iter_mut().zip(lrow.iter_mut()).enumerate() {
+                    let fi = i as f64;
+                    let mut p = [0, 1, 2].map(|r| row0[r] + step[r] * fi);
                     if let Some((_, e)) = &plane {
                         let (is, iw) = e.taps[0][i];
-                        for (t, &w) in is.iter().zip(&iw) {
-                            for d in 0..3 {
-                                o[d] += (w * row_ctrl[*t][d]) as f64;
+                        let mut d = [0.0f32; 3];
+                        for (&t, &w) in is.iter().zip(&iw) {
+                            for (dd, c) in d.iter_mut().zip(row_ctrl[t]) {
+                                *dd += w * c;
                             }
                         }
+                        for (r, pr) in p.iter_mut().enumerate() {
+                            *pr += m.a[r][0] * d[0] as f64
+                                + m.a[r][1] * d[1] as f64
+                                + m.a[r][2] * d[2] as f64;
+                        }
                     }
-                    let p = [0, 1, 2]
-                        .map(|r| m.a[r][0] * o[0] + m.a[r][1] * o[1] + m.a[r][2] * o[2] + m.b[r]);
                     let (Some(x), Some(y), Some(z)) = (tap(p[0], sx), tap(p[1], sy), tap(p[2], sz))
                     else {
-                        irow[i] = 0.0;
-                        lrow[i] = 0;
+                        *iv = 0.0;
+                        *lv = 0;
                         continue;
                     };
-                    let at = |a: usize, b: usize, c: usize| src[a + sx * (b + sy * c)] as f32;
-                    let c00 = lerp(at(x.0, y.0, z.0), at(x.1, y.0, z.0), x.2);
-                    let c10 = lerp(at(x.0, y.1, z.0), at(x.1, y.1, z.0), x.2);
-                    let c01 = lerp(at(x.0, y.0, z.1), at(x.1, y.0, z.1), x.2);
-                    let c11 = lerp(at(x.0, y.1, z.1), at(x.1, y.1, z.1), x.2);
-                    irow[i] = lerp(lerp(c00, c10, y.2), lerp(c01, c11, y.2), z.2) * INTENSITY_SCALE;
-                    lrow[i] = labels[x.3 + sx * (y.3 + sy * z.3)];
+                    // Corner (x0, y0, z0) and the strides to the other seven corners.
+                    let base = x.0 + sx * (y.0 + sy * z.0);
+                    let (dx, dy, dz) = (x.1 - x.0, (y.1 - y.0) * sx, (z.1 - z.0) * sx * sy);
+                    let at = |o: usize| src[base + o] as f32;
+                    let c00 = lerp(at(0), at(dx), x.2);
+                    let c10 = lerp(at(dy), at(dy + dx), x.2);
+                    let c01 = lerp(at(dz), at(dz + dx), x.2);
+                    let c11 = lerp(at(dz + dy), at(dz + dy + dx), x.2);
+                    *iv = lerp(lerp(c00, c10, y.2), lerp(c01, c11, y.2), z.2) * INTENSITY_SCALE;
+                    *lv = labels[x.3 + sx * (y.3 + sy * z.3)];
                 }
             }
         });
@@ -759,6 +769,7 @@ pub fn sample_into(
     img: &mut [f32],
     lab: &mut [u8],
 ) -> Result<()> {
+    cfg.validate()?;
     let shape = cfg.shape_ijk();
     let n: usize = shape.iter().product();
     if img.len() != n || lab.len() != n {

@@ -403,6 +403,19 @@ fn load_case(dir: &Path, meta: CaseMeta) -> Result<CachedCase> {
     let n: usize = meta.shape.iter().product();
     let img_path = data_path(dir, &meta.name, &meta.key, "img");
     let lab_path = data_path(dir, &meta.name, &meta.key, "lab");
+    // The index is a file anyone can edit: the sampler indexes voxels through these boxes.
+    meta.geometry()?;
+    let boxes_ok = meta
+        .organ_boxes
+        .iter()
+        .flatten()
+        .all(|[lo, hi]| (0..3).all(|a| lo[a] < hi[a] && hi[a] <= meta.shape[a]));
+    if !boxes_ok {
+        return Err(TrainError::Cache {
+            path: dir.join(INDEX_FILE),
+            message: format!("organ boxes of {} lie outside its grid", meta.name),
+        });
+    }
     let bytes = std::fs::read(&img_path).map_err(io_err(&img_path))?;
     if bytes.len() != 2 * n {
         return Err(TrainError::Cache {

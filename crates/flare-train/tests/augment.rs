@@ -353,3 +353,51 @@ fn batches_are_pure_functions_of_seed_and_step() {
     let other = Sampler::new(cache, cfg, 3, 43).unwrap();
     assert_ne!(other.batch(1).unwrap().image, b1.image);
 }
+
+#[test]
+fn bad_configs_are_refused() {
+    let c = case([8, 8, 6], [1.0; 3]);
+    let mut cfg = SampleConfig::whole_scan([4, 4, 4]);
+    cfg.augment.elastic_points = 1;
+    let (mut img, mut lab) = (vec![0.0; 64], vec![0; 64]);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    assert!(sample_into(&c, &cfg, &mut rng, &mut img, &mut lab).is_err());
+    let cfg = SampleConfig::whole_scan([4, 4, 4]);
+    assert!(sample_into(&c, &cfg, &mut rng, &mut img[..63], &mut lab).is_err());
+    let mut cfg = SampleConfig::roi([4, 4, 4]);
+    cfg.augment.scale[1] = [1.2, 0.9];
+    assert!(sample_into(&c, &cfg, &mut rng, &mut img, &mut lab).is_err());
+}
+
+#[test]
+fn btcv_case_gives_organ_samples_when_present() {
+    let Some(shared) = flare_testkit::shared_dir("btcv_case_gives_organ_samples_when_present")
+    else {
+        return;
+    };
+    let d = Dataset::open(shared.join("data/btcv")).unwrap();
+    let one = d.subset(&[d.cases()[0].name.clone()]).unwrap();
+    let t = flare_testkit::TempDir::new("train-btcv");
+    let cfg = PreprocessConfig {
+        max_shape: Some([128, 128, 128]),
+        ..PreprocessConfig::default()
+    };
+    let (cache, _) = Cache::build(&one, &cfg, t.path()).unwrap();
+    let c = &cache.cases()[0];
+    // BTCV has all four organs in every case.
+    assert!(c.meta().organ_boxes.iter().all(Option::is_some));
+    let mut s = Sampler::new(
+        Arc::new(cache.clone()),
+        SampleConfig::roi([16, 32, 32]),
+        2,
+        1,
+    )
+    .unwrap();
+    let b = s.next_batch().unwrap();
+    for organ in 1..=4u8 {
+        assert!(
+            b.labels.contains(&organ),
+            "organ {organ} missing from the ROI batch"
+        );
+    }
+}
