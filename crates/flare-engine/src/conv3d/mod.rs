@@ -9,10 +9,12 @@
 //! [`Conv3dWeight`] stores `[kd][kh][kw][ci][co]` (output channel fastest, "DHWIO"). PyTorch's
 //! `Conv3d.weight` is `[co][ci][kd][kh][kw]`; the element `w_torch[o, i, a, b, c]` is
 //! `w[(((a * kh + b) * kw + c) * cin + i) * cout + o]` here. [`Conv3dWeight::from_torch`] and
-//! [`Conv3dWeight::to_torch`] convert. For the kernels each op packs a copy with the output
-//! channels padded to a multiple of 16 (zeros), so a block of 16 output channels is one
-//! contiguous vector per input channel; the gradient with respect to the input packs the
-//! transpose `[kd][kh][kw][co][ci]` instead.
+//! [`Conv3dWeight::to_torch`] convert. For the kernels each op packs a 64-byte-aligned copy,
+//! `[co block][tap][ci][16]` with the output channels zero-padded to a multiple of 16, so one
+//! block's weights are a contiguous stream of 16-wide vectors; the gradient with respect to the
+//! input packs the transpose, `[ci block][tap][co][16]`. Packing costs `taps * cin * cout`
+//! copies per call, nothing next to the convolution, and lets training update the weights in
+//! their plain layout.
 //!
 //! # Determinism
 //! Every output element is computed by one kernel call in a fixed order, so forward and
@@ -369,9 +371,9 @@ pub(crate) enum Epilogue<'a> {
     RowStats(&'a mut [f64]),
 }
 
-/// The forward driver. With [`Epilogue::RowStats`] (`rows * 2 * cout` values), each output row also
-/// writes, per channel, the sum of its values and of their squares (f64), so a following
-/// normalisation needs no extra pass over the output.
+/// The forward driver. With [`Epilogue::RowStats`] (`rows * 2 * cout` values), each output
+/// row also writes, per channel, the sum of its values and of their squares (f64), so a
+/// following normalisation needs no extra pass over the output.
 pub(crate) fn forward_impl(
     ctx: &Ctx,
     x: &Tensor,
