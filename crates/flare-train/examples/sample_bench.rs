@@ -31,6 +31,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64(),
         problems.len()
     );
+    let t = Instant::now();
+    dataset.check()?;
+    println!(
+        "full check (headers, then every image and label decoded): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     // Cold build: start from an empty folder.
     let _ = std::fs::remove_dir_all(&cache_dir);
     let cfg = PreprocessConfig::default();

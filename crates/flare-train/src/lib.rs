@@ -12,6 +12,23 @@
 //! Array axes follow flare's convention (`(i, j, k)`, `i` fastest); in the buffers `W` is `i`,
 //! `H` is `j` and `D` is `k`.
 
+//! ```no_run
+//! use std::sync::Arc;
+//! use flare_train::{Cache, Dataset, PreprocessConfig, SampleConfig, Sampler, SplitSpec};
+//!
+//! let data = Dataset::open("../shared/data/btcv")?;
+//! data.check()?; // every bad case named, before anything else
+//! let split = data.split(&SplitSpec::Random { n_val: 2, seed: 0 })?;
+//! let (cache, report) = Cache::build(&data, &PreprocessConfig::default(), "cache/btcv")?;
+//! println!("preprocessed {:?}, reused {:?}", report.built, report.reused);
+//! let train = Arc::new(cache.subset(&split.train)?);
+//! let mut sampler = Sampler::new(train, SampleConfig::whole_scan([64, 96, 96]), 2, 42)?;
+//! let batch = sampler.next_batch()?; // batch.image: [2, 64, 96, 96, 1], batch.labels: [2, 64, 96, 96]
+//! let state = sampler.state(); // save with the checkpoint; `restore` it to resume exactly
+//! # let _ = (batch, state);
+//! # Ok::<(), flare_train::TrainError>(())
+//! ```
+
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

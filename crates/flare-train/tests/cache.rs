@@ -175,3 +175,23 @@ fn bad_case_stops_the_build_before_writing() {
         Err(TrainError::Config(_))
     ));
 }
+
+#[test]
+fn u16_quantisation_loses_under_a_hundredth_of_a_hu() {
+    // Every HU value from -1200 to 3000 in steps of 0.37 HU, clipped to the default window.
+    let n = 11_352;
+    let g = flare_volume::Geometry::axis_aligned([n, 1, 1], [1.0; 3], [0.0; 3]).unwrap();
+    let hu: Vec<f32> = (0..n).map(|v| -1200.0 + 0.37 * v as f32).collect();
+    let img = flare_volume::Volume::new(g, hu.clone()).unwrap();
+    let lab = flare_volume::Volume::filled(g, 0u8);
+    let c = flare_train::preprocess_volumes("q", img, lab, &PreprocessConfig::default()).unwrap();
+    let worst_hu = c
+        .image()
+        .iter()
+        .zip(&hu)
+        .map(|(&q, &h)| {
+            ((q as f64 / 65535.0) * 400.0 - 125.0 - h.clamp(-125.0, 275.0) as f64).abs()
+        })
+        .fold(0.0f64, f64::max);
+    assert!(worst_hu < 0.01, "worst quantisation error {worst_hu} HU");
+}
