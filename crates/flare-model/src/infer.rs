@@ -4,28 +4,25 @@
 //! Three things keep the peak low:
 //! - Skip tensors are owned by a list and taken out when their decoder level consumes them;
 //!   every other intermediate is dropped right after the layer that reads it.
-//! - Each unit is fused: the convolution writes one buffer, then instance norm and LeakyReLU
-//!   run in place on it (statistics pass + one scale/shift/activate pass), so the normalised
-//!   tensor is never a second buffer.
+//! - Each unit is the engine's fused convolution + instance norm + LeakyReLU
+//!   ([`conv3d_norm_act_forward`]): the normalised tensor is never a second buffer.
 //! - The decoder's `concat([up, skip])` is never built. A convolution over a concat is the sum
 //!   of convolutions over each part with that part's input channels of the weights, so the
 //!   first decoder unit convolves the skip into its output, frees the skip, upsamples, and adds
-//!   the upsampled part's convolution slab by slab (a few depth planes with a halo at a time),
-//!   never holding a second full-size output.
+//!   the upsampled part's convolution ([`conv3d_forward_accumulate`]); norm and activation
+//!   then run in place on that sum.
 //!
-//! The in-place norm/activation and the slab accumulation are private here because the engine
-//! has no in-place instance norm and no accumulating convolution yet; both belong in the engine
-//! (see the crate README).
+//! The in-place norm + activation of that last step is private here: the engine's fused op
+//! only writes, it cannot follow an accumulation (see the crate README).
 
 use flare_engine::{
-    Conv3dSpec, Conv3dWeight, Ctx, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward,
+    Ctx, NormAct, Tensor, conv_transpose3d_forward, conv3d_forward, conv3d_forward_accumulate,
+    conv3d_norm_act_forward,
 };
 use rayon::prelude::*;
 
 use crate::{ModelError, Result, UNet, Unit, error::LayerContext};
 
-/// Depth planes per slab of the accumulating convolution.
-const SLAB: usize = 16;
 /// Voxels per chunk of the norm statistics (fixed, so results do not depend on threads).
 const CHUNK: usize = 4096;
 
@@ -131,67 +128,6 @@ fn norm_act_inplace(t: &mut Tensor, gamma: &[f32], beta: &[f32], eps: f32, slope
     }
 }
 
-/// The weights of input channels `[lo, hi)` only.
-fn weight_part(w: &Conv3dWeight, lo: usize, hi: usize) -> Result<Conv3dWeight> {
-    let (cin, cout) = (w.cin(), w.cout());
-    let mut data = Vec::with_capacity(w.taps() * (hi - lo) * cout);
-    for t in 0..w.taps() {
-        data.extend_from_slice(&w.data()[(t * cin + lo) * cout..(t * cin + hi) * cout]);
-    }
-    Conv3dWeight::from_dhwio(w.kernel(), hi - lo, cout, data).layer("weight split")
-}
-
-/// `y += conv(x, w)` (stride 1, same padding, no bias), a slab of depth planes at a time.
-fn conv_accumulate(
-    ctx: &Ctx,
-    x: &Tensor,
-    w: &Conv3dWeight,
-    spec: &Conv3dSpec,
-    y: &mut Tensor,
-    name: &str,
-) -> Result<()> {
-    let xs = x.shape();
-    let ys = y.shape();
-    if spec.stride != [1; 3] || spec.output_shape(xs, w.cout()).layer(name)? != ys {
-        return Err(ModelError::Input(format!(
-            "{name}: accumulating convolution needs stride 1 and matching shapes ({xs} -> {ys})"
-        )));
-    }
-    let pd = spec.padding[0];
-    let slab_spec =
-        Conv3dSpec::new(spec.kernel, [1; 3], [0, spec.padding[1], spec.padding[2]]).layer(name)?;
-    let plane = xs.h * xs.w * xs.c;
-    let oplane = ys.h * ys.w * ys.c;
-    for n in 0..xs.n {
-        let mut d0 = 0;
-        while d0 < ys.d {
-            let d1 = (d0 + SLAB).min(ys.d);
-            let depth = d1 - d0 + 2 * pd;
-            let mut slab = vec![0.0f32; depth * plane];
-            for (j, dst) in slab.chunks_exact_mut(plane).enumerate() {
-                if let Some(id) = (d0 + j).checked_sub(pd).filter(|&i| i < xs.d) {
-                    let at = (n * xs.d + id) * plane;
-                    dst.copy_from_slice(&x.data()[at..at + plane]);
-                }
-            }
-            let slab =
-                Tensor::from_vec(Shape5::new(1, depth, xs.h, xs.w, xs.c), slab).layer(name)?;
-            let part = conv3d_forward(ctx, &slab, w, None, &slab_spec).layer(name)?;
-            let at = (n * ys.d + d0) * oplane;
-            y.data_mut()[at..at + (d1 - d0) * oplane]
-                .par_chunks_mut(1 << 16)
-                .zip(part.data().par_chunks(1 << 16))
-                .for_each(|(a, b)| {
-                    for (p, q) in a.iter_mut().zip(b) {
-                        *p += q;
-                    }
-                });
-            d0 = d1;
-        }
-    }
-    Ok(())
-}
-
 impl UNet {
     /// A fused unit on an input the caller keeps.
     fn unit_infer(
@@ -203,20 +139,24 @@ impl UNet {
         name: &str,
     ) -> Result<Tensor> {
         let cfg = self.config();
+        let norm = NormAct {
+            gamma: &u.norm.gamma,
+            beta: &u.norm.beta,
+            eps: cfg.norm_eps(),
+            slope: cfg.slope(),
+        };
         live.start();
-        let mut y =
-            conv3d_forward(ctx, x, &u.conv.weight, Some(&u.conv.bias), &u.conv.spec).layer(name)?;
-        live.done(format!("{name}.conv"));
+        let y = conv3d_norm_act_forward(
+            ctx,
+            x,
+            &u.conv.weight,
+            Some(&u.conv.bias),
+            &u.conv.spec,
+            &norm,
+        )
+        .layer(name)?;
+        live.done(format!("{name}.conv_norm_act"));
         live.alloc(&y);
-        live.start();
-        norm_act_inplace(
-            &mut y,
-            &u.norm.gamma,
-            &u.norm.beta,
-            cfg.norm_eps(),
-            cfg.slope(),
-        );
-        live.done(format!("{name}.norm_act"));
         Ok(y)
     }
 
@@ -257,8 +197,7 @@ impl UNet {
                 .first()
                 .ok_or_else(|| ModelError::Config("a block has no units".into()))?;
             let name = format!("decoder.{l}.conv1");
-            let w_up = weight_part(&first.conv.weight, 0, width)?;
-            let w_skip = weight_part(&first.conv.weight, width, 2 * width)?;
+            let (w_up, w_skip) = first.conv.weight.split_input_channels(width).layer(&name)?;
             live.start();
             let mut y = conv3d_forward(
                 ctx,
@@ -278,7 +217,8 @@ impl UNet {
             live.alloc(&up);
             live.free(std::mem::replace(&mut cur, up));
             live.start();
-            conv_accumulate(ctx, &cur, &w_up, &first.conv.spec, &mut y, &name)?;
+            conv3d_forward_accumulate(ctx, &cur, &w_up, None, &first.conv.spec, &mut y)
+                .layer(&name)?;
             live.done(format!("{name}.conv_up"));
             live.start();
             norm_act_inplace(

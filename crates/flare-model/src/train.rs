@@ -531,3 +531,45 @@ pub fn train_step(
     opt.step(net, &grads, lr)?;
     Ok(lg.loss)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UNetConfig;
+
+    /// Every parameter buffer is paired with its own gradient and state: after one AdamW step
+    /// from fresh state, each value moved by `lr * sign(g)` (Adam's first step) plus decay.
+    #[test]
+    fn adamw_updates_every_parameter_with_its_own_gradient() {
+        let cfg = UNetConfig::standard(1, 5, &[4, 8]);
+        let mut net = UNet::init(&cfg, 1).unwrap();
+        let before = net.clone();
+        let mut grads = UNet::zeros(&cfg).unwrap();
+        for (i, g) in grads.slots_mut().into_iter().enumerate() {
+            for (j, v) in g.iter_mut().enumerate() {
+                // Signs vary by parameter and element, so a mis-paired buffer shows.
+                *v = if (i + j) % 3 == 0 { -0.5 } else { 0.25 };
+            }
+        }
+        let hp = AdamW {
+            weight_decay: 0.1,
+            ..AdamW::default()
+        };
+        let mut opt = Optimizer::adamw(&net, hp);
+        let lr = 0.01f32;
+        opt.step(&mut net, &grads, lr).unwrap();
+        for (i, (after, (b, g))) in net
+            .slots()
+            .iter()
+            .zip(before.slots().iter().zip(grads.slots()))
+            .enumerate()
+        {
+            for j in 0..after.len() {
+                let want = b[j] * (1.0 - lr * 0.1) - lr * g[j].signum();
+                assert!((after[j] - want).abs() < 1e-6, "slot {i} element {j}");
+            }
+        }
+        let other = UNet::zeros(&UNetConfig::standard(1, 5, &[4, 8, 16])).unwrap();
+        assert!(opt.step(&mut net, &other, lr).is_err());
+    }
+}
