@@ -471,3 +471,36 @@ fn bad_tolerances_are_rejected() {
     ]);
     assert_eq!(out.status.code(), Some(2), "the two options conflict");
 }
+
+#[test]
+fn crops_that_cannot_fit_in_memory_are_refused_politely() {
+    let dir = TempDir::new("evaluate-memory");
+    let (gt, pred) = (dir.join("gt"), dir.join("pred"));
+    std::fs::create_dir_all(&gt).unwrap();
+    std::fs::create_dir_all(&pred).unwrap();
+    // A 64 x 64 x 16 organ: about 1.5 MB of working memory for its NSD, the files a few KB.
+    write_labels(&gt.join("big.nii.gz"), [64, 64, 16], [1.0; 3], |_| 1);
+    write_labels(
+        &pred.join("big.nii.gz"),
+        [64, 64, 16],
+        [1.0; 3],
+        cube(0, 15, 1),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_flare"))
+        .args([
+            "evaluate",
+            "--pred",
+            pred.to_str().unwrap(),
+            "--gt",
+            gt.to_str().unwrap(),
+        ])
+        .env("FLARE_MEMORY_LIMIT_MB", "1")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("big.nii.gz") && stderr.contains("MB of memory is available"),
+        "{stderr}"
+    );
+}

@@ -48,6 +48,17 @@ pub enum MetricsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The bounding boxes to score need more memory than is available.
+    #[error("{what}: the organs' bounding boxes ({voxels} voxels in all) {source}")]
+    OutOfMemory {
+        /// What was being scored.
+        what: String,
+        /// Voxels in the padded crops scored at once.
+        voxels: u64,
+        /// How much was needed and available.
+        #[source]
+        source: flare_volume::memory::InsufficientMemory,
+    },
     /// A ground-truth folder without any `.nii.gz` or `.nii` file.
     #[error("{}: no ground-truth files (*.nii.gz or *.nii) in this folder", dir.display())]
     NoCases {

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::{
     LabelValue, MetricsError, NUM_ORGANS, OTHER, SurfaceOverlap, Tolerances,
-    surface::{check_inputs, overlap_on_padded_crop, padded_crop},
+    surface::{check_inputs, ensure_crops_fit, overlap_on_padded_crop, padded_crop},
 };
 
 /// Classes per label map: background, the four organs, and "other value".
@@ -242,6 +242,16 @@ pub fn score_case<G: LabelValue, P: LabelValue>(
             both: stats.confusion[c][c],
         }
     });
+    // The organs are scored at once: their crops must fit in memory together.
+    let crops: u64 = (1..=NUM_ORGANS)
+        .filter(|&c| counts[c - 1].gt > 0)
+        .map(|c| {
+            (0..3)
+                .map(|a| (stats.hi[c][a] - stats.lo[c][a] + 1) as u64)
+                .product::<u64>()
+        })
+        .sum();
+    ensure_crops_fit(what, crops)?;
     let per_organ: Vec<Result<(OrganScore, SurfaceOverlap), MetricsError>> = (0..NUM_ORGANS)
         .into_par_iter()
         .map(|o| {

@@ -124,6 +124,8 @@ pub fn surface_overlap(
     let Some((lo, hi)) = union_bounds(gt, pred, shape) else {
         return Ok(SurfaceOverlap::default());
     };
+    let crop: u64 = (0..3).map(|a| (hi[a] - lo[a] + 1) as u64).product();
+    ensure_crops_fit(what, crop)?;
     let (mg, mp, padded) = padded_crop(lo, hi, shape, |idx| (gt[idx], pred[idx]));
     Ok(overlap_on_padded_crop(
         &mg,
@@ -132,6 +134,21 @@ pub fn surface_overlap(
         spacing_mm,
         tolerance_mm,
     ))
+}
+
+/// Bytes of working memory per voxel of a padded crop: two masks, two code maps, two border
+/// maps, and the bounded distances of both directions (with one slab copy each).
+pub(crate) const BYTES_PER_CROP_VOXEL: u64 = 6 + 2 * 8;
+
+/// Refuses to score crops totalling `voxels` when their working memory is not available.
+pub(crate) fn ensure_crops_fit(what: &str, voxels: u64) -> Result<(), MetricsError> {
+    flare_volume::memory::ensure_fits(voxels.saturating_mul(BYTES_PER_CROP_VOXEL)).map_err(
+        |source| MetricsError::OutOfMemory {
+            what: what.to_string(),
+            voxels,
+            source,
+        },
+    )
 }
 
 /// Validates lengths and spacing shared by every entry point.
@@ -176,6 +193,9 @@ pub(crate) fn check_tolerance(tolerance_mm: f64) -> Result<(), MetricsError> {
 /// Half-open bounding box of the voxels true in either mask.
 fn union_bounds(gt: &[bool], pred: &[bool], shape: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
     let [n0, n1, _] = shape;
+    if shape.contains(&0) {
+        return None;
+    }
     let mut lo = shape;
     let mut hi = [0usize; 3];
     for (r, (g, p)) in gt.chunks_exact(n0).zip(pred.chunks_exact(n0)).enumerate() {

@@ -221,3 +221,35 @@ fn distance_transform_matches_scipy_bit_for_bit() {
         assert_eq!(got, want, "shape {shape:?} spacing {spacing:?}");
     }
 }
+
+#[test]
+fn degenerate_inputs_are_answered_not_panicked() {
+    // Empty grids and both-empty masks: the package's NaN surface Dice, FLARE's 1 per organ.
+    let s = surface_overlap(&[], &[], [0, 4, 4], [1.0; 3], 1.0).unwrap();
+    assert!(s.surface_dice().is_nan());
+    let s = surface_overlap(&[false; 8], &[false; 8], [2, 2, 2], [1.0; 3], 1.0).unwrap();
+    assert!(s.surface_dice().is_nan());
+    let c = score_case::<u8, u8>(&[], &[], [0, 3, 3], [1.0; 3], &Tolerances::default()).unwrap();
+    assert!(c.organs.iter().all(|o| o.dsc == 1.0 && o.nsd == 1.0));
+    // Mismatched lengths and bad spacings are errors naming the problem.
+    let e = score_case(
+        &[0u8; 8],
+        &[0u8; 7],
+        [2, 2, 2],
+        [1.0; 3],
+        &Tolerances::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("needs 8 voxels"), "{e}");
+    let e = score_case(
+        &[0u8; 8],
+        &[0u8; 8],
+        [2, 2, 2],
+        [1.0, 0.0, 1.0],
+        &Tolerances::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("spacing"), "{e}");
+    assert!(neighbour_codes(&[true; 5], [2, 2, 2]).is_err());
+    assert!(surface_overlap(&[true; 8], &[true; 8], [2, 2, 2], [1.0; 3], -1.0).is_err());
+}
