@@ -67,19 +67,21 @@ unsafe fn tile<const M: usize>(
             a0[r] = _mm256_loadu_ps(acc.add((r0 + r) * rs));
             a1[r] = _mm256_loadu_ps(acc.add((r0 + r) * rs + 8));
         }
-        let xb = t.x.as_ptr().add(t.x_off + r0);
-        let gb = t.g.as_ptr().add(t.g_off);
-        for v in 0..t.nv {
-            let g0 = _mm256_maskload_ps(gb.add(v * gs), m0);
+        // Walk both pointers so loads are base + constant, not indexed (see avx512.rs).
+        let mut xp = t.x.as_ptr().add(t.x_off + r0);
+        let mut gp = t.g.as_ptr().add(t.g_off);
+        for _ in 0..t.nv {
+            let g0 = _mm256_maskload_ps(gp, m0);
             // The upper half may lie past the slice when nco <= 8; its mask is then all
             // zero and a masked-off lane is never accessed, so only form the address.
-            let g1 = _mm256_maskload_ps(gb.wrapping_add(v * gs + 8), m1);
-            let xv = xb.add(v * xs);
+            let g1 = _mm256_maskload_ps(gp.wrapping_add(8), m1);
             for r in 0..M {
-                let b = _mm256_broadcast_ss(&*xv.add(r));
+                let b = _mm256_broadcast_ss(&*xp.add(r));
                 a0[r] = _mm256_fmadd_ps(b, g0, a0[r]);
                 a1[r] = _mm256_fmadd_ps(b, g1, a1[r]);
             }
+            xp = xp.wrapping_add(xs);
+            gp = gp.wrapping_add(gs);
         }
         for r in 0..M {
             _mm256_storeu_ps(acc.add((r0 + r) * rs), a0[r]);

@@ -62,14 +62,15 @@ unsafe fn tile<const M: usize>(t: &WTile, r0: usize, acc: *mut f32, rs: usize, m
         // an indexed load+FMA pair is split into two micro-ops).
         let mut xp = t.x.as_ptr().add(t.x_off + r0);
         let mut gp = t.g.as_ptr().add(t.g_off);
-        let gend = gp.add(t.nv * gs);
+        let gend = gp.wrapping_add(t.nv * gs);
         while gp < gend {
             let gv = _mm512_maskz_loadu_ps(mask, gp);
             for (r, ar) in a.iter_mut().enumerate() {
                 *ar = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(r)), gv, *ar);
             }
-            xp = xp.add(xs);
-            gp = gp.add(gs);
+            // After the last voxel these point past the row; they are never read there.
+            xp = xp.wrapping_add(xs);
+            gp = gp.wrapping_add(gs);
         }
         for (r, ar) in a.iter().enumerate() {
             _mm512_storeu_ps(acc.add((r0 + r) * rs), *ar);
