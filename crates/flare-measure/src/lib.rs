@@ -8,6 +8,8 @@
 //! curve ([`stats`]). It serialises to JSON and prints as a short summary.
 
 #![deny(missing_docs)]
+// Only `nvml` (calling the driver library) and `wait` (wait4) may use `unsafe`.
+#![deny(unsafe_code)]
 
 mod error;
 mod monitor;

@@ -54,9 +54,6 @@ pub struct Gpu {
     pub total_bytes: u64,
 }
 
-// SAFETY: NVML is thread-safe (documented), and the handle is only an opaque token.
-unsafe impl Send for Gpu {}
-
 impl fmt::Debug for Gpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gpu")
