@@ -2,7 +2,8 @@
 //!
 //! For each sample `n` and channel `c`, over the `D*H*W` voxels:
 //! `y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c]`, with the biased variance, exactly as
-//! PyTorch's `InstanceNorm3d(affine=True)` in training mode. Statistics are summed in f64 over
+//! PyTorch's `InstanceNorm3d(affine=True)` in training mode. Statistics (both moments in one
+//! pass, shifted by a sample value for stability) are summed in f64 over
 //! voxel chunks whose boundaries depend only on the shape, then combined in chunk order, so the
 //! result is deterministic for any thread count. These passes are memory-bound; plain Rust that
 //! the compiler vectorises is as fast here as hand-written SIMD would be.
@@ -96,26 +97,26 @@ pub fn instance_norm_forward(
     };
     for n in 0..s.n {
         let xs = &x.data()[n * m * c..(n + 1) * m * c];
-        let sums = voxel_sums(m, c, |vox, acc| {
+        // One pass for both moments: f64 sums of (x - k) and (x - k)^2, shifted by the first
+        // voxel's value so a large mean cannot cancel the variance away.
+        let k: Vec<f64> = xs[..c].iter().map(|&v| v as f64).collect();
+        let sums = voxel_sums(m, 2 * c, |vox, acc| {
             for v in xs[vox.start * c..vox.end * c].chunks_exact(c) {
-                for (a, &xv) in acc.iter_mut().zip(v) {
-                    *a += xv as f64;
+                for i in 0..c {
+                    let d = v[i] as f64 - k[i];
+                    acc[i] += d;
+                    acc[c + i] += d * d;
                 }
             }
         });
-        let mean: Vec<f64> = sums.iter().map(|&t| t / m as f64).collect();
-        let sq = voxel_sums(m, c, |vox, acc| {
-            for v in xs[vox.start * c..vox.end * c].chunks_exact(c) {
-                for ((a, &xv), &mu) in acc.iter_mut().zip(v).zip(&mean) {
-                    let d = xv as f64 - mu;
-                    *a += d * d;
-                }
-            }
-        });
-        let inv: Vec<f64> = sq
-            .iter()
-            .map(|&t| 1.0 / (t / m as f64 + eps as f64).sqrt())
-            .collect();
+        let mut mean = vec![0.0f64; c];
+        let mut inv = vec![0.0f64; c];
+        for i in 0..c {
+            let d1 = sums[i] / m as f64;
+            let var = (sums[c + i] / m as f64 - d1 * d1).max(0.0);
+            mean[i] = k[i] + d1;
+            inv[i] = 1.0 / (var + eps as f64).sqrt();
+        }
         // Fold the normalisation and the affine into one multiply-add per element.
         let scale: Vec<f32> = (0..c).map(|i| (inv[i] * gamma[i] as f64) as f32).collect();
         let shift: Vec<f32> = (0..c)
