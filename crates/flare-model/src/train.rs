@@ -5,15 +5,18 @@
 //! What is kept per unit (conv -> instance norm -> LeakyReLU): the convolution output `z` (the
 //! norm's backward input), the norm statistics, and the activation `a` (LeakyReLU's backward
 //! reads the sign of its output, the next convolution's weight gradient reads the values). The
-//! normalised-but-not-activated tensor is never stored. Gradients come back in a [`UNet`]-shaped
+//! normalised-but-not-activated tensor is never stored, and neither is the decoder's
+//! `concat([up, skip])`: the first decoder convolution runs as the sum of a convolution of `up`
+//! and one of `skip` (the skip is the encoder's stored output anyway), and its backward splits
+//! the same way. Gradients come back in a [`UNet`]-shaped
 //! container, so they pair with parameters through [`UNet::slots`].
 
 use flare_engine::{
-    AdamState, AdamW, Ctx, NormStats, Sgd, SgdState, Shape5, Tensor, add_inplace, concat_channels,
+    AdamState, AdamW, Conv3dWeight, Ctx, NormStats, Sgd, SgdState, Shape5, Tensor, add_inplace,
     conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
-    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, cross_entropy,
-    instance_norm_backward, instance_norm_forward, leaky_relu_backward, leaky_relu_inplace,
-    soft_dice, split_channels,
+    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate,
+    cross_entropy, instance_norm_backward, instance_norm_forward, leaky_relu_backward,
+    leaky_relu_inplace, soft_dice,
 };
 
 use crate::{Conv, ModelError, Result, UNet, Unit, error::LayerContext};
@@ -29,7 +32,8 @@ struct UnitCache {
 /// One decoder level's saved tensors.
 #[derive(Clone, Debug)]
 struct DecCache {
-    concat: Tensor,
+    /// The upsampled tensor (the first half of the virtual concat).
+    up: Tensor,
     units: Vec<UnitCache>,
 }
 
@@ -55,6 +59,37 @@ fn unit_forward(
     name: &str,
 ) -> Result<UnitCache> {
     let z = conv3d_forward(ctx, x, &u.conv.weight, Some(&u.conv.bias), &u.conv.spec).layer(name)?;
+    norm_act_forward(ctx, u, z, eps, slope, name)
+}
+
+/// The first decoder unit on the virtual concat `[up, skip]`.
+fn concat_unit_forward(
+    ctx: &Ctx,
+    u: &Unit,
+    up: &Tensor,
+    skip: &Tensor,
+    eps: f32,
+    slope: f32,
+    name: &str,
+) -> Result<UnitCache> {
+    let (w_up, w_skip) = u
+        .conv
+        .weight
+        .split_input_channels(up.shape().c)
+        .layer(name)?;
+    let mut z = conv3d_forward(ctx, up, &w_up, Some(&u.conv.bias), &u.conv.spec).layer(name)?;
+    conv3d_forward_accumulate(ctx, skip, &w_skip, None, &u.conv.spec, &mut z).layer(name)?;
+    norm_act_forward(ctx, u, z, eps, slope, name)
+}
+
+fn norm_act_forward(
+    ctx: &Ctx,
+    u: &Unit,
+    z: Tensor,
+    eps: f32,
+    slope: f32,
+    name: &str,
+) -> Result<UnitCache> {
     let (mut a, stats) =
         instance_norm_forward(ctx, &z, &u.norm.gamma, &u.norm.beta, eps).layer(name)?;
     leaky_relu_inplace(ctx, &mut a, slope);
@@ -75,21 +110,67 @@ fn unit_backward(
     need_input: bool,
     name: &str,
 ) -> Result<Option<Tensor>> {
-    // With a positive slope the output has the input's sign, so `a` stands in for the input.
-    let gy = leaky_relu_backward(ctx, &c.a, ga, slope).layer(name)?;
-    let ng = instance_norm_backward(ctx, &c.z, &c.stats, &u.norm.gamma, &gy).layer(name)?;
-    g.norm.gamma = ng.gamma;
-    g.norm.beta = ng.beta;
-    let cg = conv3d_backward_weight(ctx, input, &ng.input, &u.conv.spec).layer(name)?;
+    let gz = norm_act_backward(ctx, u, c, ga, slope, g, name)?;
+    let cg = conv3d_backward_weight(ctx, input, &gz, &u.conv.spec).layer(name)?;
     g.conv.weight = cg.weight;
     g.conv.bias = cg.bias;
     if need_input {
-        let gx = conv3d_backward_data(ctx, &ng.input, &u.conv.weight, &u.conv.spec, input.shape())
+        let gx = conv3d_backward_data(ctx, &gz, &u.conv.weight, &u.conv.spec, input.shape())
             .layer(name)?;
         Ok(Some(gx))
     } else {
         Ok(None)
     }
+}
+
+/// Backward through LeakyReLU and the norm: fills the norm's gradients, returns the gradient
+/// of the convolution output.
+fn norm_act_backward(
+    ctx: &Ctx,
+    u: &Unit,
+    c: &UnitCache,
+    ga: &Tensor,
+    slope: f32,
+    g: &mut Unit,
+    name: &str,
+) -> Result<Tensor> {
+    // With a positive slope the output has the input's sign, so `a` stands in for the input.
+    let gy = leaky_relu_backward(ctx, &c.a, ga, slope).layer(name)?;
+    let ng = instance_norm_backward(ctx, &c.z, &c.stats, &u.norm.gamma, &gy).layer(name)?;
+    g.norm.gamma = ng.gamma;
+    g.norm.beta = ng.beta;
+    Ok(ng.input)
+}
+
+/// Backward through the first decoder unit on the virtual concat `[up, skip]`: fills the
+/// unit's gradients, returns the gradients of `up` and `skip`.
+#[allow(clippy::too_many_arguments)]
+fn concat_unit_backward(
+    ctx: &Ctx,
+    u: &Unit,
+    c: &UnitCache,
+    up: &Tensor,
+    skip: &Tensor,
+    ga: &Tensor,
+    slope: f32,
+    g: &mut Unit,
+    name: &str,
+) -> Result<(Tensor, Tensor)> {
+    let gz = norm_act_backward(ctx, u, c, ga, slope, g, name)?;
+    let spec = &u.conv.spec;
+    let (w_up, w_skip) = u
+        .conv
+        .weight
+        .split_input_channels(up.shape().c)
+        .layer(name)?;
+    let gu = conv3d_backward_weight(ctx, up, &gz, spec).layer(name)?;
+    let gs = conv3d_backward_weight(ctx, skip, &gz, spec).layer(name)?;
+    g.conv.weight = Conv3dWeight::concat_input_channels(&gu.weight, &gs.weight).layer(name)?;
+    // Both halves see the same output gradient, so either bias gradient is the bias's.
+    g.conv.bias = gu.bias;
+    let g_up = conv3d_backward_data(ctx, &gz, &w_up, spec, up.shape()).layer(name)?;
+    let g_skip = conv3d_backward_data(ctx, &gz, &w_skip, spec, skip.shape()).layer(name)?;
+    Ok((g_up, g_skip))
 }
 
 /// Backward through a 1x1x1 head; returns the input gradient.
@@ -151,23 +232,22 @@ impl UNet {
             let name = format!("decoder.{l}.up");
             let up = conv_transpose3d_forward(ctx, below, &d.up.weight, Some(&d.up.bias))
                 .layer(&name)?;
-            let concat = concat_channels(ctx, &up, last_a(&enc[l])?).layer(&name)?;
-            drop(up);
+            let skip = last_a(&enc[l])?;
             let mut caches: Vec<UnitCache> = Vec::with_capacity(d.units.len());
             for (i, u) in d.units.iter().enumerate() {
-                let input = caches.last().map_or(&concat, |c| &c.a);
                 let name = format!("decoder.{l}.conv{}", i + 1);
-                caches.push(unit_forward(ctx, u, input, eps, slope, &name)?);
+                let cache = match caches.last() {
+                    Some(c) => unit_forward(ctx, u, &c.a, eps, slope, &name)?,
+                    None => concat_unit_forward(ctx, u, &up, skip, eps, slope, &name)?,
+                };
+                caches.push(cache);
             }
             if let Some((_, h)) = self.ds.iter().find(|(dl, _)| *dl == l) {
                 let y = conv3d_forward(ctx, last_a(&caches)?, &h.weight, Some(&h.bias), &h.spec)
                     .layer(&format!("ds.{l}"))?;
                 ds_logits.push((l, y));
             }
-            dec[l] = Some(DecCache {
-                concat,
-                units: caches,
-            });
+            dec[l] = Some(DecCache { up, units: caches });
         }
         let dec: Vec<DecCache> = dec.into_iter().flatten().collect();
         let top = match dec.first() {
@@ -245,18 +325,13 @@ impl UNet {
             let mut ga = g_dec[l].take().ok_or_else(|| {
                 ModelError::Input(format!("decoder level {l} received no gradient"))
             })?;
-            for i in (0..d.units.len()).rev() {
-                let input = if i == 0 {
-                    &cache.concat
-                } else {
-                    &cache.units[i - 1].a
-                };
+            for i in (1..d.units.len()).rev() {
                 let name = format!("decoder.{l}.conv{}", i + 1);
                 ga = unit_backward(
                     ctx,
                     &d.units[i],
                     &cache.units[i],
-                    input,
+                    &cache.units[i - 1].a,
                     &ga,
                     slope,
                     &mut g.decoder[l].units[i],
@@ -265,8 +340,24 @@ impl UNet {
                 )?
                 .ok_or_else(|| ModelError::Input(format!("{name}: no input gradient")))?;
             }
+            let name = format!("decoder.{l}.conv1");
+            let (first, first_cache) = d
+                .units
+                .first()
+                .zip(cache.units.first())
+                .ok_or_else(|| ModelError::Config("a block has no units".into()))?;
+            let (g_up, g_skip) = concat_unit_backward(
+                ctx,
+                first,
+                first_cache,
+                &cache.up,
+                last_a(&fwd.enc[l])?,
+                &ga,
+                slope,
+                &mut g.decoder[l].units[0],
+                &name,
+            )?;
             let name = format!("decoder.{l}.up");
-            let (g_up, g_skip) = split_channels(ctx, &ga, cfg.widths[l]).layer(&name)?;
             accumulate(&mut g_enc[l], g_skip, ctx, &name)?;
             let below = match fwd.dec.get(l + 1) {
                 Some(dc) => last_a(&dc.units)?,
