@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::{
     Conv3dSpec, Conv3dWeight, Ctx, EngineError, Result, Tensor,
     conv3d::{Epilogue, forward_impl},
+    norm::split_mean,
 };
 
 /// Instance-norm parameters of a fused block.
@@ -84,21 +85,21 @@ pub fn conv3d_norm_act_forward_into(
             }
         }
         let mut scale = vec![0.0f32; c];
-        let mut shift = vec![0.0f32; c];
+        let mut mean = vec![0.0f64; c];
         for i in 0..c {
-            let mean = sum[i] / voxels as f64;
-            let var = (sum[c + i] / voxels as f64 - mean * mean).max(0.0);
-            let inv = 1.0 / (var + norm.eps as f64).sqrt();
-            scale[i] = (inv * norm.gamma[i] as f64) as f32;
-            shift[i] = (norm.beta[i] as f64 - mean * inv * norm.gamma[i] as f64) as f32;
+            mean[i] = sum[i] / voxels as f64;
+            let var = (sum[c + i] / voxels as f64 - mean[i] * mean[i]).max(0.0);
+            scale[i] = (norm.gamma[i] as f64 / (var + norm.eps as f64).sqrt()) as f32;
         }
+        let (hi, lo) = split_mean(&mean);
+        let beta = norm.beta;
         let slope = norm.slope;
         y.data_mut()[n * sample_len..(n + 1) * sample_len]
             .par_chunks_mut(4096 * c)
             .for_each(|chunk| {
                 for v in chunk.chunks_exact_mut(c) {
                     for i in 0..c {
-                        let t = v[i] * scale[i] + shift[i];
+                        let t = ((v[i] - hi[i]) - lo[i]) * scale[i] + beta[i];
                         v[i] = if t > 0.0 { t } else { t * slope };
                     }
                 }

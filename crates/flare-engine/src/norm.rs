@@ -18,10 +18,10 @@ const CHUNK: usize = 4096;
 /// Per-sample, per-channel statistics of an instance-norm forward pass, needed by backward.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NormStats {
-    /// Mean, `[n][c]`.
-    pub mean: Vec<f32>,
+    /// Mean, `[n][c]` (f64: a large mean rounded to f32 would swamp a small spread).
+    pub mean: Vec<f64>,
     /// `1 / sqrt(var + eps)`, `[n][c]`.
-    pub inv_std: Vec<f32>,
+    pub inv_std: Vec<f64>,
 }
 
 /// Gradients of an instance norm.
@@ -47,6 +47,18 @@ fn check_affine(op: &'static str, c: usize, gamma: &[f32], beta: &[f32]) -> Resu
         });
     }
     Ok(())
+}
+
+/// Splits f64 means into an f32 head and tail: `(x - hi) - lo` is then accurate in f32 even
+/// when the mean is large next to the spread (`x - hi` is exact for `x` near `hi`).
+pub(crate) fn split_mean(mean: &[f64]) -> (Vec<f32>, Vec<f32>) {
+    let hi: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    let lo = mean
+        .iter()
+        .zip(&hi)
+        .map(|(&m, &h)| (m - h as f64) as f32)
+        .collect();
+    (hi, lo)
 }
 
 /// Per-channel sums over `m` voxels: `f(voxels, acc)` adds one chunk's contribution into a
@@ -117,24 +129,21 @@ pub fn instance_norm_forward(
             mean[i] = k[i] + d1;
             inv[i] = 1.0 / (var + eps as f64).sqrt();
         }
-        // Fold the normalisation and the affine into one multiply-add per element.
         let scale: Vec<f32> = (0..c).map(|i| (inv[i] * gamma[i] as f64) as f32).collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|i| (beta[i] as f64 - mean[i] * inv[i] * gamma[i] as f64) as f32)
-            .collect();
+        let (hi, lo) = split_mean(&mean);
         y.data_mut()[n * m * c..(n + 1) * m * c]
             .par_chunks_mut(CHUNK * c)
             .zip(xs.par_chunks(CHUNK * c))
             .for_each(|(yc, xc)| {
                 for (yv, xv) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
                     for i in 0..c {
-                        yv[i] = xv[i] * scale[i] + shift[i];
+                        yv[i] = ((xv[i] - hi[i]) - lo[i]) * scale[i] + beta[i];
                     }
                 }
             });
         for i in 0..c {
-            stats.mean[n * c + i] = mean[i] as f32;
-            stats.inv_std[n * c + i] = inv[i] as f32;
+            stats.mean[n * c + i] = mean[i];
+            stats.inv_std[n * c + i] = inv[i];
         }
     }
     Ok((y, stats))
@@ -168,15 +177,18 @@ pub fn instance_norm_backward(
     for n in 0..s.n {
         let range = n * m * c..(n + 1) * m * c;
         let (xs, gs) = (&x.data()[range.clone()], &gy.data()[range.clone()]);
-        let mean = &stats.mean[n * c..(n + 1) * c];
-        let inv = &stats.inv_std[n * c..(n + 1) * c];
+        let (hi, lo) = split_mean(&stats.mean[n * c..(n + 1) * c]);
+        let inv: Vec<f32> = stats.inv_std[n * c..(n + 1) * c]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
         // Per channel: sum(gy) at [i], sum(gy * xhat) at [c + i].
         let sums = voxel_sums(m, 2 * c, |vox, acc| {
             let r = vox.start * c..vox.end * c;
             for (xv, gv) in xs[r.clone()].chunks_exact(c).zip(gs[r].chunks_exact(c)) {
                 for i in 0..c {
                     acc[i] += gv[i] as f64;
-                    acc[c + i] += (gv[i] * (xv[i] - mean[i]) * inv[i]) as f64;
+                    acc[c + i] += (gv[i] * ((xv[i] - hi[i]) - lo[i]) * inv[i]) as f64;
                 }
             }
         });
@@ -199,7 +211,7 @@ pub fn instance_norm_backward(
                     .zip(gc.chunks_exact(c))
                 {
                     for i in 0..c {
-                        let xhat = (xv[i] - mean[i]) * inv[i];
+                        let xhat = ((xv[i] - hi[i]) - lo[i]) * inv[i];
                         dv[i] = gamma[i] * inv[i] * (gv[i] - k1[i] - xhat * k2[i]);
                     }
                 }

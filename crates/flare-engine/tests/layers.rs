@@ -301,3 +301,44 @@ fn folded_batch_norm_matches_pytorch() {
     let e = rel_l2(y.data(), &fx.array(case, "y").1);
     assert!(e < 1e-5, "folded conv + bn: {e:e}");
 }
+
+/// Channels with a mean far from zero (CT intensities before normalisation are in the
+/// hundreds) must keep their small variance: compare with a two-pass f64 formula.
+#[test]
+fn instance_norm_survives_a_large_mean() {
+    let ctx = Ctx::new();
+    let mut rng = Rng::new(31);
+    let s = Shape5::new(1, 6, 7, 8, 2);
+    let x: Vec<f32> = rng
+        .vec(s.len())
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if i % 2 == 0 {
+                1000.0 + 0.05 * v
+            } else {
+                -300.0 + v
+            }
+        })
+        .collect();
+    let x = Tensor::from_vec(s, x).unwrap();
+    let (y, _) = instance_norm_forward(&ctx, &x, &[1.0, 1.0], &[0.0, 0.0], 1e-5).unwrap();
+    for c in 0..2 {
+        let vals: Vec<f64> = x
+            .data()
+            .iter()
+            .skip(c)
+            .step_by(2)
+            .map(|&v| v as f64)
+            .collect();
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+        let expect: Vec<f32> = vals
+            .iter()
+            .map(|v| ((v - mean) / (var + 1e-5).sqrt()) as f32)
+            .collect();
+        let got: Vec<f32> = y.data().iter().skip(c).step_by(2).copied().collect();
+        let e = rel_l2(&got, &expect);
+        assert!(e < 1e-5, "channel {c}: {e:e}");
+    }
+}
