@@ -257,6 +257,9 @@ impl SampleConfig {
         if self.grid_dhw.contains(&0) {
             return Err(TrainError::Config("empty output grid".into()));
         }
+        if !self.intensity_range.iter().all(|v| v.is_finite()) {
+            return Err(TrainError::Config("intensity_range must be finite".into()));
+        }
         if !(0.0..=1.0).contains(&self.foreground_p) {
             return Err(TrainError::Config("foreground_p must lie in 0..=1".into()));
         }
@@ -268,7 +271,13 @@ impl SampleConfig {
                 margin,
                 fraction,
                 jitter,
-            } if !(margin >= 0.0 && fraction > 0.0 && fraction <= 1.0 && jitter >= 0.0) => {
+            } if !(margin >= 0.0
+                && margin.is_finite()
+                && fraction > 0.0
+                && fraction <= 1.0
+                && jitter >= 0.0
+                && jitter.is_finite()) =>
+            {
                 return Err(TrainError::Config(
                     "ROI margin and jitter must not be negative, fraction in (0, 1]".into(),
                 ));
@@ -503,8 +512,10 @@ fn tap(p: f64, n: usize) -> Option<(usize, usize, f32, usize)> {
         return Some((0, 0, 0.0, 0));
     }
     let q = p.clamp(0.0, (n - 1) as f64);
-    let near = ((q + 0.5) as usize).min(n - 1);
-    let i0 = (q as usize).min(n - 2);
+    // `q >= 0`, so truncation is floor; `as i64` is one instruction where `as usize` from a
+    // float needs a range fix-up, and this runs three times per output voxel.
+    let near = ((q + 0.5) as i64 as usize).min(n - 1);
+    let i0 = (q as i64 as usize).min(n - 2);
     Some((i0, i0 + 1, (q - i0 as f64) as f32, near))
 }
 
@@ -730,9 +741,23 @@ pub(crate) fn intensity(
         }
     }
     if chance(rng, aug.p_gamma) {
-        let g = uniform(rng, aug.gamma) as f32;
-        img.par_iter_mut()
-            .for_each(|v| *v = v.clamp(0.0, 1.0).powf(g));
+        let g = uniform(rng, aug.gamma);
+        // A table with linear interpolation instead of `powf` per voxel (several times
+        // faster). The first interval, where `x^g` is steepest, is computed exactly; elsewhere
+        // the error is below 1e-4 for gammas from 0.7 up (the default range).
+        const N: usize = 4096;
+        let lut: Vec<f32> = (0..=N)
+            .map(|n| (n as f64 / N as f64).powf(g) as f32)
+            .collect();
+        img.par_iter_mut().for_each(|v| {
+            let x = v.clamp(0.0, 1.0) * N as f32;
+            let i = (x as i32 as usize).min(N - 1);
+            *v = if i == 0 && x > 0.0 {
+                v.clamp(0.0, 1.0).powf(g as f32)
+            } else {
+                lerp(lut[i], lut[i + 1], x - i as f32)
+            };
+        });
     }
     if chance(rng, aug.p_contrast) {
         let c = uniform(rng, aug.contrast) as f32;
@@ -749,8 +774,14 @@ pub(crate) fn intensity(
         img.par_chunks_mut(slab).enumerate().for_each(|(k, s)| {
             let mut r = ChaCha8Rng::seed_from_u64(base);
             r.set_stream(k as u64);
-            for v in s.iter_mut() {
-                *v += (normal(&mut r) * sigma) as f32;
+            // Box-Muller gives two independent normals per draw; use both.
+            for pair in s.chunks_mut(2) {
+                let u1 = 1.0 - unit(&mut r);
+                let (sin, cos) = (std::f64::consts::TAU * unit(&mut r)).sin_cos();
+                let rad = (-2.0 * u1.ln()).sqrt() * sigma;
+                for (v, z) in pair.iter_mut().zip([cos, sin]) {
+                    *v += (rad * z) as f32;
+                }
             }
         });
     }

@@ -2,7 +2,8 @@
 //!
 //! Layouts understood by [`Dataset::open`]:
 //! - FLARE: one folder of `<case>_0000.nii.gz` images and `<case>.nii.gz` labels;
-//! - two folders `images/` and `labels/` inside the given folder (or any two folders through
+//! - two folders `images/` and `labels/` (or FLARE21's `TrainingImg/` and `TrainingMask/`)
+//!   inside the given folder (or any two folders through
 //!   [`Dataset::open_folders`]), images named `<case>_0000.nii.gz` or `<case>.nii.gz`;
 //! - nnU-Net raw: `imagesTr/`, `labelsTr/` and optionally `dataset.json`, whose `training` file
 //!   list (nnU-Net v1) is used when present and whose `labels` must all lie in 0..=4.
@@ -101,10 +102,13 @@ impl Dataset {
         if dir.join("imagesTr").is_dir() || dir.join("dataset.json").is_file() {
             return Self::open_nnunet(dir);
         }
-        if dir.join("images").is_dir() && dir.join("labels").is_dir() {
-            let mut d = Self::open_folders(dir.join("images"), dir.join("labels"))?;
-            d.root = dir.to_path_buf();
-            return Ok(d);
+        // `images/` + `labels/`, or the FLARE21 release's `TrainingImg/` + `TrainingMask/`.
+        for (i, l) in [("images", "labels"), ("TrainingImg", "TrainingMask")] {
+            if dir.join(i).is_dir() && dir.join(l).is_dir() {
+                let mut d = Self::open_folders(dir.join(i), dir.join(l))?;
+                d.root = dir.to_path_buf();
+                return Ok(d);
+            }
         }
         let files = nifti_files(dir)?;
         let (mut images, mut labels) = (BTreeMap::new(), BTreeMap::new());

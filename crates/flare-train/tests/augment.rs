@@ -401,3 +401,51 @@ fn btcv_case_gives_organ_samples_when_present() {
         );
     }
 }
+
+#[test]
+fn gamma_and_noise_follow_their_formulas() {
+    // Values from 0 to 1, dense near 0 where x^gamma is steepest.
+    let g = Geometry::axis_aligned([16, 16, 8], [1.0; 3], [0.0; 3]).unwrap();
+    let ramp = (0..2048)
+        .map(|n| -125.0 + 400.0 * (n as f32 / 2047.0).powi(3))
+        .collect();
+    let img = Volume::new(g, ramp).unwrap();
+    let c = preprocess_volumes(
+        "ramp",
+        img,
+        Volume::filled(g, 0u8),
+        &PreprocessConfig::default(),
+    )
+    .unwrap();
+    let base = plain(
+        [8, 16, 16],
+        Crop::WholeScan {
+            z_fraction: [1.0, 1.0],
+        },
+    );
+    let (u, _) = draw(&c, &base, 0);
+    assert!(u.iter().filter(|&&x| x > 0.0 && x < 1.0 / 4096.0).count() > 50);
+    let mut g = base.clone();
+    g.augment.p_gamma = 1.0;
+    g.augment.gamma = [0.7, 0.7];
+    let (v, _) = draw(&c, &g, 0);
+    let worst = u
+        .iter()
+        .zip(&v)
+        .map(|(a, b)| (a.clamp(0.0, 1.0).powf(0.7) - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "gamma error {worst}");
+    let mut n = base.clone();
+    n.augment.p_noise = 1.0;
+    n.augment.noise_sigma = [0.05, 0.05];
+    let (w, _) = draw(&c, &n, 0);
+    let d: Vec<f64> = u.iter().zip(&w).map(|(a, b)| (b - a) as f64).collect();
+    let mean = d.iter().sum::<f64>() / d.len() as f64;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / d.len() as f64).sqrt();
+    // 2048 draws: the mean within 4 standard errors, the spread within 8%.
+    assert!(
+        mean.abs() < 4.0 * 0.05 / (d.len() as f64).sqrt(),
+        "noise mean {mean}"
+    );
+    assert!((sd / 0.05 - 1.0).abs() < 0.08, "noise sd {sd}");
+}
