@@ -4,7 +4,7 @@
 //!
 //! For each SIMD instruction set and thread count (1 and 2): the 12-chain FMA ceiling, then a
 //! 3x3x3 convolution `1 x S^3 x C -> C` forward, backward to the input and backward to the
-//! weights, best of 3 after a warm-up, as GFLOP/s and % of that ceiling.
+//! weights, best of 5 (`--reps`) after a warm-up, as GFLOP/s and % of that ceiling.
 
 use std::time::Instant;
 
@@ -40,6 +40,7 @@ fn arg(name: &str, default: usize) -> usize {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size = arg("--size", 96);
     let ch = arg("--channels", 16);
+    let reps = arg("--reps", 5);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "conv_bench: 1x{size}^3x{ch} -> {ch}, 3x3x3 pad 1; load average at start: {}",
@@ -53,8 +54,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
     };
-    let x = Tensor::from_vec(xs, (0..xs.len()).map(|_| rnd()).collect())?;
-    let gy = Tensor::from_vec(xs, (0..xs.len()).map(|_| rnd()).collect())?;
+    // Engine-allocated (cache-line aligned) tensors, as a network's activations are.
+    let mut x = Tensor::zeros(xs)?;
+    x.data_mut().iter_mut().for_each(|v| *v = rnd());
+    let mut gy = Tensor::zeros(xs)?;
+    gy.data_mut().iter_mut().for_each(|v| *v = rnd());
     let w = Conv3dWeight::from_dhwio(
         [3, 3, 3],
         ch,
@@ -92,18 +96,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // activations sees it; the last column adds a fresh output allocation.
                 let mut y = Tensor::zeros(xs)?;
                 let times = [
-                    best_of(3, || {
+                    best_of(reps, || {
                         let r = conv3d_forward_into(&ctx, &x, &w, Some(&b), &spec, &mut y);
                         std::hint::black_box(r.ok());
                     }),
-                    best_of(3, || {
+                    best_of(reps, || {
                         let r = conv3d_backward_data_into(&ctx, &gy, &w, &spec, &mut y);
                         std::hint::black_box(r.ok());
                     }),
-                    best_of(3, || {
+                    best_of(reps, || {
                         std::hint::black_box(conv3d_backward_weight(&ctx, &x, &gy, &spec).ok());
                     }),
-                    best_of(3, || {
+                    best_of(reps, || {
                         std::hint::black_box(conv3d_forward(&ctx, &x, &w, Some(&b), &spec).ok());
                     }),
                 ];

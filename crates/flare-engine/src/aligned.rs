@@ -5,9 +5,6 @@
 //! the conv kernels. `Vec<f32>` only promises 4-byte alignment, so this over-allocates by one
 //! cache line and starts the view at the first aligned element.
 
-/// Cache-line size in f32 elements.
-const LINE: usize = 16;
-
 /// An owned, zero-initialised buffer whose slice starts 64-byte aligned.
 pub(crate) struct AlignedBuf {
     data: Vec<f32>,
@@ -18,9 +15,7 @@ pub(crate) struct AlignedBuf {
 impl AlignedBuf {
     /// `len` zeros.
     pub(crate) fn zeros(len: usize) -> AlignedBuf {
-        let data = vec![0.0f32; len + LINE];
-        let misalign = (data.as_ptr() as usize / std::mem::size_of::<f32>()) % LINE;
-        let off = (LINE - misalign) % LINE;
+        let (data, off) = crate::tensor::aligned_zeros(len);
         AlignedBuf { data, off, len }
     }
 
