@@ -252,14 +252,21 @@ impl UNetConfig {
     /// The decoder levels that have deep-supervision heads.
     pub fn ds_levels(&self) -> Vec<usize> {
         if self.deep_supervision {
-            (1..self.levels() - 1).collect()
+            (1..self.levels().saturating_sub(1)).collect()
         } else {
             Vec::new()
         }
     }
 
-    /// Every parameter, in a fixed order (encoder, decoder from level 0, head, ds heads).
-    pub fn param_specs(&self) -> Vec<ParamSpec> {
+    /// Every parameter, in a fixed order (encoder, decoder from level 0, head, ds heads);
+    /// an error if the configuration is invalid.
+    pub fn param_specs(&self) -> Result<Vec<ParamSpec>> {
+        self.validate()?;
+        Ok(self.specs_of_valid())
+    }
+
+    /// [`UNetConfig::param_specs`] of a configuration already validated (a [`crate::UNet`]'s).
+    pub(crate) fn specs_of_valid(&self) -> Vec<ParamSpec> {
         let mut out = Vec::new();
         let conv = |out: &mut Vec<ParamSpec>, p: String, ci: usize, co: usize, k: [usize; 3]| {
             out.push(ParamSpec {
@@ -338,12 +345,13 @@ impl UNetConfig {
         out
     }
 
-    /// Number of scalar parameters.
-    pub fn num_params(&self) -> usize {
-        self.param_specs()
+    /// Number of scalar parameters; an error if the configuration is invalid.
+    pub fn num_params(&self) -> Result<usize> {
+        Ok(self
+            .param_specs()?
             .iter()
             .map(|p| p.shape.iter().product::<usize>())
-            .sum()
+            .sum())
     }
 }
 
@@ -361,7 +369,7 @@ mod tests {
         assert_eq!(c.size_divisor(), [8, 8, 8]);
         // PyTorch's count for the same network (scripts/fixtures/model_unet.py,
         // `sum(p.numel() for p in UNet(standard_config([16, 32, 64, 128])).parameters())`).
-        assert_eq!(c.num_params(), 1_402_037);
+        assert_eq!(c.num_params().unwrap(), 1_402_037);
     }
 
     #[test]
@@ -370,6 +378,8 @@ mod tests {
         let mut c = ok.clone();
         c.kernels.pop();
         assert!(matches!(c.validate(), Err(ModelError::Config(_))));
+        assert!(c.param_specs().is_err());
+        assert!(c.num_params().is_err());
         let mut c = ok.clone();
         c.kernels[1] = [2, 3, 3];
         assert!(c.validate().unwrap_err().to_string().contains("kernels[1]"));
@@ -399,7 +409,7 @@ mod tests {
         c.strides[1] = [1, 2, 2];
         c.validate().unwrap();
         assert_eq!(c.size_divisor(), [2, 4, 4]);
-        let specs = c.param_specs();
+        let specs = c.param_specs().unwrap();
         let w = specs
             .iter()
             .find(|p| p.name == "encoder.0.conv1.weight")

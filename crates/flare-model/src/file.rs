@@ -123,7 +123,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(UNet, ModelCard)> {
             detail: e.to_string(),
         })?;
     let mut net = UNet::zeros(&card.architecture)?;
-    let specs = card.architecture.param_specs();
+    let specs = card.architecture.specs_of_valid();
     let mut found: HashMap<String, TensorView<'_>> = st.tensors().into_iter().collect();
     for (index, spec) in specs.iter().enumerate() {
         let t = found

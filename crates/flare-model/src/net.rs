@@ -164,7 +164,7 @@ impl UNet {
         let mut net = UNet::zeros(config)?;
         let mut rng = SplitMix(seed);
         let slope = config.slope() as f64;
-        let specs = config.param_specs();
+        let specs = config.specs_of_valid();
         for (spec, slot) in specs.iter().zip(net.slots_mut()) {
             if spec.kind == ParamKind::Vector {
                 continue;
@@ -248,7 +248,7 @@ impl UNet {
 
     /// Every parameter as `(name, shape, values)` in PyTorch's layout, ready to save.
     pub fn to_torch(&self) -> Vec<(ParamSpec, Vec<f32>)> {
-        let specs = self.config.param_specs();
+        let specs = self.config.specs_of_valid();
         specs
             .into_iter()
             .zip(self.slots())
@@ -262,7 +262,7 @@ impl UNet {
     /// Overwrites parameter `index` (in [`UNetConfig::param_specs`] order) from values in
     /// PyTorch's layout.
     pub(crate) fn set_from_torch(&mut self, index: usize, torch: &[f32]) -> Result<()> {
-        let specs = self.config.param_specs();
+        let specs = self.config.specs_of_valid();
         let spec = specs
             .get(index)
             .ok_or_else(|| ModelError::Input(format!("no parameter number {index}")))?;
@@ -374,13 +374,13 @@ mod tests {
         c.deep_supervision = true;
         c.kernels[2] = [1, 3, 3];
         let net = UNet::init(&c, 7).unwrap();
-        let specs = c.param_specs();
+        let specs = c.param_specs().unwrap();
         let slots = net.slots();
         assert_eq!(specs.len(), slots.len());
         for (s, v) in specs.iter().zip(&slots) {
             assert_eq!(s.shape.iter().product::<usize>(), v.len(), "{}", s.name);
         }
-        assert_eq!(net.num_params(), c.num_params());
+        assert_eq!(net.num_params(), c.num_params().unwrap());
     }
 
     #[test]

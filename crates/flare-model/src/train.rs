@@ -286,6 +286,16 @@ impl UNet {
                 fwd.logits.shape()
             )));
         }
+        let units = cfg.convs_per_block;
+        let same_structure = fwd.enc.len() == levels
+            && fwd.dec.len() == levels.saturating_sub(1)
+            && fwd.enc.iter().all(|e| e.len() == units)
+            && fwd.dec.iter().all(|d| d.units.len() == units);
+        if !same_structure {
+            return Err(ModelError::Input(
+                "the forward pass was made by a network of another architecture".into(),
+            ));
+        }
         let ds_match = g_ds.len() == fwd.ds_logits.len()
             && g_ds
                 .iter()
@@ -593,7 +603,17 @@ impl Optimizer {
             ));
         }
         let gs = grads.slots();
-        let names = net.config().param_specs();
+        let names = net.config().specs_of_valid();
+        let states = match self {
+            Optimizer::Sgd(_, st) => st.len(),
+            Optimizer::AdamW(_, st) => st.len(),
+        };
+        if states != gs.len() {
+            return Err(ModelError::Input(format!(
+                "optimiser holds state for {states} parameters, the network has {}",
+                gs.len()
+            )));
+        }
         for (i, p) in net.slots_mut().into_iter().enumerate() {
             let name = &names[i].name;
             match self {
@@ -662,5 +682,7 @@ mod tests {
         }
         let other = UNet::zeros(&UNetConfig::standard(1, 5, &[4, 8, 16])).unwrap();
         assert!(opt.step(&mut net, &other, lr).is_err());
+        let mut big = other.clone();
+        assert!(opt.step(&mut big, &other, lr).is_err());
     }
 }

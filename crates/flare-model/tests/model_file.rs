@@ -97,7 +97,7 @@ print(len(t), card["architecture"]["widths"], list(w.shape), repr(float(w[3, 2, 
       list(t["decoder.0.up.weight"].shape), repr(float(t["decoder.0.up.weight"][5, 1, 0, 1, 1])))
 "#;
     let out = run_python(&py, script, &[path.to_str().unwrap()]);
-    let specs = net.config().param_specs();
+    let specs = net.config().param_specs().unwrap();
     let torch = net.to_torch();
     let val = |name: &str, idx: usize| {
         let (_, v) = torch.iter().find(|(s, _)| s.name == name).unwrap();
