@@ -7,8 +7,8 @@ pub enum MeasureError {
     /// No command was given.
     #[error("no command to measure")]
     NoCommand,
-    /// The sampling interval is not a positive, finite number of seconds.
-    #[error("sampling interval {0} s is not a positive number of seconds")]
+    /// The sampling interval is below 1 ms or not a finite number of seconds.
+    #[error("sampling interval {0} s must be a number of seconds, at least 0.001")]
     BadInterval(f64),
     /// The command could not be started (not found, not executable).
     #[error("cannot start {command:?}: {source}")]

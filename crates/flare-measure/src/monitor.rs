@@ -35,9 +35,10 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Options with an interval given in seconds (must be positive and finite).
+    /// Options with an interval given in seconds (at least 1 ms, and finite: each sample reads
+    /// all of `/proc`, so a shorter interval would only measure the monitor itself).
     pub fn with_interval_s(interval_s: f64, gpu_index: u32) -> Result<Options, MeasureError> {
-        if !(interval_s.is_finite() && interval_s > 0.0) {
+        if !(interval_s.is_finite() && interval_s >= 0.001) {
             return Err(MeasureError::BadInterval(interval_s));
         }
         let interval = Duration::try_from_secs_f64(interval_s)

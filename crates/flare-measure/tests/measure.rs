@@ -80,7 +80,7 @@ fn bad_commands_and_intervals_are_errors() {
         measure(&[], &Options::default()),
         Err(MeasureError::NoCommand)
     ));
-    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+    for bad in [0.0, -1.0, 1e-6, f64::NAN, f64::INFINITY] {
         assert!(matches!(
             Options::with_interval_s(bad, 0),
             Err(MeasureError::BadInterval(_))
