@@ -85,6 +85,9 @@ def main():
 
     train = best_of(a.train_reps, step)
     print(f"pytorch train step (forward + loss + backward + SGD): {train:.3f} s")
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"pytorch peak RSS so far (ru_maxrss, training dominates): {rss:.0f} MiB")
 
     ort_t = float("nan")
     try:

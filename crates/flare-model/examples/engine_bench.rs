@@ -15,8 +15,9 @@
 use std::{path::PathBuf, process::Command, time::Instant};
 
 use flare_engine::{
-    Conv3dSpec, Conv3dWeight, Ctx, Sgd, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward,
-    fma_ceiling,
+    Conv3dSpec, Conv3dWeight, Ctx, Sgd, Shape5, Tensor, conv_transpose3d_backward_data,
+    conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_output_shape,
+    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, fma_ceiling,
 };
 use flare_model::{LossConfig, ModelCard, Optimizer, UNet, UNetConfig, file, train_step};
 
@@ -171,10 +172,15 @@ fn main() -> Result<(), BoxErr> {
     println!("FMA ceiling: {ceiling:.1} GFLOP/s ({threads} threads)");
 
     println!(
-        "{:<18} {:>20} {:>8} {:>9} {:>9} {:>7}",
-        "layer", "input", "GFLOP", "ms", "GFLOP/s", "% ceil"
+        "per layer: forward, backward to the input (data) and to the weights; ms and % of the \
+         ceiling (GFLOP counted as for the forward)"
+    );
+    println!(
+        "{:<16} {:>21} {:>6} | {:>7} {:>5} | {:>7} {:>5} | {:>7} {:>5}",
+        "layer", "input", "GFLOP", "fwd ms", "%", "data ms", "%", "wgt ms", "%"
     );
     let (mut conv_flops, mut conv_secs) = (0.0f64, 0.0f64);
+    let (mut bwd_flops, mut bwd_secs) = (0.0f64, 0.0f64);
     let layer_list = if flag("--no-layers") {
         Vec::new()
     } else {
@@ -183,46 +189,81 @@ fn main() -> Result<(), BoxErr> {
     for layer in layer_list {
         let x = noise(layer.input, 3)?;
         let bias = vec![0.01f32; layer.weight.cout()];
-        let (flops, secs) = if layer.transposed {
-            let out = layer.input.voxels() as f64
-                * layer.weight.taps() as f64
-                * layer.weight.cout() as f64;
-            let f = 2.0 * out * layer.input.c as f64;
-            let s = pool.install(|| {
-                best_of(reps, || {
-                    conv_transpose3d_forward(&ctx, &x, &layer.weight, Some(&bias))?;
-                    Ok(())
-                })
+        let w = &layer.weight;
+        let (flops, fwd, data, wgt) = if layer.transposed {
+            let f = 2.0 * layer.input.voxels() as f64 * (w.taps() * w.cout() * w.cin()) as f64;
+            let gy = noise(
+                conv_transpose3d_output_shape(layer.input, w.kernel(), w.cout()),
+                5,
+            )?;
+            let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| {
+                pool.install(|| best_of(reps, f))
+            };
+            let fwd = t(&mut || {
+                conv_transpose3d_forward(&ctx, &x, w, Some(&bias))?;
+                Ok(())
             })?;
-            (f, s)
+            let data = t(&mut || {
+                conv_transpose3d_backward_data(&ctx, &gy, w, layer.input)?;
+                Ok(())
+            })?;
+            let wgt = t(&mut || {
+                conv_transpose3d_backward_weight(&ctx, &x, &gy, w.kernel())?;
+                Ok(())
+            })?;
+            (f, fwd, data, wgt)
         } else {
-            let f = layer.spec.flops(layer.input, layer.weight.cout())?;
-            let s = pool.install(|| {
-                best_of(reps, || {
-                    conv3d_forward(&ctx, &x, &layer.weight, Some(&bias), &layer.spec)?;
-                    Ok(())
-                })
+            let f = layer.spec.flops(layer.input, w.cout())?;
+            let gy = noise(layer.spec.output_shape(layer.input, w.cout())?, 5)?;
+            let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| {
+                pool.install(|| best_of(reps, f))
+            };
+            let fwd = t(&mut || {
+                conv3d_forward(&ctx, &x, w, Some(&bias), &layer.spec)?;
+                Ok(())
             })?;
-            conv_flops += f;
-            conv_secs += s;
-            (f, s)
+            let data = t(&mut || {
+                conv3d_backward_data(&ctx, &gy, w, &layer.spec, layer.input)?;
+                Ok(())
+            })?;
+            let wgt = t(&mut || {
+                conv3d_backward_weight(&ctx, &x, &gy, &layer.spec)?;
+                Ok(())
+            })?;
+            (f, fwd, data, wgt)
         };
-        let rate = flops / secs / 1e9;
+        conv_flops += flops;
+        conv_secs += fwd;
+        bwd_flops += 2.0 * flops;
+        bwd_secs += data + wgt;
+        let pct = |s: f64| 100.0 * flops / s / 1e9 / ceiling;
         println!(
-            "{:<18} {:>20} {:>8.2} {:>9.1} {:>9.1} {:>6.1}%",
+            "{:<16} {:>21} {:>6.2} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1}",
             layer.name,
             layer.input.to_string(),
             flops / 1e9,
-            secs * 1e3,
-            rate,
-            100.0 * rate / ceiling
+            fwd * 1e3,
+            pct(fwd),
+            data * 1e3,
+            pct(data),
+            wgt * 1e3,
+            pct(wgt)
+        );
+    }
+    if bwd_secs > 0.0 {
+        println!(
+            "all convolutions, backward (data + weights): {:.1} GFLOP in {:.3} s = {:.1}% of the \
+             ceiling",
+            bwd_flops / 1e9,
+            bwd_secs,
+            100.0 * bwd_flops / bwd_secs / 1e9 / ceiling
         );
     }
     let conv_rate = conv_flops / conv_secs / 1e9;
     let ceiling_pct = 100.0 * conv_rate / ceiling;
     println!(
-        "all convolutions: {:.1} GFLOP in {:.3} s = {conv_rate:.1} GFLOP/s = {ceiling_pct:.1}% of \
-         the ceiling",
+        "all convolutions, forward (ceiling_pct): {:.1} GFLOP in {:.3} s = {conv_rate:.1} GFLOP/s \
+         = {ceiling_pct:.1}% of the ceiling",
         conv_flops / 1e9,
         conv_secs
     );
@@ -286,6 +327,19 @@ fn main() -> Result<(), BoxErr> {
         })?
     };
     println!("flare train step (forward + loss + backward + SGD): {train:.3} s");
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN);
+    println!(
+        "flare peak RSS of this process so far (VmHWM, training dominates): {:.0} MiB",
+        hwm / 1024.0
+    );
 
     let (mut ort, mut torch_fwd, mut torch_train) = (f64::NAN, f64::NAN, f64::NAN);
     if !flag("--no-python") {
