@@ -5,7 +5,8 @@
 //! - Skip tensors are owned by a list and taken out when their decoder level consumes them;
 //!   every other intermediate is dropped right after the layer that reads it.
 //! - Each unit is the engine's fused convolution + instance norm + LeakyReLU
-//!   ([`conv3d_norm_act_forward`]): the normalised tensor is never a second buffer.
+//!   ([`flare_engine::conv3d_norm_act_forward`]): the normalised tensor is never a second
+//!   buffer.
 //! - The decoder's `concat([up, skip])` is never built. A convolution over a concat is the sum
 //!   of convolutions over each part with that part's input channels of the weights, so the
 //!   first decoder unit convolves the skip into its output, frees the skip, upsamples, and adds
@@ -16,8 +17,8 @@
 //! only writes, it cannot follow an accumulation (see the crate README).
 
 use flare_engine::{
-    Ctx, NormAct, Tensor, conv_transpose3d_forward, conv3d_forward, conv3d_forward_accumulate,
-    conv3d_norm_act_forward,
+    Ctx, NormAct, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward,
+    conv3d_forward_accumulate, conv3d_forward_into, conv3d_norm_act_forward_into,
 };
 use rayon::prelude::*;
 
@@ -37,16 +38,37 @@ pub struct InferenceStats {
     pub step_secs: Vec<(String, f64)>,
 }
 
-/// Running total of live activation bytes, and the step timer.
+/// Spare buffers kept per exact length: enough for the two same-size tensors a level holds.
+const SPARES_PER_LEN: usize = 2;
+
+/// Running total of live activation bytes, the step timer, and spare buffers.
+///
+/// Freed activations go to `spare` and the next tensor of the same length reuses one: a fresh
+/// allocation of a large tensor is an mmap whose every page faults and is zeroed by the kernel
+/// on first write, which costs about a tenth of a forward pass at 128^3. The engine's `_into`
+/// ops overwrite every element, so a reused buffer needs no clearing. Spare bytes are not live
+/// activations, but they are resident: the peak RSS is measured by `examples/infer_memory.rs`.
 #[derive(Default)]
 struct Live {
     cur: usize,
     peak: usize,
     steps: Vec<(String, f64)>,
     mark: Option<std::time::Instant>,
+    spare: Vec<Vec<f32>>,
 }
 
 impl Live {
+    /// A tensor of `shape` whose contents the caller overwrites entirely.
+    fn take(&mut self, shape: Shape5, name: &str) -> Result<Tensor> {
+        let len = shape.checked_len().unwrap_or(usize::MAX);
+        let t = match self.spare.iter().position(|v| v.len() == len) {
+            Some(i) => Tensor::from_vec(shape, self.spare.swap_remove(i)).layer(name)?,
+            None => Tensor::zeros(shape).layer(name)?,
+        };
+        self.alloc(&t);
+        Ok(t)
+    }
+
     /// Starts timing a step.
     fn start(&mut self) {
         self.mark = Some(std::time::Instant::now());
@@ -61,9 +83,19 @@ impl Live {
         self.cur += t.data().len() * 4;
         self.peak = self.peak.max(self.cur);
     }
+    /// Releases every spare buffer, before a fresh allocation the spares cannot serve (the
+    /// engine's transposed convolution allocates its output), so that it never sits on top of
+    /// idle spares.
+    fn release_spares(&mut self) {
+        self.spare.clear();
+    }
+
     fn free(&mut self, t: Tensor) {
-        self.cur = self.cur.saturating_sub(t.data().len() * 4);
-        drop(t);
+        let v = t.into_vec();
+        self.cur = self.cur.saturating_sub(v.len() * 4);
+        if self.spare.iter().filter(|s| s.len() == v.len()).count() < SPARES_PER_LEN {
+            self.spare.push(v);
+        }
     }
 }
 
@@ -145,18 +177,24 @@ impl UNet {
             eps: cfg.norm_eps(),
             slope: cfg.slope(),
         };
+        let shape = u
+            .conv
+            .spec
+            .output_shape(x.shape(), u.conv.weight.cout())
+            .layer(name)?;
+        let mut y = live.take(shape, name)?;
         live.start();
-        let y = conv3d_norm_act_forward(
+        conv3d_norm_act_forward_into(
             ctx,
             x,
             &u.conv.weight,
             Some(&u.conv.bias),
             &u.conv.spec,
             &norm,
+            &mut y,
         )
         .layer(name)?;
         live.done(format!("{name}.conv_norm_act"));
-        live.alloc(&y);
         Ok(y)
     }
 
@@ -198,18 +236,20 @@ impl UNet {
                 .ok_or_else(|| ModelError::Config("a block has no units".into()))?;
             let name = format!("decoder.{l}.conv1");
             let (w_up, w_skip) = first.conv.weight.split_input_channels(width).layer(&name)?;
+            let mut y = live.take(skip.shape().with_channels(w_skip.cout()), &name)?;
             live.start();
-            let mut y = conv3d_forward(
+            conv3d_forward_into(
                 ctx,
                 &skip,
                 &w_skip,
                 Some(&first.conv.bias),
                 &first.conv.spec,
+                &mut y,
             )
             .layer(&name)?;
             live.done(format!("{name}.conv_skip"));
-            live.alloc(&y);
             live.free(skip);
+            live.release_spares();
             live.start();
             let up = conv_transpose3d_forward(ctx, &cur, &d.up.weight, Some(&d.up.bias))
                 .layer(&format!("decoder.{l}.up"))?;
@@ -237,6 +277,7 @@ impl UNet {
             }
         }
         let h = &self.head;
+        live.release_spares();
         live.start();
         let logits = conv3d_forward(ctx, &cur, &h.weight, Some(&h.bias), &h.spec).layer("head")?;
         live.done("head".into());
