@@ -335,3 +335,96 @@ fn accumulated_split_conv_equals_conv_of_concat() {
     assert!(w.split_input_channels(0).is_err());
     assert!(w.split_input_channels(4).is_err());
 }
+
+/// Shapes with more rows than the weight gradient has chunks, so each kernel call sums several
+/// row segments: compare with the direct f64 sum on every ISA.
+#[test]
+fn weight_gradient_over_many_rows_matches_direct_sum() {
+    let mut rng = Rng::new(23);
+    for (xs, cout, spec) in [
+        (
+            Shape5::new(1, 12, 12, 5, 3),
+            5,
+            Conv3dSpec::same([3; 3]).unwrap(),
+        ),
+        (
+            Shape5::new(2, 9, 16, 7, 17),
+            18,
+            Conv3dSpec::new([3; 3], [2, 1, 2], [1; 3]).unwrap(),
+        ),
+    ] {
+        let x = Tensor::from_vec(xs, rng.vec(xs.len())).unwrap();
+        let gs = spec.output_shape(xs, cout).unwrap();
+        assert!(
+            gs.rows() > 128,
+            "{gs}: too few rows to span several per chunk"
+        );
+        let gy = Tensor::from_vec(gs, rng.vec(gs.len())).unwrap();
+        let [_, kh, kw] = spec.kernel;
+        let mut want = vec![0.0f64; spec.taps() * xs.c * cout];
+        for n in 0..gs.n {
+            for od in 0..gs.d {
+                for oh in 0..gs.h {
+                    for ow in 0..gs.w {
+                        for t in 0..spec.taps() {
+                            let (a, b, c) = (t / (kh * kw), (t / kw) % kh, t % kw);
+                            let id = (od * spec.stride[0] + a) as isize - spec.padding[0] as isize;
+                            let ih = (oh * spec.stride[1] + b) as isize - spec.padding[1] as isize;
+                            let iw = (ow * spec.stride[2] + c) as isize - spec.padding[2] as isize;
+                            if id < 0 || ih < 0 || iw < 0 {
+                                continue;
+                            }
+                            let (id, ih, iw) = (id as usize, ih as usize, iw as usize);
+                            if id >= xs.d || ih >= xs.h || iw >= xs.w {
+                                continue;
+                            }
+                            for ci in 0..xs.c {
+                                let xv = x.data()[xs.index(n, id, ih, iw, ci)] as f64;
+                                for co in 0..cout {
+                                    want[(t * xs.c + ci) * cout + co] +=
+                                        xv * gy.data()[gs.index(n, od, oh, ow, co)] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        for ctx in ctxs() {
+            let g = conv3d_backward_weight(&ctx, &x, &gy, &spec).unwrap();
+            let e = rel_l2(g.weight.data(), &want);
+            assert!(e < 1e-6, "{xs} on {}: {e:e}", ctx.isa());
+        }
+    }
+}
+
+/// The transposed convolution's weight gradient over many rows, checked through the adjoint
+/// identity `<convT(x, w), r> = <w, dW(x, r)>` for random `w` (the loss is linear in `w`).
+#[test]
+fn transposed_weight_gradient_over_many_rows_satisfies_the_adjoint_identity() {
+    use flare_engine::{conv_transpose3d_backward_weight, conv_transpose3d_forward};
+    let mut rng = Rng::new(29);
+    let xs = Shape5::new(1, 10, 9, 4, 5);
+    let (k, cout) = ([2, 2, 2], 7);
+    let x = Tensor::from_vec(xs, rng.vec(xs.len())).unwrap();
+    let ys = Shape5::new(1, 20, 18, 8, cout);
+    let r = Tensor::from_vec(ys, rng.vec(ys.len())).unwrap();
+    for ctx in ctxs() {
+        let g = conv_transpose3d_backward_weight(&ctx, &x, &r, k).unwrap();
+        for _ in 0..2 {
+            let w = Conv3dWeight::from_dhwio(k, xs.c, cout, rng.vec(8 * xs.c * cout)).unwrap();
+            let y = conv_transpose3d_forward(&ctx, &x, &w, None).unwrap();
+            let l = dot(y.data(), r.data());
+            let lw = dot(w.data(), g.weight.data());
+            assert!(
+                (l - lw).abs() < 1e-5 * l.abs().max(1.0),
+                "{}: {l} vs {lw}",
+                ctx.isa()
+            );
+        }
+        let rsum: f64 = r.data().iter().map(|&v| v as f64).sum();
+        let bsum: f64 = g.bias.iter().map(|&v| v as f64).sum();
+        assert!((rsum - bsum).abs() < 1e-4 * rsum.abs().max(1.0));
+    }
+}

@@ -686,15 +686,29 @@ pub fn conv3d_backward_data_into(
     Ok(())
 }
 
-/// Sums per-row contributions to a padded weight gradient (`plen` values) and a bias gradient
-/// (`cout` values) over `rows` rows. Rows are split into chunks fixed by the shapes alone (not
-/// the thread count: at most 64 chunks and ~64 MiB of partial sums), each chunk sums into its
-/// own buffers, and the chunks are added in order, so the result is reproducible.
-fn reduce_rows<F>(rows: usize, plen: usize, cout: usize, per_row: F) -> (Vec<f32>, Vec<f32>)
+/// Sums contributions to a padded weight gradient (`plen` values) and a bias gradient (`cout`
+/// values) over `rows` rows of `row_work` multiply-adds each. Rows are split into chunks fixed
+/// by the shapes alone (not the thread count: at most 64 chunks, ~64 MiB of partial sums, and
+/// enough work per chunk to pay for its partial); `per_chunk_fn` sums one
+/// chunk's rows into fresh buffers, and the chunks are added in order, so the result is
+/// reproducible.
+fn reduce_rows<F>(
+    rows: usize,
+    row_work: usize,
+    plen: usize,
+    cout: usize,
+    per_chunk_fn: F,
+) -> (Vec<f32>, Vec<f32>)
 where
-    F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+    F: Fn(std::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
 {
-    let max_chunks = ((64usize << 20) / 4 / plen.max(1)).clamp(1, 64);
+    // Each chunk costs a zeroed partial of `plen` values and its share of the final sum, so a
+    // chunk must do at least ~1024 multiply-adds per partial value to keep that overhead near
+    // 1%; wide, short layers get fewer chunks.
+    let by_work = (rows.saturating_mul(row_work) / (1024 * plen.max(1))).max(1);
+    let max_chunks = ((64usize << 20) / 4 / plen.max(1))
+        .clamp(1, 64)
+        .min(by_work);
     let per_chunk = rows.div_ceil(rows.clamp(1, max_chunks)).max(1);
     let nchunks = rows.div_ceil(per_chunk);
     let partials: Vec<(Vec<f32>, Vec<f32>)> = (0..nchunks)
@@ -702,9 +716,11 @@ where
         .map(|k| {
             let mut acc = vec![0.0f32; plen];
             let mut bacc = vec![0.0f32; cout];
-            for r in k * per_chunk..((k + 1) * per_chunk).min(rows) {
-                per_row(r, &mut acc, &mut bacc);
-            }
+            per_chunk_fn(
+                k * per_chunk..((k + 1) * per_chunk).min(rows),
+                &mut acc,
+                &mut bacc,
+            );
             (acc, bacc)
         })
         .collect();
@@ -756,50 +772,60 @@ pub fn conv3d_backward_weight(
     let [pd, ph, pw] = spec.padding;
     let isa = ctx.isa();
     let (xd, gd) = (x.data(), gy.data());
-    let (total, bsum) = reduce_rows(gs.rows(), plen, cout, |r, acc, bacc| {
-        let oh = r % gs.h;
-        let od = (r / gs.h) % gs.d;
-        let n = r / (gs.h * gs.d);
-        let grow = gs.index(n, od, oh, 0, 0);
-        for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
-            for (b, &g) in bacc.iter_mut().zip(v) {
-                *b += g;
+    let row_work = gs.w * spec.taps() * cin * cout;
+    let (total, bsum) = reduce_rows(gs.rows(), row_work, plen, cout, |rows, acc, bacc| {
+        let mut segs: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        for r in rows.clone() {
+            let grow = r * gs.row_len();
+            for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
+                for (b, &g) in bacc.iter_mut().zip(v) {
+                    *b += g;
+                }
             }
         }
-        for a in 0..kd {
-            let Some(id) = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d) else {
-                continue;
-            };
-            for b in 0..kh {
-                let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
-                    continue;
-                };
-                let xrow = xs.index(n, id, ih, 0, 0);
-                for c in 0..kw {
-                    // Output columns whose input column ow * sw + c - pw is inside.
-                    let lo = pw.saturating_sub(c).div_ceil(sw);
-                    let hi = if xs.w + pw > c {
-                        ((xs.w - 1 + pw - c) / sw + 1).min(gs.w)
-                    } else {
-                        0
-                    };
-                    if hi <= lo {
-                        continue;
-                    }
-                    let tap = (a * kh + b) * kw + c;
-                    for co0 in (0..cout).step_by(BLOCK) {
-                        let t = backward_weight::WTile {
-                            x: xd,
-                            x_off: xrow + (lo * sw + c - pw) * cin,
-                            x_vstride: sw * cin,
-                            g: gd,
-                            g_off: grow + lo * cout + co0,
-                            g_vstride: cout,
-                            nv: hi - lo,
-                            nci: cin,
-                            nco: (cout - co0).min(BLOCK),
+        // Per tap, one kernel call over every row of a cache-sized block that the tap
+        // reaches: the accumulators stay in registers across rows, the rows stay in L2.
+        for rows in sub_blocks(rows, gs.row_len()) {
+            for a in 0..kd {
+                for b in 0..kh {
+                    for c in 0..kw {
+                        // Output columns whose input column ow * sw + c - pw is inside.
+                        let lo = pw.saturating_sub(c).div_ceil(sw);
+                        let hi = if xs.w + pw > c {
+                            ((xs.w - 1 + pw - c) / sw + 1).min(gs.w)
+                        } else {
+                            0
                         };
-                        backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                        if hi <= lo {
+                            continue;
+                        }
+                        segs.clear();
+                        for r in rows.clone() {
+                            let (oh, od, n) = (r % gs.h, (r / gs.h) % gs.d, r / (gs.h * gs.d));
+                            let id = (od * sd + a).checked_sub(pd).filter(|&i| i < xs.d);
+                            let ih = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h);
+                            if let (Some(id), Some(ih)) = (id, ih) {
+                                segs.push((
+                                    xs.index(n, id, ih, lo * sw + c - pw, 0),
+                                    gs.index(n, od, oh, lo, 0),
+                                ));
+                            }
+                        }
+                        let tap = (a * kh + b) * kw + c;
+                        for co0 in (0..cout).step_by(2 * BLOCK) {
+                            let t = backward_weight::WTile {
+                                x: xd,
+                                x_vstride: sw * cin,
+                                g: gd,
+                                g_vstride: cout,
+                                segs: &segs,
+                                g_shift: co0,
+                                nv: hi - lo,
+                                nci: cin,
+                                nco: (cout - co0).min(2 * BLOCK),
+                            };
+                            backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                        }
                     }
                 }
             }
@@ -808,4 +834,15 @@ pub fn conv3d_backward_weight(
     weight.unpack_from(&total, cpad);
     bias.copy_from_slice(&bsum);
     Ok(Conv3dGrads { weight, bias })
+}
+
+/// Splits a chunk's rows into blocks of about 256 KiB of `row_len`-float rows, so that one
+/// block's input and gradient rows stay in L2 while every tap sweeps them.
+pub(crate) fn sub_blocks(
+    rows: std::ops::Range<usize>,
+    row_len: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per = ((256usize << 10) / (4 * row_len.max(1))).max(1);
+    let end = rows.end;
+    rows.step_by(per).map(move |r| r..(r + per).min(end))
 }

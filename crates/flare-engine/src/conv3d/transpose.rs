@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::{
     BLOCK, Conv3dGrads, Conv3dWeight, Tap, Tile, backward_weight, forward, packed_offset,
-    reduce_rows,
+    reduce_rows, sub_blocks,
 };
 use crate::{Ctx, EngineError, Result, Shape5, Tensor, shape::round_up};
 
@@ -252,35 +252,42 @@ pub fn conv_transpose3d_backward_weight(
     let plen = weight.taps() * cin * cpad;
     let isa = ctx.isa();
     let (xd, gd) = (x.data(), gy.data());
-    // One "row" per input row: it meets kd * kh output rows, each through kw interleaved taps.
-    let (total, bsum) = reduce_rows(xs.rows(), plen, cout, |r, acc, bacc| {
-        let ih = r % xs.h;
-        let id = (r / xs.h) % xs.d;
-        let n = r / (xs.h * xs.d);
-        let xrow = xs.index(n, id, ih, 0, 0);
-        for a in 0..kd {
-            for b in 0..kh {
-                let grow = gs.index(n, id * kd + a, ih * kh + b, 0, 0);
-                for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
-                    for (s, &g) in bacc.iter_mut().zip(v) {
-                        *s += g;
+    // Chunks of input rows; each input row meets kd * kh output rows, each through kw
+    // interleaved taps.
+    let row_work = xs.w * weight.taps() * cin * cout;
+    let (total, bsum) = reduce_rows(xs.rows(), row_work, plen, cout, |rows, acc, bacc| {
+        let mut segs: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        for rows in sub_blocks(rows, gs.row_len() * kd * kh) {
+            for a in 0..kd {
+                for b in 0..kh {
+                    // The output rows this tap plane reaches from the block's input rows.
+                    segs.clear();
+                    for r in rows.clone() {
+                        let (ih, id, n) = (r % xs.h, (r / xs.h) % xs.d, r / (xs.h * xs.d));
+                        let grow = gs.index(n, id * kd + a, ih * kh + b, 0, 0);
+                        for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
+                            for (s, &g) in bacc.iter_mut().zip(v) {
+                                *s += g;
+                            }
+                        }
+                        segs.push((xs.index(n, id, ih, 0, 0), grow));
                     }
-                }
-                for c in 0..kw {
-                    let tap = (a * kh + b) * kw + c;
-                    for co0 in (0..cout).step_by(BLOCK) {
-                        let t = backward_weight::WTile {
-                            x: xd,
-                            x_off: xrow,
-                            x_vstride: cin,
-                            g: gd,
-                            g_off: grow + c * cout + co0,
-                            g_vstride: kw * cout,
-                            nv: xs.w,
-                            nci: cin,
-                            nco: (cout - co0).min(BLOCK),
-                        };
-                        backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                    for c in 0..kw {
+                        let tap = (a * kh + b) * kw + c;
+                        for co0 in (0..cout).step_by(2 * BLOCK) {
+                            let t = backward_weight::WTile {
+                                x: xd,
+                                x_vstride: cin,
+                                g: gd,
+                                g_vstride: kw * cout,
+                                segs: &segs,
+                                g_shift: c * cout + co0,
+                                nv: xs.w,
+                                nci: cin,
+                                nco: (cout - co0).min(2 * BLOCK),
+                            };
+                            backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                        }
                     }
                 }
             }

@@ -57,9 +57,9 @@ unsafe fn tile<const M: usize>(
     m1: __m256i,
 ) {
     let (xs, gs) = (t.x_vstride, t.g_vstride);
-    // SAFETY: accumulator rows `r0 + r < nci` span 16 lanes; input reads are
-    // `x_off + v * xs + r0 + r < x.len()`; gradient loads are masked to the first `nco` lanes
-    // at `g_off + v * gs`: all checked in `super::run`.
+    // SAFETY: accumulator rows `r0 + r < nci` span 16 lanes; for every segment, input reads
+    // are `xo + v * xs + r0 + r < x.len()` and gradient loads are masked to the first `nco`
+    // lanes at `g_shift + go + v * gs`, `v < nv`: all checked in `super::run`.
     unsafe {
         let mut a0 = [_mm256_setzero_ps(); M];
         let mut a1 = [_mm256_setzero_ps(); M];
@@ -67,21 +67,23 @@ unsafe fn tile<const M: usize>(
             a0[r] = _mm256_loadu_ps(acc.add((r0 + r) * rs));
             a1[r] = _mm256_loadu_ps(acc.add((r0 + r) * rs + 8));
         }
-        // Walk both pointers so loads are base + constant, not indexed (see avx512.rs).
-        let mut xp = t.x.as_ptr().add(t.x_off + r0);
-        let mut gp = t.g.as_ptr().add(t.g_off);
-        for _ in 0..t.nv {
-            let g0 = _mm256_maskload_ps(gp, m0);
-            // The upper half may lie past the slice when nco <= 8; its mask is then all
-            // zero and a masked-off lane is never accessed, so only form the address.
-            let g1 = _mm256_maskload_ps(gp.wrapping_add(8), m1);
-            for r in 0..M {
-                let b = _mm256_broadcast_ss(&*xp.add(r));
-                a0[r] = _mm256_fmadd_ps(b, g0, a0[r]);
-                a1[r] = _mm256_fmadd_ps(b, g1, a1[r]);
+        for &(xo, go) in t.segs {
+            // Walk both pointers so loads are base + constant, not indexed (see avx512.rs).
+            let mut xp = t.x.as_ptr().add(xo + r0);
+            let mut gp = t.g.as_ptr().add(t.g_shift + go);
+            for _ in 0..t.nv {
+                let g0 = _mm256_maskload_ps(gp, m0);
+                // The upper half may lie past the slice when nco <= 8; its mask is then all
+                // zero and a masked-off lane is never accessed, so only form the address.
+                let g1 = _mm256_maskload_ps(gp.wrapping_add(8), m1);
+                for r in 0..M {
+                    let b = _mm256_broadcast_ss(&*xp.add(r));
+                    a0[r] = _mm256_fmadd_ps(b, g0, a0[r]);
+                    a1[r] = _mm256_fmadd_ps(b, g1, a1[r]);
+                }
+                xp = xp.wrapping_add(xs);
+                gp = gp.wrapping_add(gs);
             }
-            xp = xp.wrapping_add(xs);
-            gp = gp.wrapping_add(gs);
         }
         for r in 0..M {
             _mm256_storeu_ps(acc.add((r0 + r) * rs), a0[r]);
@@ -112,32 +114,34 @@ unsafe fn narrow<const M: usize>(
             a0[0][r] = _mm256_loadu_ps(acc.add((r0 + r) * rs));
             a1[0][r] = _mm256_loadu_ps(acc.add((r0 + r) * rs + 8));
         }
-        let xb = t.x.as_ptr().add(t.x_off + r0);
-        let gb = t.g.as_ptr().add(t.g_off);
-        let mut v = 0;
-        while v + 3 <= t.nv {
-            for s in 0..3 {
-                let g0 = _mm256_maskload_ps(gb.add((v + s) * gs), m0);
-                let g1 = _mm256_maskload_ps(gb.wrapping_add((v + s) * gs + 8), m1);
-                let xv = xb.add((v + s) * xs);
+        for &(xo, go) in t.segs {
+            let xb = t.x.as_ptr().add(xo + r0);
+            let gb = t.g.as_ptr().add(t.g_shift + go);
+            let mut v = 0;
+            while v + 3 <= t.nv {
+                for s in 0..3 {
+                    let g0 = _mm256_maskload_ps(gb.add((v + s) * gs), m0);
+                    let g1 = _mm256_maskload_ps(gb.wrapping_add((v + s) * gs + 8), m1);
+                    let xv = xb.add((v + s) * xs);
+                    for r in 0..M {
+                        let b = _mm256_broadcast_ss(&*xv.add(r));
+                        a0[s][r] = _mm256_fmadd_ps(b, g0, a0[s][r]);
+                        a1[s][r] = _mm256_fmadd_ps(b, g1, a1[s][r]);
+                    }
+                }
+                v += 3;
+            }
+            while v < t.nv {
+                let g0 = _mm256_maskload_ps(gb.add(v * gs), m0);
+                let g1 = _mm256_maskload_ps(gb.wrapping_add(v * gs + 8), m1);
+                let xv = xb.add(v * xs);
                 for r in 0..M {
                     let b = _mm256_broadcast_ss(&*xv.add(r));
-                    a0[s][r] = _mm256_fmadd_ps(b, g0, a0[s][r]);
-                    a1[s][r] = _mm256_fmadd_ps(b, g1, a1[s][r]);
+                    a0[0][r] = _mm256_fmadd_ps(b, g0, a0[0][r]);
+                    a1[0][r] = _mm256_fmadd_ps(b, g1, a1[0][r]);
                 }
+                v += 1;
             }
-            v += 3;
-        }
-        while v < t.nv {
-            let g0 = _mm256_maskload_ps(gb.add(v * gs), m0);
-            let g1 = _mm256_maskload_ps(gb.wrapping_add(v * gs + 8), m1);
-            let xv = xb.add(v * xs);
-            for r in 0..M {
-                let b = _mm256_broadcast_ss(&*xv.add(r));
-                a0[0][r] = _mm256_fmadd_ps(b, g0, a0[0][r]);
-                a1[0][r] = _mm256_fmadd_ps(b, g1, a1[0][r]);
-            }
-            v += 1;
         }
         for r in 0..M {
             let s0 = _mm256_add_ps(_mm256_add_ps(a0[0][r], a0[1][r]), a0[2][r]);
