@@ -47,9 +47,9 @@ unsafe fn sweep<const XS: usize>(t: &Tile, nv: usize, out: *mut f32, ovs: usize,
         }
         match nv - v0 {
             1 => single(t, v0, out, ovs, mask),
-            2 => tile::<2, XS>(t, v0, out, ovs, mask),
-            3 => tile::<3, XS>(t, v0, out, ovs, mask),
-            4 => tile::<4, XS>(t, v0, out, ovs, mask),
+            2 => pair::<2, XS>(t, v0, out, ovs, mask),
+            3 => pair::<3, XS>(t, v0, out, ovs, mask),
+            4 => pair::<4, XS>(t, v0, out, ovs, mask),
             5 => tile::<5, XS>(t, v0, out, ovs, mask),
             6 => tile::<6, XS>(t, v0, out, ovs, mask),
             7 => tile::<7, XS>(t, v0, out, ovs, mask),
@@ -98,6 +98,58 @@ unsafe fn tile<const M: usize, const XS: usize>(
         }
         for (v, a) in acc.iter().enumerate() {
             _mm512_mask_storeu_ps(out.add((v0 + v) * ovs), mask, *a);
+        }
+    }
+}
+
+/// A short remainder of 2-4 voxels: a plain tile would have only 2-4 FMA chains, fewer than
+/// the FMA latency needs, so even and odd input channels go to two accumulator sets.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pair<const M: usize, const XS: usize>(
+    t: &Tile,
+    v0: usize,
+    out: *mut f32,
+    ovs: usize,
+    mask: __mmask16,
+) {
+    let xs = if XS == 0 { t.x_vstride } else { XS };
+    // SAFETY: as in `tile`: input reads `tap.x + v * xs + ci` (`v < nv`, `ci < cin`), weight
+    // reads `tap.w + ci * 16 + 0..16`, masked output loads and stores of `nco` lanes.
+    unsafe {
+        let init = _mm512_loadu_ps(t.init.as_ptr());
+        let mut a = [init; M];
+        let mut b = [_mm512_setzero_ps(); M];
+        if t.accumulate {
+            for (v, acc) in a.iter_mut().enumerate() {
+                let old = _mm512_maskz_loadu_ps(mask, out.add((v0 + v) * ovs));
+                *acc = _mm512_add_ps(*acc, old);
+            }
+        }
+        for tap in t.taps {
+            let mut xp = t.x.as_ptr().add(tap.x + v0 * xs);
+            let mut wp = t.w.as_ptr().add(tap.w);
+            let wend = wp.add(t.cin * BLOCK);
+            let wend2 = wp.add((t.cin & !1) * BLOCK);
+            while wp < wend2 {
+                let w0 = _mm512_loadu_ps(wp);
+                let w1 = _mm512_loadu_ps(wp.add(BLOCK));
+                for v in 0..M {
+                    a[v] = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(v * xs)), w0, a[v]);
+                    b[v] = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(v * xs + 1)), w1, b[v]);
+                }
+                xp = xp.add(2);
+                wp = wp.add(2 * BLOCK);
+            }
+            if wp < wend {
+                let w0 = _mm512_loadu_ps(wp);
+                for (v, acc) in a.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(v * xs)), w0, *acc);
+                }
+            }
+        }
+        for v in 0..M {
+            _mm512_mask_storeu_ps(out.add((v0 + v) * ovs), mask, _mm512_add_ps(a[v], b[v]));
         }
     }
 }
