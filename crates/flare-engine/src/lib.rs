@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //! A [`Tensor`] is `[N, D, H, W, C]` with channels fastest; `W`, `H`, `D` are a volume's `i`,
-//! `j`, `k` axes. Convolution weights are `[kd][kh][kw][ci][co]` ([`Conv3dWeight`] documents
-//! the mapping from PyTorch's `[co][ci][kd][kh][kw]`). Shape rules live in one place
-//! ([`Conv3dSpec`] and the `shape` module) and follow PyTorch's.
+//! `j`, `k` axes; tensors the engine allocates start on a 64-byte boundary. Convolution
+//! weights are `[kd][kh][kw][ci][co]` ([`Conv3dWeight`] documents the mapping from PyTorch's
+//! `[co][ci][kd][kh][kw]`). Shape rules live in one place ([`Conv3dSpec`] and the `shape`
+//! module) and follow PyTorch's.
 //!
 //! # What is here
 //! - Convolution ([`conv3d_forward`], [`conv3d_backward_data`], [`conv3d_backward_weight`]):
@@ -14,7 +15,9 @@
 //!   trilinear resize ([`resize_trilinear`]), max/avg pooling ([`max_pool3d_forward`], ...).
 //! - Instance norm ([`instance_norm_forward`]/[`instance_norm_backward`]), batch norm folded
 //!   into a convolution ([`fold_batch_norm`]), LeakyReLU/ReLU, residual add, channel concat.
-//! - Inference fusion: [`conv3d_norm_act_forward`] (conv + instance norm + LeakyReLU).
+//! - Inference fusion: [`conv3d_norm_act_forward`] (conv + instance norm + LeakyReLU), and
+//!   [`conv3d_forward_accumulate`] with [`Conv3dWeight::split_input_channels`] to convolve a
+//!   skip-connection concat without materialising it; `*_into` variants reuse output buffers.
 //! - Losses with logit gradients ([`softmax`], [`cross_entropy`], [`soft_dice`]), optimisers
 //!   ([`Sgd`], [`AdamW`]) and schedules ([`LrSchedule`]).
 //! - [`fma_ceiling`]: the machine's FMA peak, for benchmarks (`examples/conv_bench.rs`).
@@ -26,8 +29,8 @@
 //! Each hot loop is a small micro-kernel with three builds: AVX-512F, AVX2+FMA and portable
 //! scalar (`src/conv3d/{forward,backward_weight}/{avx512,avx2,scalar}.rs`; the forward
 //! "gather" kernel also serves the input gradient and the transposed convolution, with
-//! transposed weights or strided offsets). The instruction set is an [`Isa`]
-//! carried by a [`Ctx`]: [`Ctx::new`] takes the process-wide choice (best detected, lowered by
+//! transposed weights or strided offsets). The instruction set is an [`Isa`] carried by a
+//! [`Ctx`]: [`Ctx::new`] takes the process-wide choice (best detected, lowered by
 //! `FLARE_ISA=scalar|avx2|avx512`, decided once and cached), [`Ctx::with_isa`] forces one (the
 //! tests run every supported path and compare it with the scalar one). Kernels are the only
 //! `unsafe` code; the safe drivers around them check every offset a kernel call will touch.
