@@ -4,21 +4,22 @@
 //! Three things keep the peak low:
 //! - Skip tensors are owned by a list and taken out when their decoder level consumes them;
 //!   every other intermediate is dropped right after the layer that reads it.
-//! - Each unit is the engine's fused convolution + instance norm + LeakyReLU
-//!   ([`flare_engine::conv3d_norm_act_forward`]): the normalised tensor is never a second
-//!   buffer.
+//! - Each unit is convolution, then instance norm and LeakyReLU in place on its output (two
+//!   passes: statistics, then scale/shift/activate), so the normalised tensor is never a
+//!   second buffer. (The engine's fused op does the same in one call but measured slower; see
+//!   `unit_infer`.)
 //! - The decoder's `concat([up, skip])` is never built. A convolution over a concat is the sum
 //!   of convolutions over each part with that part's input channels of the weights, so the
 //!   first decoder unit convolves the skip into its output, frees the skip, upsamples, and adds
 //!   the upsampled part's convolution ([`conv3d_forward_accumulate`]); norm and activation
 //!   then run in place on that sum.
 //!
-//! The in-place norm + activation of that last step is private here: the engine's fused op
-//! only writes, it cannot follow an accumulation (see the crate README).
+//! The in-place norm + activation is private here: the engine has no standalone in-place
+//! instance norm (see the crate README).
 
 use flare_engine::{
-    Ctx, NormAct, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward,
-    conv3d_forward_accumulate, conv3d_forward_into, conv3d_norm_act_forward_into,
+    Ctx, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward, conv3d_forward_accumulate,
+    conv3d_forward_into,
 };
 use rayon::prelude::*;
 
@@ -171,12 +172,6 @@ impl UNet {
         name: &str,
     ) -> Result<Tensor> {
         let cfg = self.config();
-        let norm = NormAct {
-            gamma: &u.norm.gamma,
-            beta: &u.norm.beta,
-            eps: cfg.norm_eps(),
-            slope: cfg.slope(),
-        };
         let shape = u
             .conv
             .spec
@@ -184,16 +179,25 @@ impl UNet {
             .layer(name)?;
         let mut y = live.take(shape, name)?;
         live.start();
-        conv3d_norm_act_forward_into(
+        // Not the engine's fused `conv3d_norm_act_forward_into`: measured at 128^3 on this
+        // machine, it took 237-279 ms on encoder.0.conv1 against 92-95 ms for this convolution
+        // plus the in-place two-pass norm (whole forward 2.1-2.5 s against 1.5-1.6 s).
+        conv3d_forward_into(
             ctx,
             x,
             &u.conv.weight,
             Some(&u.conv.bias),
             &u.conv.spec,
-            &norm,
             &mut y,
         )
         .layer(name)?;
+        norm_act_inplace(
+            &mut y,
+            &u.norm.gamma,
+            &u.norm.beta,
+            cfg.norm_eps(),
+            cfg.slope(),
+        );
         live.done(format!("{name}.conv_norm_act"));
         Ok(y)
     }
