@@ -4,11 +4,13 @@
 //! The whole compressed file is read into memory and inflated by libdeflate in one call into
 //! the allocation that will hold the output voxels; the compressed buffer is then freed and the
 //! stored voxels are converted in place ([`crate::convert`]). On a 512x512x300 int16 CT
-//! (85 MB compressed) libdeflate inflates in about 0.45 s where streaming zlib-rs (flate2)
-//! takes about 0.6 s on the same machine (nibabel's whole read: 1.3 s). The output is allocated
-//! zeroed, i.e. untouched by the kernel until written, so the peak resident memory is
-//! max(compressed + stored, output): 300 MiB for that CT read as float32, the same as a
-//! streaming decode into the output, and half of decode-then-convert's 560 MB.
+//! (85 MB compressed, 2-core machine) libdeflate inflated in about 0.45 s where streaming
+//! zlib-rs (flate2) took 0.6 s, and the whole read to float32 took 1.0 s this way against
+//! 1.4 s for a streaming decode straight into the output (`examples/read_bench.rs`, modes
+//! `image` and `stream`, same load; nibabel: 1.6 s to int16, 2.8 s to float32). The output
+//! is allocated zeroed, i.e. untouched by the kernel until written, so the peak resident memory
+//! is max(compressed + stored, output): 303 MB for that CT read as float32, the same as the
+//! streaming decode (307 MB), and about half of decode-then-convert's 560 MB.
 //!
 //! libdeflate decodes one gzip member per call and only into a buffer large enough for it. When
 //! it stops short of the voxels the header promises (a multi-member file, as written by

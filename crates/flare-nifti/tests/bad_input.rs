@@ -387,6 +387,14 @@ fn memory_child() {
     };
     let err = read_image(&path).expect_err("must not fit");
     println!("ERROR: {err}");
+    // A CT-like volume too large to compress in one buffer under the limit is streamed instead.
+    let g = Geometry::axis_aligned([256, 256, 64], [0.8, 0.8, 2.0], [0.0; 3]).expect("g");
+    let data: Vec<f32> = (0..g.n_voxels())
+        .map(|i| ((i * 7919) % 2000) as f32 - 1000.0)
+        .collect();
+    let out = path.with_file_name("written.nii.gz");
+    write_volume(&out, &Volume::new(g, data).expect("v"), None).expect("streamed write");
+    println!("WROTE");
 }
 
 #[test]
@@ -427,6 +435,13 @@ fn memory_limit_is_checked_before_allocating() {
         .lines()
         .find_map(|l| l.split_once("ERROR: ").map(|(_, e)| e))
         .expect("child ran");
+    assert!(stdout.contains("WROTE"), "{stdout}");
+    let written = read_image(tmp.join("written.nii.gz")).expect("streamed output reads");
+    let i = 123_457;
+    assert_eq!(
+        written.volume.data()[i],
+        ((i * 7919) % 2000) as f32 - 1000.0
+    );
     // 16 MB of float32 output plus the few kB of compressed file held while inflating.
     let want = format!(
         "{}: volume of shape [256, 256, 64] (int16 each) is too large to load: needs 17 MB \
