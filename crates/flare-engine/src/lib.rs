@@ -15,8 +15,8 @@
 //!   trilinear resize ([`resize_trilinear`]), max/avg pooling ([`max_pool3d_forward`], ...).
 //! - Instance norm ([`instance_norm_forward`]/[`instance_norm_backward`]), batch norm folded
 //!   into a convolution ([`fold_batch_norm`]), LeakyReLU/ReLU, residual add, channel concat.
-//! - Inference fusion: [`conv3d_norm_act_forward`] (conv + instance norm + LeakyReLU), and
-//!   [`conv3d_forward_accumulate`] with [`Conv3dWeight::split_input_channels`] to convolve a
+//! - Inference fusion: [`instance_norm_act_inplace`] (instance norm + LeakyReLU in place on a
+//!   convolution's output), and [`conv3d_forward_accumulate`] with [`Conv3dWeight::split_input_channels`] to convolve a
 //!   skip-connection concat without materialising it; `*_into` variants reuse output buffers.
 //! - Losses with logit gradients ([`softmax`], [`cross_entropy`], [`soft_dice`]), optimisers
 //!   ([`Sgd`], [`AdamW`]) and schedules ([`LrSchedule`]).
@@ -75,16 +75,16 @@ mod tensor;
 pub use crate::{
     conv3d::{
         Conv3dGrads, Conv3dWeight, conv_transpose3d_backward_data,
-        conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_output_shape,
-        conv3d_backward_data, conv3d_backward_data_into, conv3d_backward_weight, conv3d_forward,
-        conv3d_forward_accumulate, conv3d_forward_into,
+        conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_forward_into,
+        conv_transpose3d_output_shape, conv3d_backward_data, conv3d_backward_data_into,
+        conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate, conv3d_forward_into,
     },
     elementwise::{
         add_inplace, concat_channels, leaky_relu, leaky_relu_backward, leaky_relu_inplace,
         split_channels,
     },
     error::{EngineError, Result},
-    fused::{NormAct, conv3d_norm_act_forward, conv3d_norm_act_forward_into},
+    fused::{NormAct, instance_norm_act_inplace},
     isa::{Ctx, Isa},
     loss::{LossGrad, cross_entropy, soft_dice, softmax},
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},

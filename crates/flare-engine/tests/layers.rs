@@ -8,7 +8,8 @@ use common::{Fixtures, Rng, arr3, rel_l2, rel_max};
 use flare_engine::{
     Conv3dWeight, Ctx, Isa, Shape5, Tensor, add_inplace, concat_channels,
     conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
-    instance_norm_backward, instance_norm_forward, leaky_relu, leaky_relu_backward, split_channels,
+    conv_transpose3d_forward_into, instance_norm_backward, instance_norm_forward, leaky_relu,
+    leaky_relu_backward, split_channels,
 };
 
 fn shape5(v: &[usize]) -> Shape5 {
@@ -139,6 +140,13 @@ fn transposed_conv_matches_pytorch_on_every_isa() {
             assert_eq!(y.shape(), gy.shape());
             let e = rel_l2(y.data(), &fx.array(case, "y").1);
             assert!(e < 1e-5, "{tag}: forward {e:e}");
+            // Into a reused buffer holding garbage: every element is overwritten.
+            let mut y2 = Tensor::from_vec(y.shape(), vec![f32::NAN; y.shape().len()]).unwrap();
+            conv_transpose3d_forward_into(&ctx, &x, &w, Some(&b), &mut y2).unwrap();
+            let e = rel_l2(y2.data(), &fx.array(case, "y").1);
+            assert!(e < 1e-5, "{tag}: forward into {e:e}");
+            let mut wrong = Tensor::zeros(y.shape().with_channels(cout + 1)).unwrap();
+            assert!(conv_transpose3d_forward_into(&ctx, &x, &w, Some(&b), &mut wrong).is_err());
             let gx = conv_transpose3d_backward_data(&ctx, &gy, &w, x.shape()).unwrap();
             let e = rel_l2(gx.data(), &fx.array(case, "gx").1);
             assert!(e < 1e-5, "{tag}: grad input {e:e}");
@@ -213,8 +221,8 @@ fn add_and_concat_round_trip() {
 }
 
 #[test]
-fn fused_conv_norm_act_equals_the_unfused_chain() {
-    use flare_engine::{Conv3dSpec, NormAct, conv3d_forward, conv3d_norm_act_forward};
+fn inplace_norm_act_equals_the_unfused_chain() {
+    use flare_engine::{Conv3dSpec, NormAct, conv3d_forward, instance_norm_act_inplace};
     let mut rng = Rng::new(13);
     for (s, cout, spec) in [
         (
@@ -236,8 +244,8 @@ fn fused_conv_norm_act_equals_the_unfused_chain() {
         let gamma: Vec<f32> = rng.vec(cout).iter().map(|v| v + 1.5).collect();
         let beta = rng.vec(cout);
         for ctx in ctxs() {
-            let y = conv3d_forward(&ctx, &x, &w, Some(&b), &spec).unwrap();
-            let (y, _) = instance_norm_forward(&ctx, &y, &gamma, &beta, 1e-5).unwrap();
+            let conv = conv3d_forward(&ctx, &x, &w, Some(&b), &spec).unwrap();
+            let (y, _) = instance_norm_forward(&ctx, &conv, &gamma, &beta, 1e-5).unwrap();
             let y = leaky_relu(&ctx, &y, 0.01);
             let norm = NormAct {
                 gamma: &gamma,
@@ -245,9 +253,15 @@ fn fused_conv_norm_act_equals_the_unfused_chain() {
                 eps: 1e-5,
                 slope: 0.01,
             };
-            let f = conv3d_norm_act_forward(&ctx, &x, &w, Some(&b), &spec, &norm).unwrap();
+            let mut f = conv;
+            instance_norm_act_inplace(&ctx, &mut f, &norm).unwrap();
             let e = rel_l2(f.data(), y.data());
-            assert!(e < 1e-5, "{s} on {}: fused vs chain {e:e}", ctx.isa());
+            assert!(e < 1e-5, "{s} on {}: in place vs chain {e:e}", ctx.isa());
+            let bad = NormAct {
+                gamma: &gamma[1..],
+                ..norm
+            };
+            assert!(instance_norm_act_inplace(&ctx, &mut f, &bad).is_err());
         }
     }
 }

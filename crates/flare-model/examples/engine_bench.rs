@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p flare-model --example engine_bench [-- --size 128 --threads 2
 //!  --reps 3 --train-reps 2 --no-python --no-layers --no-train --out DIR]`
+//! (`--only SUBSTR` times only the layers whose name contains it, `--fwd-only` skips their
+//! backward: for quick kernel work, not for the tracked summary).
 //!
 //! 4-level U-Net, widths 16-32-64-128, input 1 x 1 x S^3, fixed thread count. Prints: the FMA
 //! ceiling measured now; every convolution layer alone (GFLOP, ms, GFLOP/s, % of ceiling);
@@ -16,10 +18,13 @@ use std::{path::PathBuf, process::Command, time::Instant};
 
 use flare_engine::{
     Conv3dSpec, Conv3dWeight, Ctx, Sgd, Shape5, Tensor, conv_transpose3d_backward_data,
-    conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_output_shape,
-    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, fma_ceiling,
+    conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_forward_into,
+    conv_transpose3d_output_shape, conv3d_backward_data, conv3d_backward_weight, conv3d_forward,
+    conv3d_forward_into, fma_ceiling,
 };
-use flare_model::{LossConfig, ModelCard, Optimizer, UNet, UNetConfig, file, train_step};
+use flare_model::{
+    InferWorkspace, LossConfig, ModelCard, Optimizer, UNet, UNetConfig, file, train_step,
+};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -184,8 +189,13 @@ fn main() -> Result<(), BoxErr> {
     let layer_list = if flag("--no-layers") {
         Vec::new()
     } else {
+        let only = opt_str("--only");
         layers(&net, size)
+            .into_iter()
+            .filter(|l| only.as_ref().is_none_or(|o| l.name.contains(o.as_str())))
+            .collect()
     };
+    let fwd_only = flag("--fwd-only");
     for layer in layer_list {
         let x = noise(layer.input, 3)?;
         let bias = vec![0.01f32; layer.weight.cout()];
@@ -199,18 +209,28 @@ fn main() -> Result<(), BoxErr> {
             let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| {
                 pool.install(|| best_of(reps, f))
             };
+            // Into a buffer allocated once, as the lean forward reuses its buffers.
+            let mut y = conv_transpose3d_forward(&ctx, &x, w, Some(&bias))?;
             let fwd = t(&mut || {
-                conv_transpose3d_forward(&ctx, &x, w, Some(&bias))?;
+                conv_transpose3d_forward_into(&ctx, &x, w, Some(&bias), &mut y)?;
                 Ok(())
             })?;
-            let data = t(&mut || {
-                conv_transpose3d_backward_data(&ctx, &gy, w, layer.input)?;
-                Ok(())
-            })?;
-            let wgt = t(&mut || {
-                conv_transpose3d_backward_weight(&ctx, &x, &gy, w.kernel())?;
-                Ok(())
-            })?;
+            let data = if fwd_only {
+                f64::NAN
+            } else {
+                t(&mut || {
+                    conv_transpose3d_backward_data(&ctx, &gy, w, layer.input)?;
+                    Ok(())
+                })?
+            };
+            let wgt = if fwd_only {
+                f64::NAN
+            } else {
+                t(&mut || {
+                    conv_transpose3d_backward_weight(&ctx, &x, &gy, w.kernel())?;
+                    Ok(())
+                })?
+            };
             (f, fwd, data, wgt)
         } else {
             let f = layer.spec.flops(layer.input, w.cout())?;
@@ -218,18 +238,27 @@ fn main() -> Result<(), BoxErr> {
             let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| {
                 pool.install(|| best_of(reps, f))
             };
+            let mut y = conv3d_forward(&ctx, &x, w, Some(&bias), &layer.spec)?;
             let fwd = t(&mut || {
-                conv3d_forward(&ctx, &x, w, Some(&bias), &layer.spec)?;
+                conv3d_forward_into(&ctx, &x, w, Some(&bias), &layer.spec, &mut y)?;
                 Ok(())
             })?;
-            let data = t(&mut || {
-                conv3d_backward_data(&ctx, &gy, w, &layer.spec, layer.input)?;
-                Ok(())
-            })?;
-            let wgt = t(&mut || {
-                conv3d_backward_weight(&ctx, &x, &gy, &layer.spec)?;
-                Ok(())
-            })?;
+            let data = if fwd_only {
+                f64::NAN
+            } else {
+                t(&mut || {
+                    conv3d_backward_data(&ctx, &gy, w, &layer.spec, layer.input)?;
+                    Ok(())
+                })?
+            };
+            let wgt = if fwd_only {
+                f64::NAN
+            } else {
+                t(&mut || {
+                    conv3d_backward_weight(&ctx, &x, &gy, &layer.spec)?;
+                    Ok(())
+                })?
+            };
             (f, fwd, data, wgt)
         };
         conv_flops += flops;
@@ -269,15 +298,19 @@ fn main() -> Result<(), BoxErr> {
     );
 
     let x = noise(Shape5::new(1, size, size, size, 1), 11)?;
+    // One workspace across runs (as ONNX Runtime's session keeps its arena): after the warm-up
+    // the activations reuse its buffers instead of faulting in fresh pages.
+    let mut ws = InferWorkspace::new();
     let fwd = pool.install(|| {
         best_of(reps, || {
-            net.infer(&ctx, x.clone())?;
+            let (logits, _) = net.infer_with(&ctx, x.clone(), &mut ws)?;
+            ws.recycle(logits);
             Ok(())
         })
     })?;
-    println!("flare forward (lean inference): {fwd:.3} s");
-    // One more run for its per-step breakdown (includes in-place norm, slabs, page faults).
-    let (_, stats) = pool.install(|| net.infer(&ctx, x.clone()))?;
+    println!("flare forward (lean inference, reused workspace): {fwd:.3} s");
+    // One more run for its per-step breakdown (includes in-place norm and slabs).
+    let (_, stats) = pool.install(|| net.infer_with(&ctx, x.clone(), &mut ws))?;
     println!(
         "lean forward steps (one run, peak live activations {:.0} MiB):",
         stats.peak_activation_bytes as f64 / (1 << 20) as f64

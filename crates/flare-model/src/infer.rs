@@ -4,29 +4,24 @@
 //! Three things keep the peak low:
 //! - Skip tensors are owned by a list and taken out when their decoder level consumes them;
 //!   every other intermediate is dropped right after the layer that reads it.
-//! - Each unit is convolution, then instance norm and LeakyReLU in place on its output (two
-//!   passes: statistics, then scale/shift/activate), so the normalised tensor is never a
-//!   second buffer. (The engine's fused op does the same in one call but measured slower; see
-//!   `unit_infer`.)
+//! - Each unit is convolution, then instance norm and LeakyReLU in place on its output
+//!   ([`instance_norm_act_inplace`]), so the normalised tensor is never a second buffer.
 //! - The decoder's `concat([up, skip])` is never built. A convolution over a concat is the sum
 //!   of convolutions over each part with that part's input channels of the weights, so the
 //!   first decoder unit convolves the skip into its output, frees the skip, upsamples, and adds
 //!   the upsampled part's convolution ([`conv3d_forward_accumulate`]); norm and activation
 //!   then run in place on that sum.
 //!
-//! The in-place norm + activation is private here: the engine has no standalone in-place
-//! instance norm (see the crate README).
+//! Freed buffers are reused for later tensors of the same length, and across calls through an
+//! [`InferWorkspace`], because on our VMs faulting in fresh pages costs about 0.6 ms per MiB.
 
 use flare_engine::{
-    Ctx, Shape5, Tensor, conv_transpose3d_forward, conv3d_forward, conv3d_forward_accumulate,
-    conv3d_forward_into,
+    Ctx, NormAct, Shape5, Tensor, conv_transpose3d_forward_into, conv_transpose3d_output_shape,
+    conv3d_forward_accumulate, conv3d_forward_into, instance_norm_act_inplace,
 };
 use rayon::prelude::*;
 
 use crate::{ModelError, Result, UNet, Unit, error::LayerContext};
-
-/// Voxels per chunk of the norm statistics (fixed, so results do not depend on threads).
-const CHUNK: usize = 4096;
 
 /// Memory accounting of one inference.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,32 +34,92 @@ pub struct InferenceStats {
     pub step_secs: Vec<(String, f64)>,
 }
 
-/// Spare buffers kept per exact length: enough for the two same-size tensors a level holds.
-const SPARES_PER_LEN: usize = 2;
+/// Activation buffers kept between inferences, so that repeated calls (sliding windows, a
+/// service, a benchmark) reuse memory instead of faulting in fresh pages.
+///
+/// A fresh allocation of a large tensor is an mmap whose every page faults and is zeroed by
+/// the kernel on first write: about 0.6 ms per MiB on our VMs, ~80 ms per 128 MiB activation,
+/// which at 128^3 was a fifth of the forward. The engine's `_into` ops overwrite every element,
+/// so a reused buffer needs no clearing. The workspace never holds more bytes than the peak of
+/// live activations of the largest inference it served (see [`UNet::infer_with`]).
+#[derive(Debug, Default)]
+pub struct InferWorkspace {
+    spare: Vec<Vec<f32>>,
+    /// Peak live activation bytes of the inferences served so far: the resident budget.
+    budget: usize,
+}
+
+impl InferWorkspace {
+    /// An empty workspace.
+    pub fn new() -> InferWorkspace {
+        InferWorkspace::default()
+    }
+
+    /// Hands a tensor the caller is done with (e.g. the logits of the previous call) back,
+    /// so the next inference can reuse its buffer.
+    pub fn recycle(&mut self, t: Tensor) {
+        let v = t.into_vec();
+        if self.held_bytes() + v.len() * 4 <= self.budget {
+            self.spare.push(v);
+        }
+    }
+
+    /// Bytes of the buffers held.
+    pub fn held_bytes(&self) -> usize {
+        self.spare.iter().map(|v| v.len() * 4).sum()
+    }
+}
 
 /// Running total of live activation bytes, the step timer, and spare buffers.
 ///
-/// Freed activations go to `spare` and the next tensor of the same length reuses one: a fresh
-/// allocation of a large tensor is an mmap whose every page faults and is zeroed by the kernel
-/// on first write, which costs about a tenth of a forward pass at 128^3. The engine's `_into`
-/// ops overwrite every element, so a reused buffer needs no clearing. Spare bytes are not live
-/// activations, but they are resident: the peak RSS is measured by `examples/infer_memory.rs`.
+/// Freed activations go to `spare` and the next tensor of the same length reuses one. Spares
+/// are resident memory, so the total of live and spare bytes is held under the live peak:
+/// before a fresh allocation, spares that do not fit are dropped (oldest first).
 #[derive(Default)]
 struct Live {
     cur: usize,
     peak: usize,
+    /// The live peak of earlier inferences that used the same workspace.
+    budget: usize,
     steps: Vec<(String, f64)>,
     mark: Option<std::time::Instant>,
     spare: Vec<Vec<f32>>,
+    spare_bytes: usize,
 }
 
 impl Live {
+    fn from_workspace(ws: &mut InferWorkspace) -> Live {
+        let spare = std::mem::take(&mut ws.spare);
+        Live {
+            budget: ws.budget,
+            spare_bytes: spare.iter().map(|v| v.len() * 4).sum(),
+            spare,
+            ..Live::default()
+        }
+    }
+
+    fn into_workspace(self, ws: &mut InferWorkspace) {
+        ws.budget = ws.budget.max(self.peak);
+        ws.spare = self.spare;
+    }
+
     /// A tensor of `shape` whose contents the caller overwrites entirely.
     fn take(&mut self, shape: Shape5, name: &str) -> Result<Tensor> {
         let len = shape.checked_len().unwrap_or(usize::MAX);
         let t = match self.spare.iter().position(|v| v.len() == len) {
-            Some(i) => Tensor::from_vec(shape, self.spare.swap_remove(i)).layer(name)?,
-            None => Tensor::zeros(shape).layer(name)?,
+            Some(i) => {
+                self.spare_bytes -= len * 4;
+                Tensor::from_vec(shape, self.spare.swap_remove(i)).layer(name)?
+            }
+            None => {
+                let need = len.saturating_mul(4);
+                let budget = self.budget.max(self.peak).max(self.cur + need);
+                while !self.spare.is_empty() && self.cur + need + self.spare_bytes > budget {
+                    let v = self.spare.remove(0);
+                    self.spare_bytes -= v.len() * 4;
+                }
+                Tensor::zeros(shape).layer(name)?
+            }
         };
         self.alloc(&t);
         Ok(t)
@@ -84,80 +139,18 @@ impl Live {
         self.cur += t.data().len() * 4;
         self.peak = self.peak.max(self.cur);
     }
-    /// Releases every spare buffer, before a fresh allocation the spares cannot serve (the
-    /// engine's transposed convolution allocates its output), so that it never sits on top of
-    /// idle spares.
-    fn release_spares(&mut self) {
-        self.spare.clear();
-    }
 
+    /// Ends a tensor's life; its buffer becomes a spare (resident bytes do not change) unless
+    /// that would hold more than the budget (a buffer the workspace did not provide, such as
+    /// the input, would otherwise add to the spares on every call).
     fn free(&mut self, t: Tensor) {
         let v = t.into_vec();
-        self.cur = self.cur.saturating_sub(v.len() * 4);
-        if self.spare.iter().filter(|s| s.len() == v.len()).count() < SPARES_PER_LEN {
+        let bytes = v.len() * 4;
+        self.cur = self.cur.saturating_sub(bytes);
+        if self.cur + self.spare_bytes + bytes <= self.budget.max(self.peak) {
+            self.spare_bytes += bytes;
             self.spare.push(v);
         }
-    }
-}
-
-/// Instance norm (affine) then LeakyReLU, in place, in two passes over the tensor.
-///
-/// Pass 1 sums `x - p` and `(x - p)^2` per channel, where the pivot `p` is the channel's first
-/// value: shifting by a sample of the data keeps the one-pass variance free of cancellation.
-/// Each fixed chunk of voxels sums in f32 (short enough for f32, and vectorisable), the chunks
-/// combine in f64 in order, so the result does not depend on the thread count. Pass 2 scales,
-/// shifts and activates.
-fn norm_act_inplace(t: &mut Tensor, gamma: &[f32], beta: &[f32], eps: f32, slope: f32) {
-    let s = t.shape();
-    let c = s.c;
-    let m = s.d * s.h * s.w;
-    if c == 0 || m == 0 {
-        return;
-    }
-    for n in 0..s.n {
-        let data = &mut t.data_mut()[n * m * c..(n + 1) * m * c];
-        let pivot: Vec<f32> = data[..c].to_vec();
-        let parts: Vec<Vec<f32>> = data
-            .par_chunks(CHUNK * c)
-            .map(|ch| {
-                let mut acc = vec![0.0f32; 2 * c];
-                let (sum, sq) = acc.split_at_mut(c);
-                // Zipped iterators: no bounds checks, so the channel loop vectorises.
-                for v in ch.chunks_exact(c) {
-                    for (((s, q), &x), &p) in sum.iter_mut().zip(sq.iter_mut()).zip(v).zip(&pivot) {
-                        let d = x - p;
-                        *s += d;
-                        *q += d * d;
-                    }
-                }
-                acc
-            })
-            .collect();
-        let mut tot = vec![0.0f64; 2 * c];
-        for p in parts {
-            for (a, b) in tot.iter_mut().zip(p) {
-                *a += b as f64;
-            }
-        }
-        let mut scale = vec![0.0f32; c];
-        let mut shift = vec![0.0f32; c];
-        for i in 0..c {
-            let md = tot[i] / m as f64;
-            let var = (tot[c + i] / m as f64 - md * md).max(0.0);
-            let mean = pivot[i] as f64 + md;
-            let inv = 1.0 / (var + eps as f64).sqrt();
-            scale[i] = (inv * gamma[i] as f64) as f32;
-            shift[i] = (beta[i] as f64 - mean * inv * gamma[i] as f64) as f32;
-        }
-        data.par_chunks_mut(CHUNK * c).for_each(|ch| {
-            for v in ch.chunks_exact_mut(c) {
-                // Branch-free LeakyReLU (equal to `y > 0 ? y : slope * y`) so the loop vectorises.
-                for ((x, &a), &b) in v.iter_mut().zip(&scale).zip(&shift) {
-                    let y = *x * a + b;
-                    *x = y.max(0.0) + slope * y.min(0.0);
-                }
-            }
-        });
     }
 }
 
@@ -179,9 +172,8 @@ impl UNet {
             .layer(name)?;
         let mut y = live.take(shape, name)?;
         live.start();
-        // Not the engine's fused `conv3d_norm_act_forward_into`: measured at 128^3 on this
-        // machine, it took 237-279 ms on encoder.0.conv1 against 92-95 ms for this convolution
-        // plus the in-place two-pass norm (whole forward 2.1-2.5 s against 1.5-1.6 s).
+        // Convolution, then norm and activation in place: measured faster than the engine's
+        // former conv with the statistics in its epilogue (see the engine's `fused` module).
         conv3d_forward_into(
             ctx,
             x,
@@ -191,13 +183,7 @@ impl UNet {
             &mut y,
         )
         .layer(name)?;
-        norm_act_inplace(
-            &mut y,
-            &u.norm.gamma,
-            &u.norm.beta,
-            cfg.norm_eps(),
-            cfg.slope(),
-        );
+        instance_norm_act_inplace(ctx, &mut y, &u.norm_act(cfg)).layer(name)?;
         live.done(format!("{name}.conv_norm_act"));
         Ok(y)
     }
@@ -205,18 +191,45 @@ impl UNet {
     /// Inference forward of `x` (`[N, D, H, W, in_channels]`, consumed so that it can be freed
     /// early): the main head's logits `[N, D, H, W, classes]` and the peak of live activations.
     pub fn infer(&self, ctx: &Ctx, x: Tensor) -> Result<(Tensor, InferenceStats)> {
+        self.infer_with(ctx, x, &mut InferWorkspace::new())
+    }
+
+    /// [`UNet::infer`] with buffers kept in `ws` between calls (hand the logits back with
+    /// [`InferWorkspace::recycle`] when done with them). Live plus spare bytes never exceed
+    /// the largest live peak `ws` has seen, so the resident peak is that of one inference.
+    pub fn infer_with(
+        &self,
+        ctx: &Ctx,
+        x: Tensor,
+        ws: &mut InferWorkspace,
+    ) -> Result<(Tensor, InferenceStats)> {
+        let mut live = Live::from_workspace(ws);
+        let out = self.infer_live(ctx, x, &mut live);
+        let peak = live.peak;
+        let steps = std::mem::take(&mut live.steps);
+        live.into_workspace(ws);
+        let logits = out?;
+        Ok((
+            logits,
+            InferenceStats {
+                peak_activation_bytes: peak,
+                step_secs: steps,
+            },
+        ))
+    }
+
+    fn infer_live(&self, ctx: &Ctx, x: Tensor, live: &mut Live) -> Result<Tensor> {
         let cfg = self.config();
         let s = x.shape();
         cfg.check_input(s.spatial(), s.c)?;
         let levels = cfg.levels();
-        let mut live = Live::default();
         live.alloc(&x);
         let mut skips: Vec<Option<Tensor>> = Vec::with_capacity(levels);
         let mut cur = x;
         for (l, units) in self.encoder.iter().enumerate() {
             for (i, u) in units.iter().enumerate() {
                 let name = format!("encoder.{l}.conv{}", i + 1);
-                let y = self.unit_infer(ctx, u, &cur, &mut live, &name)?;
+                let y = self.unit_infer(ctx, u, &cur, live, &name)?;
                 let input = std::mem::replace(&mut cur, y);
                 // A level's output is the next level's input and also its skip: keep it.
                 if i == 0 && l > 0 {
@@ -253,47 +266,44 @@ impl UNet {
             .layer(&name)?;
             live.done(format!("{name}.conv_skip"));
             live.free(skip);
-            live.release_spares();
+            let up_name = format!("decoder.{l}.up");
+            let up_shape = conv_transpose3d_output_shape(
+                cur.shape(),
+                d.up.weight.kernel(),
+                d.up.weight.cout(),
+            );
+            let mut up = live.take(up_shape, &up_name)?;
             live.start();
-            let up = conv_transpose3d_forward(ctx, &cur, &d.up.weight, Some(&d.up.bias))
-                .layer(&format!("decoder.{l}.up"))?;
-            live.done(format!("decoder.{l}.up"));
-            live.alloc(&up);
+            conv_transpose3d_forward_into(ctx, &cur, &d.up.weight, Some(&d.up.bias), &mut up)
+                .layer(&up_name)?;
+            live.done(up_name);
             live.free(std::mem::replace(&mut cur, up));
             live.start();
             conv3d_forward_accumulate(ctx, &cur, &w_up, None, &first.conv.spec, &mut y)
                 .layer(&name)?;
             live.done(format!("{name}.conv_up"));
             live.start();
-            norm_act_inplace(
-                &mut y,
-                &first.norm.gamma,
-                &first.norm.beta,
-                cfg.norm_eps(),
-                cfg.slope(),
-            );
+            instance_norm_act_inplace(ctx, &mut y, &first.norm_act(cfg)).layer(&name)?;
             live.done(format!("{name}.norm_act"));
             live.free(std::mem::replace(&mut cur, y));
             for (i, u) in d.units.iter().enumerate().skip(1) {
                 let name = format!("decoder.{l}.conv{}", i + 1);
-                let y = self.unit_infer(ctx, u, &cur, &mut live, &name)?;
+                let y = self.unit_infer(ctx, u, &cur, live, &name)?;
                 live.free(std::mem::replace(&mut cur, y));
             }
         }
         let h = &self.head;
-        live.release_spares();
+        let head_shape = h
+            .spec
+            .output_shape(cur.shape(), h.weight.cout())
+            .layer("head")?;
+        let mut logits = live.take(head_shape, "head")?;
         live.start();
-        let logits = conv3d_forward(ctx, &cur, &h.weight, Some(&h.bias), &h.spec).layer("head")?;
+        conv3d_forward_into(ctx, &cur, &h.weight, Some(&h.bias), &h.spec, &mut logits)
+            .layer("head")?;
         live.done("head".into());
-        live.alloc(&logits);
         live.free(cur);
-        Ok((
-            logits,
-            InferenceStats {
-                peak_activation_bytes: live.peak,
-                step_secs: live.steps,
-            },
-        ))
+        Ok(logits)
     }
 }
 
@@ -313,4 +323,16 @@ pub fn argmax_labels(logits: &Tensor) -> Vec<u8> {
             best.min(u8::MAX as usize) as u8
         })
         .collect()
+}
+
+impl Unit {
+    /// This unit's norm and activation parameters for the engine.
+    fn norm_act<'a>(&'a self, cfg: &crate::UNetConfig) -> NormAct<'a> {
+        NormAct {
+            gamma: &self.norm.gamma,
+            beta: &self.norm.beta,
+            eps: cfg.norm_eps(),
+            slope: cfg.slope(),
+        }
+    }
 }

@@ -21,7 +21,7 @@ pub use crate::{
     card::ModelCard,
     config::{Activation, Norm, UNetConfig},
     error::{ModelError, Result},
-    infer::{InferenceStats, argmax_labels},
+    infer::{InferWorkspace, InferenceStats, argmax_labels},
     net::{Conv, Decoder, InstanceNorm, UNet, Unit, Up},
     train::{Forward, LossConfig, LossGrads, Optimizer, train_step},
 };

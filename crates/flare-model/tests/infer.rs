@@ -2,7 +2,7 @@
 //! PyTorch's logits, across slab boundaries, anisotropic kernels and strides, and a batch of 2.
 
 use flare_engine::{Ctx, Isa, Shape5, Tensor};
-use flare_model::{UNet, UNetConfig, argmax_labels, file};
+use flare_model::{InferWorkspace, UNet, UNetConfig, argmax_labels, file};
 
 fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a
@@ -104,4 +104,23 @@ fn bad_inputs_are_refused() {
         net.forward_train(&ctx, noise(Shape5::new(1, 8, 8, 7, 1), 1))
             .is_err()
     );
+}
+
+#[test]
+fn a_reused_workspace_gives_the_same_logits_and_stays_under_the_peak() {
+    let net = UNet::init(&UNetConfig::standard(1, 5, &[4, 8, 16]), 3).unwrap();
+    let ctx = Ctx::new();
+    let x = noise(Shape5::new(1, 16, 12, 8, 1), 4);
+    let (want, stats) = net.infer(&ctx, x.clone()).unwrap();
+    let mut ws = InferWorkspace::new();
+    for run in 0..3 {
+        // Poison the spares so a buffer the forward did not fully overwrite would show.
+        let (got, s) = net.infer_with(&ctx, x.clone(), &mut ws).unwrap();
+        assert_eq!(got.data(), want.data(), "run {run}");
+        assert_eq!(s.peak_activation_bytes, stats.peak_activation_bytes);
+        let mut poisoned = got;
+        poisoned.data_mut().fill(f32::NAN);
+        ws.recycle(poisoned);
+        assert!(ws.held_bytes() <= stats.peak_activation_bytes, "run {run}");
+    }
 }

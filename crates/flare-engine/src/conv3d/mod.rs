@@ -28,7 +28,7 @@ mod transpose;
 
 pub use self::transpose::{
     conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
-    conv_transpose3d_output_shape,
+    conv_transpose3d_forward_into, conv_transpose3d_output_shape,
 };
 
 use rayon::prelude::*;
@@ -343,7 +343,7 @@ pub fn conv3d_forward_into(
     spec: &Conv3dSpec,
     y: &mut Tensor,
 ) -> Result<()> {
-    forward_impl(ctx, x, w, bias, spec, y, Epilogue::Write)
+    forward_impl(ctx, x, w, bias, spec, y, false)
 }
 
 /// `y += conv(x, w) + bias`: adds a convolution into an existing output. A convolution over a
@@ -358,36 +358,19 @@ pub fn conv3d_forward_accumulate(
     spec: &Conv3dSpec,
     y: &mut Tensor,
 ) -> Result<()> {
-    forward_impl(ctx, x, w, bias, spec, y, Epilogue::Accumulate)
+    forward_impl(ctx, x, w, bias, spec, y, true)
 }
 
-/// What the forward driver does with each finished output row.
-pub(crate) enum Epilogue<'a> {
-    /// Overwrite the output.
-    Write,
-    /// Add into the output's current values.
-    Accumulate,
-    /// Overwrite, and record per-row channel sums (see [`forward_impl`]).
-    RowStats(&'a mut [f64]),
-}
-
-/// The forward driver. With [`Epilogue::RowStats`] (`rows * 2 * cout` values), each output
-/// row also writes, per channel, the sum of its values and of their squares (f64), so a
-/// following normalisation needs no extra pass over the output.
-pub(crate) fn forward_impl(
+/// The forward driver: overwrites `y`, or adds into it when `accumulate`.
+fn forward_impl(
     ctx: &Ctx,
     x: &Tensor,
     w: &Conv3dWeight,
     bias: Option<&[f32]>,
     spec: &Conv3dSpec,
     y: &mut Tensor,
-    epilogue: Epilogue,
+    accumulate: bool,
 ) -> Result<()> {
-    let (row_stats, accumulate) = match epilogue {
-        Epilogue::Write => (None, false),
-        Epilogue::Accumulate => (None, true),
-        Epilogue::RowStats(st) => (Some(st), false),
-    };
     let xs = x.shape();
     check_weight(w, spec, xs.c)?;
     let cout = w.cout;
@@ -410,18 +393,7 @@ pub(crate) fn forward_impl(
         if !accumulate {
             y.data_mut().fill(0.0);
         }
-        if let Some(st) = row_stats {
-            st.fill(0.0);
-        }
         return Ok(());
-    }
-    if let Some(st) = &row_stats
-        && st.len() != ys.rows() * 2 * cout
-    {
-        return Err(EngineError::Shape {
-            op: "conv3d",
-            detail: format!("{} row statistics for {} rows", st.len(), ys.rows()),
-        });
     }
     let cpad = round_up(cout, BLOCK);
     let packed = w.pack(cpad);
@@ -510,34 +482,13 @@ pub(crate) fn forward_impl(
                 }
             }
         };
-    match row_stats {
-        None => y
-            .data_mut()
-            .par_chunks_mut(ys.row_len())
-            .enumerate()
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(planes, taps), (r, row)| compute_row(planes, taps, r, row),
-            ),
-        Some(stats) => y
-            .data_mut()
-            .par_chunks_mut(ys.row_len())
-            .zip(stats.par_chunks_mut(2 * cout))
-            .enumerate()
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(planes, taps), (r, (row, st))| {
-                    compute_row(planes, taps, r, row);
-                    st.fill(0.0);
-                    for v in row.chunks_exact(cout) {
-                        for (i, &val) in v.iter().enumerate() {
-                            st[i] += val as f64;
-                            st[cout + i] += val as f64 * val as f64;
-                        }
-                    }
-                },
-            ),
-    }
+    y.data_mut()
+        .par_chunks_mut(ys.row_len())
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(planes, taps), (r, row)| compute_row(planes, taps, r, row),
+        );
     Ok(())
 }
 

@@ -93,6 +93,21 @@ pub fn conv_transpose3d_forward(
     w: &Conv3dWeight,
     bias: Option<&[f32]>,
 ) -> Result<Tensor> {
+    check(w, x.shape().c)?;
+    let mut y = Tensor::zeros(conv_transpose3d_output_shape(x.shape(), w.kernel, w.cout))?;
+    conv_transpose3d_forward_into(ctx, x, w, bias, &mut y)?;
+    Ok(y)
+}
+
+/// [`conv_transpose3d_forward`] into an existing tensor of the output's shape (every element
+/// is overwritten), so that a network can reuse a buffer instead of faulting in a fresh one.
+pub fn conv_transpose3d_forward_into(
+    ctx: &Ctx,
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    y: &mut Tensor,
+) -> Result<()> {
     let xs = x.shape();
     check(w, xs.c)?;
     let (cin, cout) = (xs.c, w.cout);
@@ -106,9 +121,14 @@ pub fn conv_transpose3d_forward(
     }
     let [kd, kh, kw] = w.kernel;
     let ys = conv_transpose3d_output_shape(xs, w.kernel, cout);
-    let mut y = Tensor::zeros(ys)?;
+    if y.shape() != ys {
+        return Err(EngineError::Shape {
+            op: "conv-transpose3d",
+            detail: format!("output tensor has shape {}, expected {ys}", y.shape()),
+        });
+    }
     if ys.is_empty() {
-        return Ok(y);
+        return Ok(());
     }
     let cpad = round_up(cout, BLOCK);
     let packed = w.pack(cpad);
@@ -151,7 +171,7 @@ pub fn conv_transpose3d_forward(
                 }
             }
         });
-    Ok(y)
+    Ok(())
 }
 
 /// Gradient with respect to the input of [`conv_transpose3d_forward`].
