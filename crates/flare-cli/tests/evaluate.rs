@@ -268,42 +268,15 @@ fn grid_mismatch_is_an_error_for_that_case_showing_both_grids() {
     let (gt, pred) = (dir.join("gt"), dir.join("pred"));
     std::fs::create_dir_all(&gt).unwrap();
     std::fs::create_dir_all(&pred).unwrap();
-    write_labels(
-        &gt.join("good.nii.gz"),
-        [12, 12, 8],
-        [0.8, 0.8, 2.0],
-        cube(2, 7, 1),
-    );
-    write_labels(
-        &pred.join("good.nii.gz"),
-        [12, 12, 8],
-        [0.8, 0.8, 2.0],
-        cube(2, 7, 1),
-    );
-    write_labels(
-        &gt.join("shape.nii.gz"),
-        [12, 12, 8],
-        [0.8, 0.8, 2.0],
-        cube(2, 7, 1),
-    );
-    write_labels(
-        &pred.join("shape.nii.gz"),
-        [12, 12, 9],
-        [0.8, 0.8, 2.0],
-        cube(2, 7, 1),
-    );
-    write_labels(
-        &gt.join("spacing.nii.gz"),
-        [12, 12, 8],
-        [0.8, 0.8, 2.0],
-        cube(2, 7, 1),
-    );
-    write_labels(
-        &pred.join("spacing.nii.gz"),
-        [12, 12, 8],
-        [0.8, 0.8, 2.5],
-        cube(2, 7, 1),
-    );
+    // (name, prediction shape, prediction spacing); the ground truth is always 12x12x8 at 0.8x0.8x2.
+    for (name, shape, spacing) in [
+        ("good.nii.gz", [12, 12, 8], [0.8, 0.8, 2.0]),
+        ("shape.nii.gz", [12, 12, 9], [0.8, 0.8, 2.0]),
+        ("spacing.nii.gz", [12, 12, 8], [0.8, 0.8, 2.5]),
+    ] {
+        write_labels(&gt.join(name), [12, 12, 8], [0.8, 0.8, 2.0], cube(2, 7, 1));
+        write_labels(&pred.join(name), shape, spacing, cube(2, 7, 1));
+    }
     let csv = dir.join("s.csv");
     let out = flare(&[
         "evaluate",
