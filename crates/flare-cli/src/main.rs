@@ -32,6 +32,8 @@ enum Command {
     Evaluate(cmd::evaluate::Args),
     /// Run a command and report its wall time, CPU time, peak memory and GPU memory.
     Measure(cmd::measure::Args),
+    /// Train the two-stage segmentation model (stage 1 whole scan, stage 2 organ region).
+    Train(Box<cmd::train::Args>),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Evaluate(args) => cmd::evaluate::run(&args),
         Command::Measure(args) => cmd::measure::run(&args),
+        Command::Train(args) => cmd::train::run(&args),
     };
     match outcome {
         Ok(code) => code,

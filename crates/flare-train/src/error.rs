@@ -163,6 +163,28 @@ pub enum TrainError {
     /// A grid could not be built.
     #[error(transparent)]
     Geometry(#[from] flare_volume::GeometryError),
+    /// The network failed (forward, loss, backward, model file).
+    #[error(transparent)]
+    Model(#[from] flare_model::ModelError),
+    /// Scoring a validation case failed.
+    #[error(transparent)]
+    Metrics(#[from] flare_metrics::MetricsError),
+    /// A checkpoint file is unreadable, truncated, or does not fit this run.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite: training cannot continue from here.
+    #[error("the loss is not finite at step {step} ({loss}); lower the learning rate")]
+    Diverged {
+        /// The step.
+        step: u64,
+        /// The loss value.
+        loss: f64,
+    },
 }
 
 fn lines(problems: &[Problem]) -> String {

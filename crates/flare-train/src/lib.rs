@@ -9,6 +9,9 @@
 //! 3. [`Sampler::batch`] returns batch `step` as flat buffers, `[N, D, H, W, 1]` `f32` images
 //!    and `[N, D, H, W]` `u8` labels: a pure function of (seed, step), so resuming is exact.
 //!
+//! 4. [`Trainer`] runs the loop (see [`trainer`]): Dice + CE, AdamW with warm-up and decay,
+//!    validation Dice per organ, best/last model files, exact [`checkpoint`]s, CSV + PNG [`log`].
+//!
 //! Array axes follow flare's convention (`(i, j, k)`, `i` fastest); in the buffers `W` is `i`,
 //! `H` is `j` and `D` is `k`.
 
@@ -34,14 +37,24 @@
 
 pub mod augment;
 pub mod cache;
+pub mod checkpoint;
 pub mod dataset;
 mod error;
+pub mod log;
+pub mod optim;
 pub mod sampler;
+pub mod trainer;
+pub mod validate;
 
 pub use crate::{
     augment::{AugmentConfig, Crop, SampleConfig, sample_into},
     cache::{BuildReport, Cache, CachedCase, CaseMeta, PreprocessConfig, preprocess_volumes},
+    checkpoint::Checkpoint,
     dataset::{Case, Dataset, Layout, Split, SplitSpec},
     error::{Problem, ProblemKind, Result, TrainError},
+    log::LogRow,
+    optim::{AdamW, AdamWConfig, Decay, LrPlan},
     sampler::{Batch, Sampler, SamplerState},
+    trainer::{Best, Event, Outputs, RunLimits, RunState, Stage, TrainConfig, Trainer},
+    validate::{ValRegion, ValScore, predict_roi, predict_whole, validate},
 };

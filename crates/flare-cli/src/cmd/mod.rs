@@ -4,3 +4,4 @@ pub mod convert;
 pub mod evaluate;
 pub mod info;
 pub mod measure;
+pub mod train;

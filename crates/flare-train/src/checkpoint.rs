@@ -1,0 +1,139 @@
+//! Resumable checkpoints: one safetensors file holding the network's parameters, the AdamW
+//! moments and, in its header metadata, the run's JSON state (configuration, step, sampler
+//! state, best validation, the log so far).
+//!
+//! Parameters are stored in the engine's in-memory layout (`p.<index>` in [`UNet::slots`]
+//! order), not PyTorch's: a checkpoint is for resuming, bit for bit, not for exchange (the
+//! model files of `flare_model::file` are). Written through a temporary file renamed into
+//! place, so a crash mid-write leaves the previous checkpoint intact.
+
+use std::{collections::HashMap, path::Path};
+
+use flare_model::UNet;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::{
+    error::{Result, TrainError, io_err},
+    optim::AdamW,
+    trainer::RunState,
+};
+
+/// The metadata key that holds the run state's JSON.
+pub const STATE_KEY: &str = "flare.train_state";
+
+/// Everything needed to continue a run exactly.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Configuration, step, sampler state, best validation, log.
+    pub state: RunState,
+    /// The network's parameters.
+    pub net: UNet,
+    /// The optimiser's state.
+    pub opt: AdamW,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Serialises a checkpoint.
+pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
+    let state = serde_json::to_string(&ck.state)
+        .map_err(|e| TrainError::Config(format!("cannot serialise the run state: {e}")))?;
+    let mut named: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    for (i, s) in ck.net.slots().iter().enumerate() {
+        named.push((format!("p.{i}"), le_bytes(s), s.len()));
+    }
+    for (i, (m, v)) in ck.opt.m.iter().zip(&ck.opt.v).enumerate() {
+        named.push((format!("m.{i}"), le_bytes(m), m.len()));
+        named.push((format!("v.{i}"), le_bytes(v), v.len()));
+    }
+    let mut views = Vec::with_capacity(named.len());
+    for (name, bytes, len) in &named {
+        let view = TensorView::new(Dtype::F32, vec![*len], bytes)
+            .map_err(|e| TrainError::Config(format!("tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let meta = HashMap::from([(STATE_KEY.to_string(), state)]);
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| TrainError::Config(format!("cannot serialise the checkpoint: {e}")))
+}
+
+/// Writes a checkpoint atomically (temporary file, then rename).
+pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
+    let bytes = to_bytes(ck)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Reads a checkpoint, checking every tensor against the architecture in its state.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    from_bytes(&bytes, path)
+}
+
+/// Parses checkpoint bytes; `path` only names the source in errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(path, e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(path, e.to_string()))?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STATE_KEY))
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!("no `{STATE_KEY}` entry: not a flare checkpoint"),
+            )
+        })?;
+    let state: RunState =
+        serde_json::from_str(json).map_err(|e| bad(path, format!("run state: {e}")))?;
+    let mut net = UNet::zeros(&state.config.architecture)?;
+    let mut opt = AdamW::new(&net, state.config.adamw);
+    opt.t = state.adam_t;
+    let read = |name: &str, out: &mut [f32]| -> Result<()> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| bad(path, format!("tensor {name} is missing")))?;
+        if t.dtype() != Dtype::F32 || t.data().len() != out.len() * 4 {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {name}: {:?} of {} bytes, expected F32 x {}",
+                    t.dtype(),
+                    t.data().len(),
+                    out.len()
+                ),
+            ));
+        }
+        for (o, c) in out.iter_mut().zip(t.data().chunks_exact(4)) {
+            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(())
+    };
+    for (i, s) in net.slots_mut().into_iter().enumerate() {
+        read(&format!("p.{i}"), s)?;
+    }
+    for (i, (m, v)) in opt.m.iter_mut().zip(opt.v.iter_mut()).enumerate() {
+        read(&format!("m.{i}"), m)?;
+        read(&format!("v.{i}"), v)?;
+    }
+    let expected = 3 * net.slots().len();
+    if st.len() != expected {
+        return Err(bad(
+            path,
+            format!("{} tensors, expected {expected}", st.len()),
+        ));
+    }
+    Ok(Checkpoint { state, net, opt })
+}

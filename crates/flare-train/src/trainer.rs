@@ -1,0 +1,523 @@
+//! The training loop: batches from a [`Sampler`] prepared one step ahead on a background
+//! thread, Dice + cross-entropy, AdamW with warm-up and cosine or poly decay, validation Dice
+//! per organ every N steps, best and last model files, resumable checkpoints, a CSV log and a
+//! PNG of the curves.
+//!
+//! Reproducibility: the network's initial weights come from the seed, batch `s` is a pure
+//! function of (seed, `s`) (see [`crate::sampler`]), and a step's arithmetic depends only on
+//! the batch, the weights and the thread count. A checkpoint holds the weights, the AdamW
+//! moments, the step and the sampler state, so a resumed run repeats the uninterrupted one
+//! bit for bit (same thread count).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+    time::{Duration, Instant},
+};
+
+use flare_engine::{Ctx, Shape5, Tensor};
+use flare_model::{LossConfig, ModelCard, UNet, UNetConfig, card::TargetGrid, file};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    augment::{Crop, SampleConfig},
+    cache::{Cache, CachedCase, PreprocessConfig},
+    checkpoint::{self, Checkpoint},
+    error::{Result, TrainError},
+    log::{LogRow, append_csv, write_csv, write_plot},
+    optim::{AdamW, AdamWConfig, Decay, LrPlan},
+    sampler::{Sampler, SamplerState},
+    validate::{ValRegion, ValScore, validate},
+};
+
+/// Which network of the two-stage model a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Localisation: the whole scan on a fixed small grid.
+    Whole,
+    /// Fine: the organs' region of interest on a fixed grid.
+    Roi,
+}
+
+/// Everything that defines a training run (saved in every checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The stage.
+    pub stage: Stage,
+    /// The network.
+    pub architecture: UNetConfig,
+    /// What a sample looks like (grid, crop, augmentation).
+    pub sample: SampleConfig,
+    /// The cache's preprocessing.
+    pub preprocess: PreprocessConfig,
+    /// Samples per step.
+    pub batch: usize,
+    /// Learning rate per step.
+    pub lr: LrPlan,
+    /// Optimiser.
+    pub adamw: AdamWConfig,
+    /// Cross-entropy weight per class (`None`: all 1).
+    pub ce_class_weights: Option<Vec<f32>>,
+    /// Validate every this many steps (0: only at the end).
+    pub val_every: u64,
+    /// Seed of the initial weights and of the sampler.
+    pub seed: u64,
+    /// Training cases.
+    pub train_cases: Vec<String>,
+    /// Validation cases.
+    pub val_cases: Vec<String>,
+}
+
+impl TrainConfig {
+    /// The default plan of a stage, `steps` long: a 4-level U-Net (widths 8-16-32-64, 3x3x3,
+    /// deep supervision) on 64 x 96 x 96 (stage 1, whole scan) or 48 x 128 x 128 (stage 2,
+    /// organ box + 10% margin), batch 2, AdamW 2e-3 with 50 warm-up steps then cosine to 1e-5.
+    /// Sized so that a step takes about a second on one core.
+    pub fn default_for(stage: Stage, steps: u64, seed: u64) -> TrainConfig {
+        let mut architecture = UNetConfig::standard(1, 5, &[8, 16, 32, 64]);
+        architecture.deep_supervision = true;
+        let sample = match stage {
+            Stage::Whole => SampleConfig::whole_scan([64, 96, 96]),
+            Stage::Roi => SampleConfig::roi([48, 128, 128]),
+        };
+        TrainConfig {
+            stage,
+            architecture,
+            sample,
+            preprocess: PreprocessConfig::default(),
+            batch: 2,
+            lr: LrPlan {
+                base: 2e-3,
+                warmup: 50.min(steps / 10),
+                total: steps,
+                decay: Decay::Cosine { min_lr: 1e-5 },
+            },
+            adamw: AdamWConfig::default(),
+            ce_class_weights: None,
+            val_every: 200,
+            seed,
+            train_cases: Vec::new(),
+            val_cases: Vec::new(),
+        }
+    }
+
+    /// Checks that the pieces fit together before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        self.architecture.validate()?;
+        let [d, h, w] = self.sample.grid_dhw;
+        self.architecture
+            .check_input([d, h, w], 1)
+            .map_err(|e| TrainError::Config(format!("grid {d}x{h}x{w}: {e}")))?;
+        if self.architecture.in_channels != 1 || self.architecture.num_classes != 5 {
+            return Err(TrainError::Config(
+                "the network must take 1 channel (CT) and output 5 classes (FLARE)".into(),
+            ));
+        }
+        self.sample.validate()?;
+        self.lr.validate()?;
+        if self.batch == 0 {
+            return Err(TrainError::Config("batch size 0".into()));
+        }
+        if let Some(w) = &self.ce_class_weights
+            && (w.len() != 5 || w.iter().any(|v| !(v.is_finite() && *v >= 0.0)))
+        {
+            return Err(TrainError::Config(
+                "cross-entropy class weights: 5 non-negative values (background first)".into(),
+            ));
+        }
+        match (self.stage, &self.sample.crop) {
+            (Stage::Whole, Crop::WholeScan { .. }) | (Stage::Roi, Crop::Roi { .. }) => Ok(()),
+            _ => Err(TrainError::Config(
+                "stage 1 samples whole scans, stage 2 organ regions: the crop does not fit the stage"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The loss: CE + soft Dice over the four organs.
+    pub fn loss(&self) -> LossConfig {
+        LossConfig {
+            ce_class_weights: self.ce_class_weights.clone(),
+            ..LossConfig::default()
+        }
+    }
+
+    /// The region validation shows the network.
+    pub fn val_region(&self) -> ValRegion {
+        match self.sample.crop {
+            Crop::Roi { margin, .. } => ValRegion::OrganBox { margin },
+            _ => ValRegion::WholeScan,
+        }
+    }
+}
+
+/// The best validation so far.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// After this step.
+    pub step: u64,
+    /// Mean Dice over organs.
+    pub mean_dsc: f64,
+    /// Dice per organ.
+    pub dsc: [f64; 4],
+}
+
+/// A run's state apart from tensors (the JSON part of a checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// Steps done (the next step to run).
+    pub step: u64,
+    /// The sampler's state.
+    pub sampler: SamplerState,
+    /// AdamW's update count.
+    pub adam_t: u32,
+    /// Best validation so far.
+    pub best: Option<Best>,
+    /// Every step's row so far.
+    pub log: Vec<LogRow>,
+}
+
+/// Where a run writes, all derived from the model path `X.safetensors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    /// The last weights as a model file (`X.safetensors`).
+    pub model: PathBuf,
+    /// The best weights by mean validation Dice (`X.best.safetensors`).
+    pub best_model: PathBuf,
+    /// The resumable checkpoint of the last step saved (`X.ckpt`).
+    pub checkpoint: PathBuf,
+    /// The log (`X.log.csv`).
+    pub csv: PathBuf,
+    /// The curves (`X.curves.png`).
+    pub plot: PathBuf,
+}
+
+impl Outputs {
+    /// The files next to model path `model`.
+    pub fn for_model(model: &Path) -> Outputs {
+        let stem = model.with_extension("");
+        let with = |suffix: &str| {
+            let mut s = stem.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        Outputs {
+            model: model.to_path_buf(),
+            best_model: with(".best.safetensors"),
+            checkpoint: with(".ckpt"),
+            csv: with(".log.csv"),
+            plot: with(".curves.png"),
+        }
+    }
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A step finished.
+    Step(&'a LogRow),
+    /// Validation ran after `step`.
+    Validated {
+        /// The step.
+        step: u64,
+        /// The scores.
+        score: &'a ValScore,
+        /// Whether this is the best so far.
+        best: bool,
+    },
+    /// A checkpoint was written after `step` steps.
+    Checkpointed {
+        /// Steps done.
+        step: u64,
+        /// The file.
+        path: &'a Path,
+    },
+}
+
+/// When to stop and save.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunLimits {
+    /// Stop (checkpoint, model file) once this many steps are done, before the schedule's
+    /// end; `None`: run the whole schedule.
+    pub stop_at: Option<u64>,
+    /// Write a checkpoint when this much wall time passed since the last one.
+    pub checkpoint_every: Duration,
+}
+
+/// A training run in memory.
+pub struct Trainer {
+    state: RunState,
+    net: UNet,
+    opt: AdamW,
+    train: Arc<Cache>,
+    val: Vec<CachedCase>,
+    outputs: Outputs,
+    ctx: Ctx,
+}
+
+impl Trainer {
+    /// A fresh run: weights initialised from the seed, step 0. Writes the CSV header.
+    pub fn new(
+        config: TrainConfig,
+        train: Arc<Cache>,
+        val: Vec<CachedCase>,
+        outputs: Outputs,
+    ) -> Result<Trainer> {
+        config.validate()?;
+        let net = UNet::init(&config.architecture, config.seed)?;
+        let opt = AdamW::new(&net, config.adamw);
+        let state = RunState {
+            sampler: SamplerState {
+                seed: config.seed,
+                next_step: 0,
+            },
+            config,
+            step: 0,
+            adam_t: 0,
+            best: None,
+            log: Vec::new(),
+        };
+        let t = Trainer {
+            state,
+            net,
+            opt,
+            train,
+            val,
+            outputs,
+            ctx: Ctx::new(),
+        };
+        t.check_data()?;
+        write_csv(&t.outputs.csv, &t.state.log)?;
+        Ok(t)
+    }
+
+    /// Continues a run from a checkpoint; rewrites the CSV to the checkpoint's rows, so the
+    /// log of a resumed run equals the uninterrupted one's.
+    pub fn resume(
+        ck: Checkpoint,
+        train: Arc<Cache>,
+        val: Vec<CachedCase>,
+        outputs: Outputs,
+    ) -> Result<Trainer> {
+        ck.state.config.validate()?;
+        let t = Trainer {
+            state: ck.state,
+            net: ck.net,
+            opt: ck.opt,
+            train,
+            val,
+            outputs,
+            ctx: Ctx::new(),
+        };
+        t.check_data()?;
+        write_csv(&t.outputs.csv, &t.state.log)?;
+        Ok(t)
+    }
+
+    fn check_data(&self) -> Result<()> {
+        if self.train.cases().is_empty() {
+            return Err(TrainError::Config("no training case".into()));
+        }
+        Ok(())
+    }
+
+    /// The run's state.
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// The network.
+    pub fn net(&self) -> &UNet {
+        &self.net
+    }
+
+    /// The outputs.
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
+    }
+
+    /// The model card for the current weights, with `metrics` (validation Dice).
+    pub fn model_card(&self, dsc: Option<[f64; 4]>, steps: u64) -> ModelCard {
+        let c = &self.state.config;
+        let mut card = ModelCard::untrained(c.architecture.clone());
+        card.preprocessing.hu_window = c.preprocess.window_hu;
+        card.preprocessing.target_grid = TargetGrid::FixedSize {
+            size: c.sample.grid_dhw,
+        };
+        card.training.status = format!("{} of {} steps", steps, c.lr.total);
+        card.training.data = c.train_cases.clone();
+        card.training.validation = c.val_cases.clone();
+        card.training.steps = steps;
+        if let Some(d) = dsc {
+            for (name, v) in ["liver", "kidney", "spleen", "pancreas"].iter().zip(d) {
+                card.training.metrics.insert(format!("val_dice_{name}"), v);
+            }
+        }
+        let region = match c.stage {
+            Stage::Whole => "stage 1 (localisation): the whole scan on the fixed grid".to_string(),
+            Stage::Roi => format!(
+                "stage 2 (fine): the organs' union box with margin on the fixed grid ({:?})",
+                c.sample.crop
+            ),
+        };
+        card.training.notes = format!(
+            "{region}; flare train, CE + soft Dice (deep supervision {}), AdamW {:?}, lr {:?}, batch {}, seed {}, sample {}",
+            c.architecture.deep_supervision,
+            c.adamw,
+            c.lr,
+            c.batch,
+            c.seed,
+            serde_json::to_string(&c.sample).unwrap_or_default()
+        );
+        card
+    }
+
+    fn save_checkpoint(&mut self) -> Result<()> {
+        self.state.adam_t = self.opt.t;
+        self.state.sampler.next_step = self.state.step;
+        let ck = Checkpoint {
+            state: self.state.clone(),
+            net: self.net.clone(),
+            opt: self.opt.clone(),
+        };
+        checkpoint::save(&self.outputs.checkpoint, &ck)?;
+        let last_val = self.state.log.iter().rev().find_map(|r| r.val);
+        let card = self.model_card(last_val, self.state.step);
+        save_model(&self.outputs.model, &self.net, &card)?;
+        write_plot(&self.outputs.plot, &self.state.log)
+    }
+
+    /// Validation Dice of the current weights on the held-out cases.
+    pub fn validate(&self) -> Result<ValScore> {
+        let c = &self.state.config;
+        validate(
+            &self.ctx,
+            &self.net,
+            &self.val,
+            c.val_region(),
+            c.sample.grid_dhw,
+            c.sample.intensity_range,
+        )
+    }
+
+    /// Trains until the schedule ends or `limits.stop_at`, then checkpoints.
+    pub fn run(&mut self, limits: RunLimits, on: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+        let total = self.state.config.lr.total;
+        let end = limits.stop_at.map_or(total, |s| s.min(total));
+        if self.state.step >= end {
+            return Ok(());
+        }
+        let cfg = self.state.config.clone();
+        let sampler = Sampler::new(
+            Arc::clone(&self.train),
+            cfg.sample.clone(),
+            cfg.batch,
+            cfg.seed,
+        )?;
+        let loss_cfg = cfg.loss();
+        let [d, h, w] = cfg.sample.grid_dhw;
+        let start = self.state.step;
+        std::thread::scope(|scope| -> Result<()> {
+            // A rendezvous channel: the producer prepares step s + 1 while step s trains,
+            // never more than one batch ahead (memory stays at two batches).
+            let (tx, rx) = mpsc::sync_channel(0);
+            let sampler = &sampler;
+            scope.spawn(move || {
+                for s in start..end {
+                    if tx.send(sampler.batch(s)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut last_ckpt = Instant::now();
+            for s in start..end {
+                let t0 = Instant::now();
+                let batch = rx
+                    .recv()
+                    .map_err(|_| TrainError::Config("the sampler thread stopped".into()))??;
+                let lr = cfg.lr.lr(s);
+                let x = Tensor::from_vec(Shape5::new(batch.n, d, h, w, 1), batch.image)
+                    .map_err(|e| TrainError::Config(format!("batch tensor: {e}")))?;
+                let fwd = self.net.forward_train(&self.ctx, x)?;
+                let lg = fwd.loss(&self.ctx, &self.net, &batch.labels, &loss_cfg)?;
+                if !lg.loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        step: s,
+                        loss: lg.loss,
+                    });
+                }
+                let grads = self.net.backward(&self.ctx, &fwd, &lg.logits, &lg.ds)?;
+                drop(fwd);
+                self.opt.step(&mut self.net, &grads, lr as f32)?;
+                self.state.step = s + 1;
+                let dt = t0.elapsed().as_secs_f64();
+                let mut row = LogRow {
+                    step: s,
+                    loss: lg.loss,
+                    lr,
+                    samples_per_s: batch.n as f64 / dt.max(1e-9),
+                    val: None,
+                };
+                let due = cfg.val_every > 0 && (s + 1) % cfg.val_every == 0;
+                if !self.val.is_empty() && (due || s + 1 == end) {
+                    let score = self.validate()?;
+                    row.val = Some(score.mean);
+                    let better = self.state.best.is_none_or(|b| score.overall() > b.mean_dsc);
+                    if better {
+                        self.state.best = Some(Best {
+                            step: s,
+                            mean_dsc: score.overall(),
+                            dsc: score.mean,
+                        });
+                        let card = self.model_card(Some(score.mean), s + 1);
+                        save_model(&self.outputs.best_model, &self.net, &card)?;
+                    }
+                    on(Event::Validated {
+                        step: s,
+                        score: &score,
+                        best: better,
+                    });
+                }
+                append_csv(&self.outputs.csv, &row)?;
+                on(Event::Step(&row));
+                self.state.log.push(row);
+                if row_has_val(&self.state.log) {
+                    write_plot(&self.outputs.plot, &self.state.log)?;
+                }
+                if s + 1 < end && last_ckpt.elapsed() >= limits.checkpoint_every {
+                    self.save_checkpoint()?;
+                    last_ckpt = Instant::now();
+                    on(Event::Checkpointed {
+                        step: s + 1,
+                        path: &self.outputs.checkpoint,
+                    });
+                }
+            }
+            drop(rx);
+            Ok(())
+        })?;
+        self.save_checkpoint()?;
+        on(Event::Checkpointed {
+            step: self.state.step,
+            path: &self.outputs.checkpoint,
+        });
+        Ok(())
+    }
+}
+
+fn row_has_val(log: &[LogRow]) -> bool {
+    log.last().is_some_and(|r| r.val.is_some())
+}
+
+/// Writes a model file atomically.
+fn save_model(path: &Path, net: &UNet, card: &ModelCard) -> Result<()> {
+    let bytes = file::to_bytes(net, card)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(crate::error::io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(crate::error::io_err(path))
+}
