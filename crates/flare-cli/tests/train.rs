@@ -111,6 +111,12 @@ fn plan(dir: &TempDir) -> PathBuf {
 }
 
 fn train(dir: &TempDir, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--val-cases", "1"];
+    args.extend_from_slice(extra);
+    train_with(dir, data, out, &args)
+}
+
+fn train_with(dir: &TempDir, data: &Path, out: &Path, extra: &[&str]) -> Output {
     let plan = plan(dir);
     let mut cmd = flare();
     cmd.args(["--threads", "2", "train", "--data"])
@@ -124,7 +130,7 @@ fn train(dir: &TempDir, data: &Path, out: &Path, extra: &[&str]) -> Output {
         .args([
             "--grid", "8x16x16", "--batch", "2", "--lr", "0.01", "--warmup", "2",
         ])
-        .args(["--val-cases", "1", "--val-every", "4", "--seed", "7"])
+        .args(["--val-every", "4", "--seed", "7"])
         .args(extra);
     cmd.output().unwrap()
 }
@@ -242,6 +248,44 @@ fn checkpoint_and_resume_repeat_the_uninterrupted_run_bit_for_bit() {
     assert!((a.opt.t, &a.opt.m, &a.opt.v) == (b.opt.t, &b.opt.m, &b.opt.v));
     assert_eq!(a.state.step, 8);
     assert_eq!(a.state.sampler, b.state.sampler);
+}
+
+#[test]
+fn both_stages_train_with_a_separate_validation_folder() {
+    let dir = TempDir::new("train_both");
+    let data = dataset(&dir);
+    let val = dir.join("val");
+    std::fs::create_dir_all(&val).unwrap();
+    let (img, lab) = phantom(5, SHAPE);
+    write_pair(&val, "held_out", &img, &lab);
+    let out = dir.join("two.safetensors");
+    let o = train_with(
+        &dir,
+        &data,
+        &out,
+        &[
+            "--stage",
+            "both",
+            "--steps",
+            "4",
+            "--val",
+            val.to_str().unwrap(),
+        ],
+    );
+    ok(&o);
+    for (stage, region) in [("stage1", "whole scan"), ("stage2", "union box")] {
+        let (_, card) =
+            flare_model::file::load(&dir.join(&format!("two.{stage}.safetensors"))).unwrap();
+        assert_eq!(card.training.steps, 4);
+        assert_eq!(card.training.data.len(), 4);
+        assert_eq!(card.training.validation, vec!["held_out".to_string()]);
+        assert!(
+            card.training.notes.contains(region),
+            "{}",
+            card.training.notes
+        );
+        assert_eq!(losses(&dir.join(&format!("two.{stage}.log.csv"))).len(), 4);
+    }
 }
 
 /// Runs `flare train` on a bad dataset: exit code 2, `expect` in stderr, and nothing
