@@ -312,8 +312,9 @@ fn main() -> Result<(), BoxErr> {
     // One more run for its per-step breakdown (includes in-place norm and slabs).
     let (_, stats) = pool.install(|| net.infer_with(&ctx, x.clone(), &mut ws))?;
     println!(
-        "lean forward steps (one run, peak live activations {:.0} MiB):",
-        stats.peak_activation_bytes as f64 / (1 << 20) as f64
+        "lean forward steps (one run, peak live activations {:.0} MiB, fresh allocations {:.0} MiB):",
+        stats.peak_activation_bytes as f64 / (1 << 20) as f64,
+        stats.fresh_bytes as f64 / (1 << 20) as f64
     );
     let total: f64 = stats.step_secs.iter().map(|s| s.1).sum();
     for (name, secs) in &stats.step_secs {

@@ -32,6 +32,9 @@ pub struct InferenceStats {
     /// Wall time of each step, in order: (`<layer>.conv`, `<layer>.norm_act`, `<layer>.up`,
     /// `<layer>.conv_up` for the decoder's accumulated part, `head`), in seconds.
     pub step_secs: Vec<(String, f64)>,
+    /// Bytes of activation buffers allocated fresh (not served by a spare or the workspace):
+    /// each costs page faults on first write.
+    pub fresh_bytes: usize,
 }
 
 /// Activation buffers kept between inferences, so that repeated calls (sliding windows, a
@@ -45,7 +48,10 @@ pub struct InferenceStats {
 #[derive(Debug, Default)]
 pub struct InferWorkspace {
     spare: Vec<Vec<f32>>,
-    /// Peak live activation bytes of the inferences served so far: the resident budget.
+    /// The resident budget: after one inference, the bytes of the largest number of
+    /// same-length buffers it had alive at once, summed over lengths, so that from the
+    /// second call on every buffer comes from the workspace (at 128^3 about 1.5x the live
+    /// peak); before any, 0, and a first call stays within its own live peak.
     budget: usize,
 }
 
@@ -85,6 +91,9 @@ struct Live {
     mark: Option<std::time::Instant>,
     spare: Vec<Vec<f32>>,
     spare_bytes: usize,
+    fresh: usize,
+    /// Per buffer length: (alive now, most alive at once).
+    counts: std::collections::HashMap<usize, (usize, usize)>,
 }
 
 impl Live {
@@ -99,7 +108,8 @@ impl Live {
     }
 
     fn into_workspace(self, ws: &mut InferWorkspace) {
-        ws.budget = ws.budget.max(self.peak);
+        let demand: usize = self.counts.iter().map(|(len, c)| len * 4 * c.1).sum();
+        ws.budget = ws.budget.max(self.peak).max(demand);
         ws.spare = self.spare;
     }
 
@@ -118,6 +128,7 @@ impl Live {
                     let v = self.spare.remove(0);
                     self.spare_bytes -= v.len() * 4;
                 }
+                self.fresh += need;
                 Tensor::zeros(shape).layer(name)?
             }
         };
@@ -136,8 +147,12 @@ impl Live {
         }
     }
     fn alloc(&mut self, t: &Tensor) {
-        self.cur += t.data().len() * 4;
+        let len = t.data().len();
+        self.cur += len * 4;
         self.peak = self.peak.max(self.cur);
+        let c = self.counts.entry(len).or_default();
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
     }
 
     /// Ends a tensor's life; its buffer becomes a spare (resident bytes do not change) unless
@@ -147,6 +162,9 @@ impl Live {
         let v = t.into_vec();
         let bytes = v.len() * 4;
         self.cur = self.cur.saturating_sub(bytes);
+        if let Some(c) = self.counts.get_mut(&v.len()) {
+            c.0 = c.0.saturating_sub(1);
+        }
         if self.cur + self.spare_bytes + bytes <= self.budget.max(self.peak) {
             self.spare_bytes += bytes;
             self.spare.push(v);
@@ -206,6 +224,7 @@ impl UNet {
         let mut live = Live::from_workspace(ws);
         let out = self.infer_live(ctx, x, &mut live);
         let peak = live.peak;
+        let fresh = live.fresh;
         let steps = std::mem::take(&mut live.steps);
         live.into_workspace(ws);
         let logits = out?;
@@ -214,6 +233,7 @@ impl UNet {
             InferenceStats {
                 peak_activation_bytes: peak,
                 step_secs: steps,
+                fresh_bytes: fresh,
             },
         ))
     }

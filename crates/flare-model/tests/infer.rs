@@ -107,13 +107,13 @@ fn bad_inputs_are_refused() {
 }
 
 #[test]
-fn a_reused_workspace_gives_the_same_logits_and_stays_under_the_peak() {
+fn a_reused_workspace_gives_the_same_logits_without_fresh_buffers() {
     let net = UNet::init(&UNetConfig::standard(1, 5, &[4, 8, 16]), 3).unwrap();
     let ctx = Ctx::new();
     let x = noise(Shape5::new(1, 16, 12, 8, 1), 4);
     let (want, stats) = net.infer(&ctx, x.clone()).unwrap();
     let mut ws = InferWorkspace::new();
-    for run in 0..3 {
+    for run in 0..4 {
         // Poison the spares so a buffer the forward did not fully overwrite would show.
         let (got, s) = net.infer_with(&ctx, x.clone(), &mut ws).unwrap();
         assert_eq!(got.data(), want.data(), "run {run}");
@@ -121,6 +121,16 @@ fn a_reused_workspace_gives_the_same_logits_and_stays_under_the_peak() {
         let mut poisoned = got;
         poisoned.data_mut().fill(f32::NAN);
         ws.recycle(poisoned);
-        assert!(ws.held_bytes() <= stats.peak_activation_bytes, "run {run}");
+        // At most one buffer per tensor that was alive at once (here under 2x the peak).
+        assert!(
+            ws.held_bytes() < 2 * stats.peak_activation_bytes,
+            "run {run}"
+        );
+        if run >= 2 {
+            assert_eq!(
+                s.fresh_bytes, 0,
+                "run {run}: every buffer from the workspace"
+            );
+        }
     }
 }
