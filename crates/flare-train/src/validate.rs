@@ -32,6 +32,20 @@ impl ValScore {
     }
 }
 
+/// What the network sees of `image` (normalised intensities) on `grid`: trilinear
+/// resampling, then `[0, 1]` mapped to `intensity_range`, in voxel order (`[D, H, W]` with
+/// `W` fastest, as the sampler's batches).
+pub fn network_input(
+    image: &Volume<f32>,
+    grid: &Geometry,
+    intensity_range: [f32; 2],
+) -> Result<Vec<f32>> {
+    // Outside the scan is below the window, as the sampler pads: normalised 0.
+    let small = resample_linear(image, grid, 0.0)?;
+    let [lo, hi] = intensity_range;
+    Ok(small.data().iter().map(|&v| lo + v * (hi - lo)).collect())
+}
+
 /// Runs `net` on `image` resampled to `grid` (a grid of `grid_dhw` voxels covering the
 /// region `grid` describes) and returns its labels on `grid`.
 fn run_on_grid(
@@ -41,11 +55,8 @@ fn run_on_grid(
     grid: &Geometry,
     intensity_range: [f32; 2],
 ) -> Result<LabelMap> {
-    // Outside the scan is below the window, as the sampler pads: normalised 0.
-    let small = resample_linear(image, grid, 0.0)?;
+    let data = network_input(image, grid, intensity_range)?;
     let [w, h, d] = grid.shape();
-    let [lo, hi] = intensity_range;
-    let data: Vec<f32> = small.data().iter().map(|&v| lo + v * (hi - lo)).collect();
     let x = Tensor::from_vec(Shape5::new(1, d, h, w, 1), data)
         .map_err(|e| TrainError::Config(format!("network input: {e}")))?;
     let (logits, _) = net.infer(ctx, x)?;

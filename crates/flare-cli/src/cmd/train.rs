@@ -325,6 +325,16 @@ fn ck_trainer(ck: Checkpoint, data: Data, out: &Path) -> anyhow::Result<Trainer>
     Trainer::resume(ck, data.train, data.val, Outputs::for_model(out)).context("resuming the run")
 }
 
+/// A line above the progress bar, or on stderr where there is no terminal (the hidden bar
+/// would swallow it).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn train_one(mut t: Trainer, limits: RunLimits, how: &str) -> anyhow::Result<ExitCode> {
     let total = t.state().config.lr.total;
     let end = limits.stop_at.map_or(total, |s| s.min(total));
@@ -375,7 +385,7 @@ fn train_one(mut t: Trainer, limits: RunLimits, how: &str) -> anyhow::Result<Exi
                 .iter()
                 .map(|(n, d)| format!("{n} {:.3}/{:.3}/{:.3}/{:.3}", d[0], d[1], d[2], d[3]))
                 .collect();
-            bar.println(format!(
+            say(&bar, format!(
                 "validation after step {}: liver {:.3} kidney {:.3} spleen {:.3} pancreas {:.3} (mean {:.3}{}) [{}]",
                 step + 1,
                 score.mean[0],
@@ -388,7 +398,7 @@ fn train_one(mut t: Trainer, limits: RunLimits, how: &str) -> anyhow::Result<Exi
             ));
         }
         Event::Checkpointed { step, path } => {
-            bar.println(format!("checkpoint after step {step}: {}", path.display()));
+            say(&bar, format!("checkpoint after step {step}: {}", path.display()));
         }
     })
     .with_context(|| format!("training {}", t.outputs().model.display()))?;
