@@ -45,9 +45,10 @@ pub struct Args {
     /// Which stage to train: 1 (whole scan), 2 (organ region) or both (1 then 2).
     #[arg(long, default_value = "1", value_parser = ["1", "2", "both"])]
     pub stage: String,
-    /// Steps of the schedule (warm-up and decay span them).
-    #[arg(long, value_name = "N", default_value_t = 2000)]
-    pub steps: u64,
+    /// Steps of the schedule (warm-up and decay span them) [default: 2000; a resumed run
+    /// keeps its own unless this is given].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
     /// Stop after this many steps (checkpoint written), before the schedule ends; resume
     /// later with --resume.
     #[arg(long, value_name = "N")]
@@ -103,6 +104,9 @@ grid, labels back on the case's grid, Dice per organ as FLARE21 scores it.
 A run is deterministic for a given seed and thread count (--threads), and --resume continues
 it bit for bit: the checkpoint holds the weights, the AdamW moments, the step, the sampler
 state and the log.";
+
+/// Steps of a new run's schedule when --steps is not given.
+const DEFAULT_STEPS: u64 = 2000;
 
 /// Overrides read from --config.
 #[derive(Deserialize, Default)]
@@ -188,7 +192,7 @@ fn prepare(args: &Args, pre: &PreprocessConfig) -> anyhow::Result<Data> {
 }
 
 fn config_for(args: &Args, stage: Stage, plan: &Plan) -> TrainConfig {
-    let mut c = TrainConfig::default_for(stage, args.steps, args.seed);
+    let mut c = TrainConfig::default_for(stage, args.steps.unwrap_or(DEFAULT_STEPS), args.seed);
     if let Some(a) = &plan.architecture {
         c.architecture = a.clone();
     }
@@ -265,8 +269,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.resume {
         let mut ck = checkpoint::load(path)
             .with_context(|| format!("reading the checkpoint {}", path.display()))?;
-        if explicit_steps() {
-            ck.state.config.lr.total = args.steps;
+        if let Some(steps) = args.steps {
+            ck.state.config.lr.total = steps;
         }
         let pre = ck.state.config.preprocess.clone();
         let data = prepare(args, &pre)?;
@@ -313,12 +317,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         train_one(trainer, limits, "started")?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether --steps was given on the command line (a resumed run keeps its schedule unless
-/// asked to change it).
-fn explicit_steps() -> bool {
-    std::env::args().any(|a| a == "--steps" || a.starts_with("--steps="))
 }
 
 fn ck_trainer(ck: Checkpoint, data: Data, out: &Path) -> anyhow::Result<Trainer> {
