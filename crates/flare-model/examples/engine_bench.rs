@@ -308,7 +308,10 @@ fn main() -> Result<(), BoxErr> {
             Ok(())
         })
     })?;
-    println!("flare forward (lean inference, reused workspace): {fwd:.3} s");
+    println!(
+        "flare forward (lean inference, reused workspace): {fwd:.3} s; workspace holds {:.0} MiB",
+        ws.held_bytes() as f64 / (1 << 20) as f64
+    );
     // One more run for its per-step breakdown (includes in-place norm and slabs).
     let (_, stats) = pool.install(|| net.infer_with(&ctx, x.clone(), &mut ws))?;
     println!(

@@ -50,7 +50,7 @@ pub struct InferWorkspace {
     spare: Vec<Vec<f32>>,
     /// The resident budget: after one inference, the bytes of the largest number of
     /// same-length buffers it had alive at once, summed over lengths, so that from the
-    /// second call on every buffer comes from the workspace (at 128^3 about 1.5x the live
+    /// second call on every buffer comes from the workspace (at 128^3 about 1.3x the live
     /// peak); before any, 0, and a first call stays within its own live peak.
     budget: usize,
 }
