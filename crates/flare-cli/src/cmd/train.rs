@@ -308,10 +308,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         cfg.train_cases = data.train_names.clone();
         cfg.val_cases = data.val_names.clone();
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
+        create_parent(&out)?;
         let trainer = Trainer::new(cfg, data.train, data.val, Outputs::for_model(&out))
             .with_context(|| format!("starting the run for {}", out.display()))?;
         train_one(trainer, limits, "started")?;
@@ -319,7 +316,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn create_parent(out: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(())
+}
+
 fn ck_trainer(ck: Checkpoint, data: Data, out: &Path) -> anyhow::Result<Trainer> {
+    create_parent(out)?;
     Trainer::resume(ck, data.train, data.val, Outputs::for_model(out)).context("resuming the run")
 }
 
