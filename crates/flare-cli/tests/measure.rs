@@ -33,7 +33,9 @@ fn sleep_one_second_reports_about_one_second() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let wall = r["wall_s"].as_f64().unwrap();
-    assert!((wall - 1.0).abs() < 0.2, "wall {wall} s");
+    // `sleep 1` cannot take less than 1 s; on a loaded machine starting it can add a few
+    // hundred milliseconds, which is not the monitor's error.
+    assert!((0.99..1.6).contains(&wall), "wall {wall} s");
     assert_eq!(r["command"], serde_json::json!(["sleep", "1"]));
     assert_eq!(r["exit_code"], 0);
     assert!(r["cpu_s"].as_f64().unwrap() < 0.3);

@@ -11,7 +11,9 @@ fn cmd(parts: &[&str]) -> Vec<OsString> {
 #[test]
 fn sleep_one_second_takes_one_second() {
     let r = measure(&cmd(&["sleep", "1"]), &Options::default()).unwrap();
-    assert!((r.wall_s - 1.0).abs() < 0.2, "wall {} s", r.wall_s);
+    // `sleep 1` cannot take less than 1 s; on a loaded machine starting it can add a few
+    // hundred milliseconds, which is not the monitor's error.
+    assert!((0.99..1.6).contains(&r.wall_s), "wall {} s", r.wall_s);
     assert_eq!(r.exit_code, Some(0));
     // sleep does not compute.
     assert!(r.cpu_s < 0.3, "cpu {} s", r.cpu_s);
