@@ -115,6 +115,22 @@ impl AdamState {
             t: 0,
         }
     }
+
+    /// State restored from a checkpoint: first and second moments and the updates taken.
+    pub fn from_parts(m: Vec<f32>, v: Vec<f32>, t: u32) -> Result<AdamState> {
+        if m.len() != v.len() {
+            return Err(EngineError::Shape {
+                op: "adamw",
+                detail: format!("{} first moments but {} second moments", m.len(), v.len()),
+            });
+        }
+        Ok(AdamState { m, v, t })
+    }
+
+    /// The moments and update count, for saving (the inverse of [`AdamState::from_parts`]).
+    pub fn into_parts(self) -> (Vec<f32>, Vec<f32>, u32) {
+        (self.m, self.v, self.t)
+    }
 }
 
 impl AdamW {

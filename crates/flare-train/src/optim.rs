@@ -1,10 +1,9 @@
 //! AdamW whose state this crate owns, and the learning-rate plan (warm-up, then cosine or
 //! poly decay).
 //!
-//! Why not `flare_model::Optimizer`: its per-parameter moments are private to the engine, so a
-//! checkpoint could not save them, and `--resume` would restart Adam from zero moments (a
-//! different run). The update here is the engine's `AdamW::step` rule, operation for
-//! operation (PyTorch's `torch.optim.AdamW`), on state that [`crate::checkpoint`] writes out.
+//! Why not `flare_model::Optimizer`: a checkpoint must save the moments, so this crate keeps
+//! them in plain buffers that [`crate::checkpoint`] writes out, and hands them to the engine's
+//! `AdamW::step` (PyTorch's `torch.optim.AdamW`) for each update.
 
 use flare_engine::LrSchedule;
 use flare_model::UNet;
@@ -87,34 +86,29 @@ impl AdamW {
                 "optimiser state does not match the network's parameters".into(),
             ));
         }
-        self.t += 1;
         let c = self.config;
-        let t = self.t as i32;
-        // The engine's rule exactly: bias corrections in f64, the rest in f32.
-        let bc1 = 1.0 - (c.beta1 as f64).powi(t);
-        let bc2 = 1.0 - (c.beta2 as f64).powi(t);
-        let step = (lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2.sqrt() as f32;
-        let decay = 1.0 - lr * c.weight_decay;
+        let rule = flare_engine::AdamW {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+        };
+        // The engine's update rule on state this crate owns: each buffer's moments move into an
+        // engine `AdamState` for the step and back (no copies).
         for (((p, g), m), v) in ps
             .iter_mut()
             .zip(&gs)
             .zip(self.m.iter_mut())
             .zip(self.v.iter_mut())
         {
-            for (((p, &g), m), v) in p
-                .iter_mut()
-                .zip(g.iter())
-                .zip(m.iter_mut())
-                .zip(v.iter_mut())
-            {
-                *p *= decay;
-                *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-                *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-                let denom = v.sqrt() / bc2_sqrt + c.eps;
-                *p -= step * *m / denom;
-            }
+            let mut state =
+                flare_engine::AdamState::from_parts(std::mem::take(m), std::mem::take(v), self.t)
+                    .map_err(|e| TrainError::Config(e.to_string()))?;
+            let stepped = rule.step(p, g, &mut state, lr);
+            (*m, *v, _) = state.into_parts();
+            stepped.map_err(|e| TrainError::Config(e.to_string()))?;
         }
+        self.t += 1;
         Ok(())
     }
 }
