@@ -26,6 +26,8 @@ struct Stat {
     ppid: u32,
     cpu_ticks: u64,
     rss_pages: u64,
+    /// State `Z`: the process has exited and waits to be reaped; its memory is already gone.
+    zombie: bool,
 }
 
 /// Reads `/proc` with the system's page size and clock-tick rate.
@@ -70,6 +72,11 @@ impl ProcReader {
         let mut ticks = 0u64;
         while let Some(pid) = stack.pop() {
             let Some(s) = stats.get(&pid) else { continue };
+            if s.zombie {
+                // An exited process still listed until its parent reaps it: it reports RSS 0
+                // and is not running, so it is not a member a sample should describe.
+                continue;
+            }
             out.processes += 1;
             out.rss_bytes += s.rss_pages * self.page_bytes;
             ticks += s.cpu_ticks;
@@ -121,6 +128,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
         ppid: u32::try_from(field(4)?).ok()?,
         cpu_ticks: field(14)? + field(15)?,
         rss_pages: field(24)?,
+        zombie: f.first() == Some(&"Z"),
     })
 }
 
@@ -149,7 +157,32 @@ mod tests {
         assert_eq!(s.ppid, 17);
         assert_eq!(s.cpu_ticks, 290);
         assert_eq!(s.rss_pages, 2560);
+        assert!(!s.zombie);
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn an_exited_unreaped_child_is_not_a_member() {
+        if !ProcReader::available() {
+            eprintln!("SKIP an_exited_unreaped_child_is_not_a_member: no /proc");
+            return;
+        }
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not reaped yet: it stays listed, in state Z, until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            if parse_stat(&stat).unwrap().zombie {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "child never exited");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let s = ProcReader::new().sample(pid);
+        assert_eq!(s.processes, 0, "{s:?}");
+        assert_eq!(s.rss_bytes, 0);
+        child.wait().unwrap();
     }
 
     #[test]
