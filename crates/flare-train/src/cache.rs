@@ -216,9 +216,13 @@ impl Cache {
             .iter()
             .zip(&keys)
             .map(|(c, k)| {
-                index.entries.get(&c.name).is_some_and(|m| &m.key == k)
-                    && data_path(dir, &c.name, k, "img").is_file()
-                    && data_path(dir, &c.name, k, "lab").is_file()
+                index.entries.get(&c.name).is_some_and(|m| {
+                    // Files of the wrong size (a crash, a concurrent writer) are rebuilt.
+                    let n: u64 = m.shape.iter().map(|&v| v as u64).product();
+                    &m.key == k
+                        && file_len(&data_path(dir, &c.name, k, "img")) == Some(2 * n)
+                        && file_len(&data_path(dir, &c.name, k, "lab")) == Some(n)
+                })
             })
             .collect();
         // Decode and preprocess stale cases, but write nothing until all are known good.
@@ -353,6 +357,10 @@ fn case_key(config_json: &str, c: &Case) -> Result<String> {
     Ok(format!("{h:016x}"))
 }
 
+fn file_len(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
 fn data_path(dir: &Path, name: &str, key: &str, ext: &str) -> PathBuf {
     dir.join(format!("{name}-{key}.{ext}"))
 }
@@ -377,9 +385,13 @@ fn read_index(dir: &Path) -> Result<Index> {
 }
 
 /// Writes through a temporary file renamed into place, so a crash never leaves half a file
-/// under a valid name.
+/// under a valid name. The temporary name carries the whole file name and the process id: two
+/// runs sharing a cache (stage 1 and stage 2 side by side) once swapped an image and a label
+/// file through a shared `X.tmp`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
     std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
