@@ -14,6 +14,7 @@
 mod error;
 mod monitor;
 mod nvml;
+mod own;
 mod proc_tree;
 mod report;
 pub mod stats;
@@ -23,6 +24,7 @@ pub use crate::{
     error::MeasureError,
     monitor::{Options, measure},
     nvml::{Gpu, NoGpu},
+    own::{own_peak_rss_bytes, own_rss_bytes, reset_own_peak_rss},
     proc_tree::{ProcReader, TreeSample},
     report::{GpuReport, Report, Sample},
 };

@@ -139,7 +139,7 @@ fn read_hwm_bytes(pid: u32) -> Option<u64> {
 }
 
 /// A `Name:   1234 kB` line of `/proc/<pid>/status`, in bytes.
-fn parse_kib_field(status: &str, name: &str) -> Option<u64> {
+pub(crate) fn parse_kib_field(status: &str, name: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(name))?;
     let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
     Some(kib * 1024)
