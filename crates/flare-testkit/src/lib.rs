@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod phantom;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
