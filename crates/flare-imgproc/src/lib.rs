@@ -6,6 +6,8 @@
 //! - [`resample_linear`] and [`resample_labels`]: any grid onto any other (trilinear for images;
 //!   nearest or per-label linear-then-argmax for label maps), with a fast separable path for
 //!   grids that share their axes.
+//! - [`argmax_on_grid`]: the lean export of per-class scores on a network grid to a label map
+//!   on a scan's grid (inside a region, slab by slab, argmax as it goes, no per-class volume).
 //! - [`label_components`], [`keep_largest_components`] and [`fill_holes`]: connected components
 //!   (6- or 26-connected) and the post-processing of a segmentation built on them.
 //!
@@ -39,6 +41,7 @@
 mod components;
 mod edt;
 mod error;
+mod export;
 mod resample;
 
 pub use crate::{
@@ -48,5 +51,6 @@ pub use crate::{
     },
     edt::{distance_to_nearest, distance_to_nearest_in},
     error::ImgprocError,
+    export::argmax_on_grid,
     resample::{LabelInterp, resample_labels, resample_linear},
 };

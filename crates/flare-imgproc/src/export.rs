@@ -1,0 +1,503 @@
+//! The lean export: per-class scores on a small network grid to a label map on a scan's own
+//! grid, without ever building a full-size volume per class.
+//!
+//! nnU-Net and MONAI resample every class's probabilities to the full scan (C float volumes of
+//! the scan's size, often in float64) and take the argmax at the end: minutes and gigabytes
+//! for a 512 x 512 x 300 CT. Here every target voxel inside the region of interest
+//! interpolates the C scores of its eight source neighbours and keeps only the winning class,
+//! so memory is the output label map (1 byte per voxel) plus the source scores, and the work
+//! is proportional to the region, not the scan.
+//!
+//! # Rules (the same as [`crate::resample_linear`], class by class)
+//! A target voxel centre is inside the source when its continuous source index lies within
+//! `[-0.5, n - 0.5]` on every axis; inside, neighbours are clamped to the grid (the outer half
+//! voxel repeats the edge value). Outside the source, and outside the region of interest, the
+//! label is background (0). Ties go to the lowest class.
+//!
+//! # Speed
+//! The index map is computed once. When every source axis follows a single target axis (the
+//! network grid is the scan's grid reoriented and rescaled, which is always the case in flare's
+//! pipeline, whatever the scan's orientation), each target row needs one line of blended
+//! source scores (bilinear across the two fixed axes) and then one lerp per class per voxel.
+//! Any other relation (an oblique source grid) takes the general path, a full trilinear
+//! interpolation per voxel. Slabs of target slices run in parallel with rayon.
+
+use flare_volume::{Geometry, GeometryError, LabelMap, Roi, Volume, memory};
+use rayon::prelude::*;
+
+use crate::ImgprocError;
+
+/// Same tolerances as the resampler's, so both agree on what is inside.
+const EDGE_TOL: f64 = 1e-6;
+const SNAP_TOL: f64 = 1e-9;
+/// Largest drift (source voxels, over the whole region) of the index map's dropped terms for
+/// the per-row fast path.
+const AXIS_TOL: f64 = 1e-6;
+/// "No class wins strictly" in the winner tables.
+const TIE: u8 = u8::MAX;
+
+/// For every voxel of `target` inside `roi`, the class whose score, trilinearly interpolated
+/// from `scores` on `source`, is largest (ties: lowest class); background (0) elsewhere.
+///
+/// `scores` is channels-last on the source grid: the score of class `c` at source voxel
+/// `(i, j, k)` is `scores[(i + nx * (j + ny * k)) * classes + c]` (the engine's `[1, D, H, W,
+/// C]` logits or probabilities). `roi` is in `target`'s index space.
+pub fn argmax_on_grid(
+    scores: &[f32],
+    classes: usize,
+    source: &Geometry,
+    target: &Geometry,
+    roi: &Roi,
+) -> Result<LabelMap, ImgprocError> {
+    let what = "class scores";
+    // Labels are `u8` and [`TIE`] is reserved.
+    if classes == 0 || classes > TIE as usize {
+        return Err(ImgprocError::DataLength {
+            what,
+            shape: source.shape(),
+            expected: source.n_voxels(),
+            actual: scores.len(),
+        });
+    }
+    let expected = source.n_voxels().saturating_mul(classes);
+    if scores.len() != expected {
+        return Err(ImgprocError::DataLength {
+            what,
+            shape: source.shape(),
+            expected,
+            actual: scores.len(),
+        });
+    }
+    let shape = target.shape();
+    if (0..3).any(|a| roi.end()[a] > shape[a]) {
+        return Err(GeometryError::BadRoi {
+            start: roi.start(),
+            end: roi.end(),
+            shape,
+        }
+        .into());
+    }
+    memory::ensure_fits(target.n_voxels() as u64).map_err(|e| ImgprocError::OutOfMemory {
+        what: "exported label map",
+        needed_mb: e.needed_mb,
+        available_mb: e.available_mb,
+    })?;
+    let map = IndexMap::new(source, target)?;
+    let mut out = vec![0u8; target.n_voxels()];
+    let src = Source {
+        scores,
+        classes,
+        shape: source.shape(),
+    };
+    let [tnx, tny, _] = shape;
+    let (rs, re) = (roi.start(), roi.end());
+    match map.axis_permutation(roi) {
+        Some(axis_of) => {
+            let row = RowPlan::new(&src, &map, axis_of, roi);
+            out.par_chunks_mut(tnx * tny)
+                .enumerate()
+                .skip(rs[2])
+                .take(re[2] - rs[2])
+                .for_each_init(
+                    || Line::new(classes),
+                    |line, (kt, slice)| {
+                        for jt in rs[1]..re[1] {
+                            let o = &mut slice[jt * tnx + rs[0]..jt * tnx + re[0]];
+                            row.run(&src, &map, [rs[0], jt, kt], line, o);
+                        }
+                    },
+                );
+        }
+        None => {
+            // Where all eight neighbours have the same strict winner, so does any blend of
+            // them: most voxels then need eight byte loads instead of `8 * classes` floats.
+            let winners: Vec<u8> = scores.par_chunks(classes).map(strict_winner).collect();
+            out.par_chunks_mut(tnx * tny)
+                .enumerate()
+                .skip(rs[2])
+                .take(re[2] - rs[2])
+                .for_each_init(
+                    || vec![0f32; classes],
+                    |acc, (kt, slice)| {
+                        for jt in rs[1]..re[1] {
+                            let o = &mut slice[jt * tnx + rs[0]..jt * tnx + re[0]];
+                            row_general(&src, &winners, &map, [rs[0], jt, kt], acc, o);
+                        }
+                    },
+                );
+        }
+    }
+    Ok(Volume::new(*target, out)?)
+}
+
+/// The scores and their grid.
+struct Source<'a> {
+    scores: &'a [f32],
+    classes: usize,
+    shape: [usize; 3],
+}
+
+impl Source<'_> {
+    /// Offset of voxel `(i, j, k)`'s first class.
+    #[inline(always)]
+    fn at(&self, ijk: [usize; 3]) -> usize {
+        (ijk[0] + self.shape[0] * (ijk[1] + self.shape[1] * ijk[2])) * self.classes
+    }
+
+    /// Distance between neighbours along source axis `a`, in floats.
+    fn stride(&self, a: usize) -> usize {
+        self.classes
+            * match a {
+                0 => 1,
+                1 => self.shape[0],
+                _ => self.shape[0] * self.shape[1],
+            }
+    }
+}
+
+/// The affine map from a target voxel index to the source's continuous voxel index.
+struct IndexMap {
+    m: [[f64; 4]; 3],
+}
+
+impl IndexMap {
+    fn new(src: &Geometry, dst: &Geometry) -> Result<IndexMap, ImgprocError> {
+        let sa = src.affine();
+        let inv = sa.inverse().ok_or(GeometryError::SingularAffine {
+            determinant: sa.determinant(),
+        })?;
+        let ta = dst.affine();
+        let mut m = [[0.0; 4]; 3];
+        for (r, row) in m.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = (0..4).map(|q| inv.m[r][q] * ta.m[q][c]).sum();
+            }
+        }
+        Ok(IndexMap { m })
+    }
+
+    #[inline(always)]
+    fn source(&self, a: usize, t: [f64; 3]) -> f64 {
+        let r = &self.m[a];
+        r[0] * t[0] + r[1] * t[1] + r[2] * t[2] + r[3]
+    }
+
+    /// `Some(axis_of)` when source axis `a` depends on target axis `axis_of[a]` only (within
+    /// [`AXIS_TOL`] over the region), each target axis used once.
+    fn axis_permutation(&self, roi: &Roi) -> Option<[usize; 3]> {
+        let reach = roi.end().map(|e| e as f64);
+        let mut axis_of = [0; 3];
+        let mut used = [false; 3];
+        for (a, row) in self.m.iter().enumerate() {
+            let c = (0..3).max_by(|&x, &y| row[x].abs().total_cmp(&row[y].abs()))?;
+            let drift: f64 = (0..3)
+                .filter(|&o| o != c)
+                .map(|o| row[o].abs() * reach[o])
+                .sum();
+            if drift > AXIS_TOL || used[c] {
+                return None;
+            }
+            used[c] = true;
+            axis_of[a] = c;
+        }
+        Some(axis_of)
+    }
+}
+
+/// Where a continuous source index falls along one axis (the resampler's rule).
+#[derive(Clone, Copy)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    w: f32,
+    inside: bool,
+}
+
+impl Tap {
+    #[inline(always)]
+    fn new(p: f64, n: usize) -> Tap {
+        let inside = p >= -0.5 - EDGE_TOL && p <= n as f64 - 0.5 + EDGE_TOL;
+        if !inside || n == 1 {
+            // NaN lands here (as outside): never index with it.
+            return Tap {
+                i0: 0,
+                i1: 0,
+                w: 0.0,
+                inside,
+            };
+        }
+        let mut q = p.clamp(0.0, (n - 1) as f64);
+        // `q >= 0`, so truncation is floor (and a single instruction, unlike `f64::floor`).
+        let rounded = (q + 0.5) as i64 as f64;
+        if (q - rounded).abs() < SNAP_TOL {
+            q = rounded;
+        }
+        let i0 = (q as i64 as usize).min(n - 2);
+        let w = (q - i0 as f64) as f32;
+        if w <= 0.0 {
+            Tap {
+                i0,
+                i1: i0,
+                w: 0.0,
+                inside,
+            }
+        } else if w >= 1.0 {
+            Tap {
+                i0: i0 + 1,
+                i1: i0 + 1,
+                w: 0.0,
+                inside,
+            }
+        } else {
+            Tap {
+                i0,
+                i1: i0 + 1,
+                w,
+                inside,
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    a * (1.0 - w) + b * w
+}
+
+/// The class that is strictly larger than every other, or [`TIE`].
+#[inline(always)]
+fn strict_winner(v: &[f32]) -> u8 {
+    let mut best = 0;
+    let mut tie = false;
+    for (c, &x) in v.iter().enumerate().skip(1) {
+        if x > v[best] {
+            best = c;
+            tie = false;
+        } else if x == v[best] || x.is_nan() {
+            tie = true;
+        }
+    }
+    if tie || v[best].is_nan() {
+        TIE
+    } else {
+        best as u8
+    }
+}
+
+/// The first index of the largest value.
+#[inline(always)]
+fn argmax(v: &[f32]) -> u8 {
+    let mut best = 0;
+    for (c, &x) in v.iter().enumerate().skip(1) {
+        if x > v[best] {
+            best = c;
+        }
+    }
+    best as u8
+}
+
+/// Per-thread scratch of the fast path: one row's blended scores along the source axis that
+/// follows target `i`, and each entry's strict winner.
+struct Line {
+    values: Vec<f32>,
+    winners: Vec<u8>,
+    acc: Vec<f32>,
+}
+
+impl Line {
+    fn new(classes: usize) -> Line {
+        Line {
+            values: Vec::new(),
+            winners: Vec::new(),
+            acc: vec![0.0; classes],
+        }
+    }
+}
+
+/// What the fast path knows before any row: source axis `q` follows target `i` (and only it),
+/// so its taps are the same for every row; `a` and `b` are fixed along a row.
+struct RowPlan {
+    q: usize,
+    a: usize,
+    b: usize,
+    /// Taps along `q` for the region's target `i`s.
+    taps: Vec<Tap>,
+    /// Source range along `q` the taps read.
+    lo: usize,
+    hi: usize,
+}
+
+impl RowPlan {
+    fn new(src: &Source<'_>, map: &IndexMap, axis_of: [usize; 3], roi: &Roi) -> RowPlan {
+        // `axis_permutation` found a target axis for every source axis: one of them is `i`.
+        let q = (0..3).find(|&a| axis_of[a] == 0).unwrap_or(0);
+        let (a, b) = match q {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        };
+        let nq = src.shape[q];
+        let r = &map.m[q];
+        // The `j`, `k` terms of this row of the map are below `AXIS_TOL` over the region.
+        let taps: Vec<Tap> = (roi.start()[0]..roi.end()[0])
+            .map(|i| Tap::new(r[0] * i as f64 + r[3], nq))
+            .collect();
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        for t in taps.iter().filter(|t| t.inside) {
+            lo = lo.min(t.i0);
+            hi = hi.max(t.i1);
+        }
+        if lo > hi {
+            (lo, hi) = (0, 0);
+        }
+        RowPlan {
+            q,
+            a,
+            b,
+            taps,
+            lo,
+            hi,
+        }
+    }
+
+    /// One target row (`row` starts at target voxel `t0`): the two fixed source axes are
+    /// blended once into the line, then each voxel lerps two line entries, or takes their
+    /// common strict winner (any blend of two score vectors won strictly by one class is won
+    /// by it too).
+    fn run(
+        &self,
+        src: &Source<'_>,
+        map: &IndexMap,
+        t0: [usize; 3],
+        line: &mut Line,
+        row: &mut [u8],
+    ) {
+        let (q, a, b) = (self.q, self.a, self.b);
+        let c = src.classes;
+        let t = t0.map(|v| v as f64);
+        let ta = Tap::new(map.source(a, t), src.shape[a]);
+        let tb = Tap::new(map.source(b, t), src.shape[b]);
+        if !(ta.inside && tb.inside) || !self.taps.iter().any(|t| t.inside) {
+            return; // already background
+        }
+        let (lo, hi) = (self.lo, self.hi);
+        let corner = |ia: usize, ib: usize| {
+            let mut p = [0usize; 3];
+            p[a] = ia;
+            p[b] = ib;
+            src.at(p)
+        };
+        let (b00, b10) = (corner(ta.i0, tb.i0), corner(ta.i1, tb.i0));
+        let (b01, b11) = (corner(ta.i0, tb.i1), corner(ta.i1, tb.i1));
+        let stride_q = src.stride(q);
+        let s = src.scores;
+        line.values.clear();
+        line.values.resize((hi - lo + 1) * c, 0.0);
+        line.winners.clear();
+        for (n, l) in line.values.chunks_exact_mut(c).enumerate() {
+            let off = (lo + n) * stride_q;
+            for (k, v) in l.iter_mut().enumerate() {
+                let lo_b = lerp(s[b00 + off + k], s[b10 + off + k], ta.w);
+                let hi_b = lerp(s[b01 + off + k], s[b11 + off + k], ta.w);
+                *v = lerp(lo_b, hi_b, tb.w);
+            }
+            line.winners.push(strict_winner(l));
+        }
+        let (values, winners, acc) = (&line.values, &line.winners, &mut line.acc);
+        for (o, tq) in row.iter_mut().zip(&self.taps) {
+            if !tq.inside {
+                continue;
+            }
+            let (n0, n1) = (tq.i0 - lo, tq.i1 - lo);
+            let w = winners[n0];
+            if w != TIE && winners[n1] == w {
+                *o = w;
+                continue;
+            }
+            let (l0, l1) = (&values[n0 * c..][..c], &values[n1 * c..][..c]);
+            for k in 0..c {
+                acc[k] = lerp(l0[k], l1[k], tq.w);
+            }
+            *o = argmax(acc);
+        }
+    }
+}
+
+/// One target row through the full affine: trilinear per voxel, x then y then z as the
+/// resampler does.
+fn row_general(
+    src: &Source<'_>,
+    winners: &[u8],
+    map: &IndexMap,
+    t0: [usize; 3],
+    acc: &mut [f32],
+    row: &mut [u8],
+) {
+    let c = src.classes;
+    let [sx, sy, sz] = src.shape;
+    let t = t0.map(|v| v as f64);
+    let start = [0, 1, 2].map(|a| map.source(a, t));
+    let step = [map.m[0][0], map.m[1][0], map.m[2][0]];
+    let s = src.scores;
+    for (i, o) in row.iter_mut().enumerate() {
+        let f = i as f64;
+        let z = Tap::new(start[2] + step[2] * f, sz);
+        let y = Tap::new(start[1] + step[1] * f, sy);
+        if !(y.inside && z.inside) {
+            continue;
+        }
+        let x = Tap::new(start[0] + step[0] * f, sx);
+        if !x.inside {
+            continue;
+        }
+        // Voxel numbers; scores start at `voxel * c`.
+        let p = |i: usize, j: usize, k: usize| i + sx * (j + sy * k);
+        let v = [
+            p(x.i0, y.i0, z.i0),
+            p(x.i1, y.i0, z.i0),
+            p(x.i0, y.i1, z.i0),
+            p(x.i1, y.i1, z.i0),
+            p(x.i0, y.i0, z.i1),
+            p(x.i1, y.i0, z.i1),
+            p(x.i0, y.i1, z.i1),
+            p(x.i1, y.i1, z.i1),
+        ];
+        let w = winners[v[0]];
+        if w != TIE && v[1..].iter().all(|&q| winners[q] == w) {
+            *o = w;
+            continue;
+        }
+        let [p000, p100, p010, p110, p001, p101, p011, p111] = v.map(|q| q * c);
+        for k in 0..c {
+            let c00 = lerp(s[p000 + k], s[p100 + k], x.w);
+            let c10 = lerp(s[p010 + k], s[p110 + k], x.w);
+            let c01 = lerp(s[p001 + k], s[p101 + k], x.w);
+            let c11 = lerp(s[p011 + k], s[p111 + k], x.w);
+            acc[k] = lerp(lerp(c00, c10, y.w), lerp(c01, c11, y.w), z.w);
+        }
+        *o = argmax(acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permuted_grids_take_the_fast_path_and_oblique_ones_do_not() {
+        let g = Geometry::axis_aligned([10, 12, 8], [0.7, 0.8, 2.5], [1.0, 2.0, 3.0]).unwrap();
+        let lps = g.reorient([1, 0, 2], [true, true, false]).unwrap();
+        let roi = Roi::full([10, 12, 8]);
+        let m = IndexMap::new(&lps.resized([4, 5, 6]).unwrap(), &g).unwrap();
+        assert_eq!(m.axis_permutation(&roi), Some([1, 0, 2]));
+        let oblique = Geometry::new(
+            [4, 5, 6],
+            [1.0; 3],
+            [0.0; 3],
+            [[1.0, 0.2, 0.0], [-0.2, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        )
+        .unwrap();
+        let m = IndexMap::new(&oblique, &g).unwrap();
+        assert_eq!(m.axis_permutation(&roi), None);
+    }
+}
