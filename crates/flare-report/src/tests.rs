@@ -477,3 +477,45 @@ fn organ_colours_stay_apart_for_colour_blind_readers_and_off_grey() {
         assert!(spread >= 85, "{c:?} is too close to grey");
     }
 }
+
+#[test]
+fn real_case_liver_on_the_image_left_spleen_on_the_right() {
+    let Some(shared) = flare_testkit::shared_dir("real_case_liver_on_the_image_left") else {
+        return;
+    };
+    let dir = shared.join("data/btcv");
+    let ct = flare_nifti::read_image(dir.join("btcv_0005_0000.nii.gz"))
+        .expect("CT")
+        .volume;
+    let lab = flare_nifti::read_label_map(dir.join("btcv_0005.nii.gz"))
+        .expect("labels")
+        .volume;
+    // Stored LPS: a picture that ignored orientation would put the liver on the right.
+    assert_eq!(ct.geometry().orientation().to_string(), "LPS");
+    let pic = draw(&ct, &lab);
+    assert_eq!(pic.rows.len(), 4);
+    // Axial through the liver, coronal through the spleen: both organs are in each.
+    for (row, p, name) in [(0, 0, "axial"), (2, 1, "coronal")] {
+        let rect = pic.rows[row].panels[p];
+        let liver = centre_fraction(&pixels(&pic, rect, |c| c == ORGAN_COLOURS[0]), rect);
+        let spleen = centre_fraction(&pixels(&pic, rect, |c| c == ORGAN_COLOURS[2]), rect);
+        assert!(liver.0 < 0.5, "{name}: liver at x = {:.2}", liver.0);
+        assert!(spleen.0 > 0.5, "{name}: spleen at x = {:.2}", spleen.0);
+    }
+    // Sagittal through a kidney: the kidney (posterior) lies right of the liver (anterior).
+    let rect = pic.rows[1].panels[2];
+    let kidney = centre_fraction(&pixels(&pic, rect, |c| c == ORGAN_COLOURS[1]), rect);
+    let liver = centre_fraction(&pixels(&pic, rect, |c| c == ORGAN_COLOURS[0]), rect);
+    assert!(
+        kidney.0 > liver.0,
+        "sagittal: kidney {kidney:?}, liver {liver:?}"
+    );
+    // Coronal: the liver lies above the kidneys.
+    let rect = pic.rows[1].panels[1];
+    let kidney = centre_fraction(&pixels(&pic, rect, |c| c == ORGAN_COLOURS[1]), rect);
+    let liver = centre_fraction(&pixels(&pic, rect, |c| c == ORGAN_COLOURS[0]), rect);
+    assert!(
+        liver.1 < kidney.1,
+        "coronal: kidney {kidney:?}, liver {liver:?}"
+    );
+}
