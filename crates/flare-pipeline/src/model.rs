@@ -1,0 +1,374 @@
+//! The two-stage model and its file.
+//!
+//! # File format
+//! One safetensors file: every tensor of stage 1 named `stage1.<name>`, of stage 2
+//! `stage2.<name>` (`<name>` as in a single-stage file of `flare-model`), and three metadata
+//! entries: [`CARD_KEY_STAGE1`] and [`CARD_KEY_STAGE2`] (each stage's model card JSON) and
+//! [`PLAN_KEY`] (the [`PipelinePlan`] JSON). Each stage is written and validated by
+//! `flare_model::file` itself: saving renames the tensors of `to_bytes`'s output; loading
+//! rebuilds each stage's single-stage bytes and hands them to `from_bytes`, so every check of
+//! a model file (card version, architecture, every tensor's name, dtype, shape and values)
+//! applies to both stages, with errors naming the file and the stage's prefix.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use flare_model::{ModelCard, UNet, card::CARD_KEY, file};
+use safetensors::{SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{PipelineError, Result},
+    stages::{Intensity, grid_dhw},
+};
+
+/// Metadata key of stage 1's model card.
+pub const CARD_KEY_STAGE1: &str = "flare.model_card.stage1";
+/// Metadata key of stage 2's model card.
+pub const CARD_KEY_STAGE2: &str = "flare.model_card.stage2";
+/// Metadata key of the pipeline plan.
+pub const PLAN_KEY: &str = "flare.pipeline";
+
+/// The default model, built into the binary so that `flare segment` works with no download.
+static BUNDLED: &[u8] = include_bytes!("../models/default.safetensors");
+
+/// How the two stages are chained.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PipelinePlan {
+    /// Stage 1's organ box is grown by this fraction of its size on each side before stage 2
+    /// (stage 2's training margin; 0.1 by default).
+    pub roi_margin: f64,
+    /// A short name (e.g. `flare-default`).
+    pub name: String,
+    /// Free text: provenance, status.
+    pub notes: String,
+}
+
+impl PipelinePlan {
+    fn check(&self, path: &Path) -> Result<()> {
+        if !(self.roi_margin.is_finite() && (0.0..=2.0).contains(&self.roi_margin)) {
+            return Err(PipelineError::BadPlan {
+                path: path.to_path_buf(),
+                detail: format!("roi_margin {} is not in [0, 2]", self.roi_margin),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One stage: its network and card, with what the pipeline derives from the card.
+#[derive(Debug, Clone)]
+pub(crate) struct StageModel {
+    pub(crate) net: UNet,
+    pub(crate) card: ModelCard,
+    pub(crate) grid_dhw: [usize; 3],
+    pub(crate) intensity: Intensity,
+}
+
+impl StageModel {
+    fn new(net: UNet, card: ModelCard, stage: u8, path: &Path) -> Result<StageModel> {
+        let unusable = |detail: String| PipelineError::Unusable {
+            path: path.to_path_buf(),
+            stage,
+            detail,
+        };
+        let arch = &card.architecture;
+        if arch.in_channels != 1 {
+            return Err(unusable(format!(
+                "the network takes {} input channels; CT has 1",
+                arch.in_channels
+            )));
+        }
+        if !(2..=256).contains(&arch.num_classes) {
+            return Err(unusable(format!(
+                "{} output classes (need background and at least one organ, at most 256)",
+                arch.num_classes
+            )));
+        }
+        let values: Vec<usize> = card.labels.iter().map(|l| l.value as usize).collect();
+        if values != (0..arch.num_classes).collect::<Vec<_>>() {
+            return Err(unusable(format!(
+                "the card's labels {values:?} are not the {} output channels in order",
+                arch.num_classes
+            )));
+        }
+        let relabel = |e: PipelineError| match e {
+            PipelineError::Unusable { detail, .. } => unusable(detail),
+            e => e,
+        };
+        let grid_dhw = grid_dhw(&card, stage).map_err(|e| match e {
+            PipelineError::Model(m) => unusable(format!("network grid: {m}")),
+            e => relabel(e),
+        })?;
+        let intensity = Intensity::from_card(&card, stage).map_err(relabel)?;
+        Ok(StageModel {
+            net,
+            card,
+            grid_dhw,
+            intensity,
+        })
+    }
+}
+
+/// The two-stage model: stage 1 finds the organs on the whole scan, stage 2 segments their
+/// region finely (see [`crate::segment`]).
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub(crate) stages: [StageModel; 2],
+    plan: PipelinePlan,
+}
+
+impl Model {
+    /// Builds a model from networks and cards already in memory (checked as a loaded file is).
+    pub fn from_parts(
+        stage1: (UNet, ModelCard),
+        stage2: (UNet, ModelCard),
+        plan: PipelinePlan,
+    ) -> Result<Model> {
+        let mem = Path::new("<memory>");
+        for (n, (net, card)) in [(1, &stage1), (2, &stage2)] {
+            if net.config() != &card.architecture {
+                return Err(PipelineError::Unusable {
+                    path: mem.to_path_buf(),
+                    stage: n,
+                    detail: "the card's architecture differs from the network's".into(),
+                });
+            }
+        }
+        plan.check(mem)?;
+        Ok(Model {
+            stages: [
+                StageModel::new(stage1.0, stage1.1, 1, mem)?,
+                StageModel::new(stage2.0, stage2.1, 2, mem)?,
+            ],
+            plan,
+        })
+    }
+
+    /// Reads and validates a two-stage model file.
+    pub fn load(path: &Path) -> Result<Model> {
+        let bytes = std::fs::read(path).map_err(|source| PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Model::from_bytes(&bytes, path)
+    }
+
+    /// Parses and validates two-stage model bytes; `origin` names the source in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Model> {
+        let not_model = |detail: String| PipelineError::NotAModel {
+            path: origin.to_path_buf(),
+            detail,
+        };
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| not_model(format!("not a valid safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| not_model(format!("not a valid safetensors file: {e}")))?;
+        let empty = HashMap::new();
+        let meta = header.metadata().as_ref().unwrap_or(&empty);
+        let Some(plan_json) = meta.get(PLAN_KEY) else {
+            if meta.contains_key(CARD_KEY) {
+                return Err(PipelineError::SingleStage {
+                    path: origin.to_path_buf(),
+                });
+            }
+            return Err(not_model(format!(
+                "no `{PLAN_KEY}` entry in the safetensors metadata"
+            )));
+        };
+        let plan: PipelinePlan =
+            serde_json::from_str(plan_json).map_err(|e| PipelineError::BadPlan {
+                path: origin.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        plan.check(origin)?;
+        let mut parts: [Vec<(String, TensorView<'_>)>; 2] = [Vec::new(), Vec::new()];
+        let mut tensors = st.tensors();
+        // Sorted, so that the first unexpected name reported is reproducible.
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, view) in tensors {
+            if let Some(rest) = name.strip_prefix("stage1.") {
+                parts[0].push((rest.to_string(), view));
+            } else if let Some(rest) = name.strip_prefix("stage2.") {
+                parts[1].push((rest.to_string(), view));
+            } else {
+                return Err(PipelineError::UnexpectedTensor {
+                    path: origin.to_path_buf(),
+                    name,
+                });
+            }
+        }
+        let [p1, p2] = parts;
+        let s1 = load_stage(meta, p1, 1, CARD_KEY_STAGE1, origin)?;
+        let s2 = load_stage(meta, p2, 2, CARD_KEY_STAGE2, origin)?;
+        Ok(Model {
+            stages: [s1, s2],
+            plan,
+        })
+    }
+
+    /// Combines two single-stage files (as `flare train` writes them) with a plan.
+    pub fn from_stage_files(stage1: &Path, stage2: &Path, plan: PipelinePlan) -> Result<Model> {
+        let read = |p: &Path, n: u8| -> Result<StageModel> {
+            let bytes = std::fs::read(p).map_err(|source| PipelineError::Io {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            // A combined file given as a stage: say so rather than "no model card".
+            if let Ok((_, h)) = SafeTensors::read_metadata(&bytes)
+                && h.metadata()
+                    .as_ref()
+                    .is_some_and(|m| m.contains_key(PLAN_KEY))
+            {
+                return Err(PipelineError::Unusable {
+                    path: p.to_path_buf(),
+                    stage: n,
+                    detail: "this is already a two-stage model, not a single stage".into(),
+                });
+            }
+            let (net, card) = file::from_bytes(&bytes, p)?;
+            StageModel::new(net, card, n, p)
+        };
+        plan.check(Path::new("<plan>"))?;
+        Ok(Model {
+            stages: [read(stage1, 1)?, read(stage2, 2)?],
+            plan,
+        })
+    }
+
+    /// The model as file bytes (see the module doc).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mem = PathBuf::from("<memory>");
+        let per_stage: Vec<Vec<u8>> = self
+            .stages
+            .iter()
+            .map(|s| file::to_bytes(&s.net, &s.card))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut views = Vec::new();
+        let mut meta = HashMap::new();
+        for (n, bytes) in per_stage.iter().enumerate() {
+            let st = SafeTensors::deserialize(bytes).map_err(|e| PipelineError::NotAModel {
+                path: mem.clone(),
+                detail: format!("stage {}: {e}", n + 1),
+            })?;
+            for (name, view) in st.tensors() {
+                // Re-wrap: the view borrows `bytes`, which outlives `views`.
+                let v = TensorView::new(view.dtype(), view.shape().to_vec(), view.data()).map_err(
+                    |e| PipelineError::NotAModel {
+                        path: mem.clone(),
+                        detail: format!("tensor `{name}`: {e}"),
+                    },
+                )?;
+                views.push((format!("stage{}.{name}", n + 1), v));
+            }
+        }
+        for (key, s) in [CARD_KEY_STAGE1, CARD_KEY_STAGE2].iter().zip(&self.stages) {
+            let json = serde_json::to_string(&s.card).map_err(|e| PipelineError::NotAModel {
+                path: mem.clone(),
+                detail: format!("model card: {e}"),
+            })?;
+            meta.insert(key.to_string(), json);
+        }
+        let plan = serde_json::to_string(&self.plan).map_err(|e| PipelineError::BadPlan {
+            path: mem.clone(),
+            detail: e.to_string(),
+        })?;
+        meta.insert(PLAN_KEY.to_string(), plan);
+        meta.insert("format".to_string(), "pt".to_string());
+        safetensors::serialize(views, Some(meta)).map_err(|e| PipelineError::NotAModel {
+            path: mem,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Writes the model to `path` through a temporary file in the same folder renamed into
+    /// place, so a crash never leaves half a model under the name.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(format!(".{}", name.to_string_lossy()));
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| PipelineError::Io { path: p, source }
+        };
+        std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            // Leave nothing behind on failure; the rename's error is the one to report.
+            let _ = std::fs::remove_file(&tmp);
+            io(path)(e)
+        })
+    }
+
+    /// The default model shipped inside the program.
+    pub fn bundled() -> Result<Model> {
+        Model::from_bytes(BUNDLED, Path::new("<bundled default model>"))
+    }
+
+    /// One line: the name, the training steps of each stage, and the validation Dice per organ
+    /// where the cards record it.
+    pub fn describe(&self) -> String {
+        let stage = |n: usize| {
+            let c = &self.stages[n].card;
+            let dsc: Vec<String> = c
+                .labels
+                .iter()
+                .filter(|l| l.value > 0)
+                .filter_map(|l| {
+                    let v = c.training.metrics.get(&format!("val_dice_{}", l.name))?;
+                    Some(format!("{} {v:.3}", l.name))
+                })
+                .collect();
+            let dsc = if dsc.is_empty() {
+                String::new()
+            } else {
+                format!(", val DSC {}", dsc.join(" "))
+            };
+            format!("stage {} {} steps{dsc}", n + 1, c.training.steps)
+        };
+        format!("{}: {}; {}", self.plan.name, stage(0), stage(1))
+    }
+
+    /// The model cards of stage 1 and stage 2.
+    pub fn stage_cards(&self) -> [&ModelCard; 2] {
+        [&self.stages[0].card, &self.stages[1].card]
+    }
+
+    /// The networks of stage 1 and stage 2.
+    pub fn networks(&self) -> [&UNet; 2] {
+        [&self.stages[0].net, &self.stages[1].net]
+    }
+
+    /// How the stages are chained.
+    pub fn plan(&self) -> &PipelinePlan {
+        &self.plan
+    }
+}
+
+/// Rebuilds one stage's single-stage file bytes and validates them with `flare_model::file`.
+fn load_stage(
+    meta: &HashMap<String, String>,
+    tensors: Vec<(String, TensorView<'_>)>,
+    stage: u8,
+    card_key: &str,
+    origin: &Path,
+) -> Result<StageModel> {
+    let card = meta.get(card_key).ok_or_else(|| PipelineError::NotAModel {
+        path: origin.to_path_buf(),
+        detail: format!("no `{card_key}` entry (stage {stage}'s model card) in the metadata"),
+    })?;
+    // Errors of flare-model name this pseudo-path: the file and the tensors' prefix.
+    let named = PathBuf::from(format!("{} [stage{stage}.*]", origin.display()));
+    let single = safetensors::serialize(
+        tensors,
+        Some(HashMap::from([(CARD_KEY.to_string(), card.clone())])),
+    )
+    .map_err(|e| PipelineError::NotAModel {
+        path: named.clone(),
+        detail: e.to_string(),
+    })?;
+    let (net, card) = file::from_bytes(&single, &named)?;
+    StageModel::new(net, card, stage, origin)
+}

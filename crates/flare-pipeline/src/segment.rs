@@ -1,0 +1,196 @@
+//! [`segment`]: a CT in HU to a label map on its own grid.
+
+use std::time::Instant;
+
+use flare_engine::Ctx;
+use flare_imgproc::{Connectivity, fill_holes, keep_largest_components};
+use flare_volume::{LabelMap, Roi, Volume};
+
+use crate::{
+    Model,
+    error::Result,
+    stages::{components_to_keep, export_labels, organ_box, region_logits, whole_scan_grid},
+};
+
+/// Post-processing on the scan's grid, inside the region stage 2 wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostProcess {
+    /// Keep the largest connected component of each organ (two for the kidneys).
+    pub largest_components: bool,
+    /// Fill background pockets an organ encloses.
+    pub fill_holes: bool,
+}
+
+impl Default for PostProcess {
+    /// Both on: organs are single solid bodies (two kidneys), and islands or pockets in a
+    /// prediction are errors.
+    fn default() -> Self {
+        PostProcess {
+            largest_components: true,
+            fill_holes: true,
+        }
+    }
+}
+
+/// Options of [`segment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentOptions {
+    /// What to do after the export.
+    pub postprocess: PostProcess,
+}
+
+/// The steps of [`segment`], in order, as reported to its `on_step` callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Stage 1's input: window, normalise, resample onto its grid.
+    Preprocess,
+    /// Stage 1's network and the organ box.
+    Stage1,
+    /// Stage 2's input and network on the organ region.
+    Stage2,
+    /// Stage 2's probabilities onto the scan's grid.
+    Export,
+    /// Largest components and hole filling.
+    PostProcess,
+}
+
+/// Wall time of each step, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimings {
+    /// [`Step::Preprocess`].
+    pub preprocess_s: f64,
+    /// [`Step::Stage1`].
+    pub stage1_s: f64,
+    /// [`Step::Stage2`].
+    pub stage2_s: f64,
+    /// [`Step::Export`].
+    pub export_s: f64,
+    /// [`Step::PostProcess`].
+    pub postprocess_s: f64,
+}
+
+/// What [`segment`] produced.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// Labels on the image's grid (0 background, then the model's labels: 1 liver, 2 kidney,
+    /// 3 spleen, 4 pancreas for FLARE).
+    pub labels: LabelMap,
+    /// The voxels stage 2 segmented, in the image's index space (`None` when stage 1 found no
+    /// organ).
+    pub roi: Option<Roi>,
+    /// Time per step.
+    pub timings: StageTimings,
+    /// Things worth telling the user (e.g. "stage 1 found no organ").
+    pub notes: Vec<String>,
+}
+
+/// Segments `image_hu` (a CT in Hounsfield units, any orientation) with `model`: stage 1
+/// localises the organs on the whole scan, stage 2 segments their region, the probabilities
+/// come back onto the image's own grid inside that region, then post-processing. `on_step`
+/// is called before each step (for progress display).
+///
+/// Memory beyond the input and the output label map is the networks' small grids: the scan
+/// is windowed while it is resampled (no full-size float copy), and the export never builds a
+/// full-size volume per class.
+pub fn segment(
+    ctx: &Ctx,
+    model: &Model,
+    image_hu: &Volume<f32>,
+    options: &SegmentOptions,
+    on_step: &mut dyn FnMut(Step),
+) -> Result<Segmentation> {
+    let [s1, s2] = &model.stages;
+    let scan = image_hu.geometry();
+    let mut timings = StageTimings::default();
+    let mut notes = Vec::new();
+
+    on_step(Step::Preprocess);
+    let t = Instant::now();
+    let grid1 = whole_scan_grid(scan, s1.grid_dhw)?;
+    let x = crate::stages::network_input(image_hu, &grid1, &s1.intensity)?;
+    timings.preprocess_s = t.elapsed().as_secs_f64();
+
+    on_step(Step::Stage1);
+    let t = Instant::now();
+    let (logits, _) = s1.net.infer(ctx, x)?;
+    let mut small = Volume::new(grid1, flare_model::argmax_labels(&logits))?;
+    drop(logits);
+    let found = organ_box(&mut small, &s1.card, scan);
+    drop(small);
+    let region = found.map(|b| b.grown(model.plan().roi_margin));
+    let roi = region.and_then(|r| r.voxels(image_hu.shape()));
+    timings.stage1_s = t.elapsed().as_secs_f64();
+    let (Some(region), Some(roi)) = (region, roi) else {
+        notes.push("stage 1 found no organ: the label map is empty".to_string());
+        return Ok(Segmentation {
+            labels: Volume::filled(*scan, 0u8),
+            roi: None,
+            timings,
+            notes,
+        });
+    };
+
+    on_step(Step::Stage2);
+    let t = Instant::now();
+    let (grid2, logits) =
+        region_logits(ctx, &s2.net, image_hu, &region, s2.grid_dhw, &s2.intensity)?;
+    timings.stage2_s = t.elapsed().as_secs_f64();
+
+    on_step(Step::Export);
+    let t = Instant::now();
+    let mut labels = export_labels(logits, &grid2, scan, &roi)?;
+    timings.export_s = t.elapsed().as_secs_f64();
+
+    on_step(Step::PostProcess);
+    let t = Instant::now();
+    postprocess(&mut labels, model, &options.postprocess, &mut notes);
+    timings.postprocess_s = t.elapsed().as_secs_f64();
+    if labels.data().iter().all(|&l| l == 0) {
+        notes.push("stage 2 found no organ in the region stage 1 located".to_string());
+    }
+    Ok(Segmentation {
+        labels,
+        roi: Some(roi),
+        timings,
+        notes,
+    })
+}
+
+/// Post-processing of the exported labels. Both operations work inside each organ's bounding
+/// box, which lies inside the region stage 2 wrote.
+fn postprocess(labels: &mut LabelMap, model: &Model, pp: &PostProcess, notes: &mut Vec<String>) {
+    let card = &model.stages[1].card;
+    for l in card.labels.iter().filter(|l| l.value > 0) {
+        if pp.largest_components {
+            let k = keep_largest_components(
+                labels,
+                l.value,
+                components_to_keep(&l.name),
+                Connectivity::Full,
+            );
+            if k.removed_voxels > 0 {
+                notes.push(format!(
+                    "{}: removed {} stray component(s), {} voxels",
+                    l.name, k.removed_components, k.removed_voxels
+                ));
+            }
+        }
+        if pp.fill_holes {
+            // Background 6-connected against the organ's 26-connectivity: the usual dual pair,
+            // so a pocket touching the outside only through an edge still counts as a hole.
+            fill_holes(labels, l.value, Connectivity::Faces);
+        }
+    }
+}
+
+/// Volume of each organ (labels 1 liver, 2 kidney, 3 spleen, 4 pancreas) in millilitres.
+pub fn organ_volumes_ml(labels: &LabelMap) -> [f64; 4] {
+    let mut counts = [0u64; 5];
+    for &l in labels.data() {
+        if (l as usize) < counts.len() {
+            counts[l as usize] += 1;
+        }
+    }
+    let ml = labels.geometry().voxel_volume_ml();
+    [1, 2, 3, 4].map(|o| counts[o] as f64 * ml)
+}

@@ -1,0 +1,445 @@
+//! The steps of the two-stage inference, each usable on its own: [`crate::segment`] chains
+//! them, and `flare train`'s validation calls the same functions, so that the Dice training
+//! reports is the Dice of the code that segments.
+//!
+//! # Grids
+//! Training reoriented every scan to RAS before caching, so the networks saw RAS-ordered
+//! arrays. Network grids are therefore built from the scan's grid reoriented to RAS
+//! ([`ras_canonical`]) and then resized; resampling goes through world coordinates, so the
+//! scan's voxels are never copied into RAS order.
+//!
+//! # Regions
+//! A region is an [`IndexBox`]: a continuous box in the scan's voxel index space, bounded by
+//! voxel faces (voxels `s..e` are the box `[s - 0.5, e - 0.5]`). Stage 2 was trained on the
+//! organs' union box grown by a margin of its size per side, *not clamped to the scan* (the
+//! sampler pads outside the scan with the bottom of the HU window), resized to its grid; the
+//! network grid of a region is built the same way here. Only the voxels of the scan the
+//! label map is written to (a [`Roi`]) are clamped to the scan.
+
+use flare_engine::{Ctx, Shape5, Tensor};
+use flare_imgproc::{
+    Connectivity, LabelInterp, argmax_on_grid, keep_largest_components, resample_labels,
+};
+use flare_model::{
+    ModelCard, UNet, argmax_labels,
+    card::{Normalisation, TargetGrid},
+};
+use flare_volume::{Geometry, LabelMap, Roi, Volume};
+use rayon::prelude::*;
+
+use crate::error::{PipelineError, Result};
+
+/// Slack when deciding which voxel centres a box holds (boxes come through affine round trips).
+const BOX_TOL: f64 = 1e-6;
+
+/// The intensity mapping in front of a network: clip to `window`, then `v * scale + offset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Intensity {
+    /// Values are clipped to `[low, high]` first (NaN becomes `low`).
+    pub window: [f32; 2],
+    /// Multiplies the clipped value.
+    pub scale: f32,
+    /// Added after scaling.
+    pub offset: f32,
+}
+
+impl Intensity {
+    /// The mapping a model card prescribes for scans in HU (stage `stage` names errors).
+    pub fn from_card(card: &ModelCard, stage: u8) -> Result<Intensity> {
+        let p = &card.preprocessing;
+        let [lo, hi] = p.hu_window;
+        let unusable = |detail: String| PipelineError::Unusable {
+            path: "<model card>".into(),
+            stage,
+            detail,
+        };
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(unusable(format!(
+                "HU window [{lo}, {hi}] is not increasing"
+            )));
+        }
+        match p.normalisation {
+            Normalisation::WindowToUnit => Ok(Intensity {
+                window: [lo, hi],
+                scale: 1.0 / (hi - lo),
+                offset: -lo / (hi - lo),
+            }),
+            Normalisation::ZScore { mean, std } if std.is_finite() && std > 0.0 => Ok(Intensity {
+                window: [lo, hi],
+                scale: 1.0 / std,
+                offset: -mean / std,
+            }),
+            ref other => Err(unusable(format!("unsupported normalisation {other:?}"))),
+        }
+    }
+
+    /// For an image already windowed to `[0, 1]` (training's cache), mapped to `range`.
+    pub fn unit_to_range(range: [f32; 2]) -> Intensity {
+        Intensity {
+            window: [0.0, 1.0],
+            scale: range[1] - range[0],
+            offset: range[0],
+        }
+    }
+
+    /// The network value of one voxel.
+    #[inline(always)]
+    pub fn apply(&self, v: f32) -> f32 {
+        // `max` first: `f32::max(NaN, low)` is `low`, so a NaN voxel reads as air.
+        v.max(self.window[0]).min(self.window[1]) * self.scale + self.offset
+    }
+
+    /// The value outside the scan: the bottom of the window, as the training sampler pads.
+    pub fn fill(&self) -> f32 {
+        self.apply(self.window[0])
+    }
+}
+
+/// The network grid size `[d, h, w]` a card prescribes (only fixed-size grids are supported).
+pub fn grid_dhw(card: &ModelCard, stage: u8) -> Result<[usize; 3]> {
+    match card.preprocessing.target_grid {
+        TargetGrid::FixedSize { size } => {
+            card.architecture.check_input(size, 1)?;
+            Ok(size)
+        }
+        ref other => Err(PipelineError::Unusable {
+            path: "<model card>".into(),
+            stage,
+            detail: format!("target grid {other:?} is not supported (fixed size only)"),
+        }),
+    }
+}
+
+/// The same grid with its array axes permuted and flipped to RAS (voxels stay in place).
+pub fn ras_canonical(g: &Geometry) -> Result<Geometry> {
+    let (axes, flips) = g.orientation().to_ras();
+    Ok(g.reorient(axes, flips)?)
+}
+
+/// Stage 1's grid: the whole scan, RAS-canonical, resized to `grid_dhw` voxels.
+pub fn whole_scan_grid(scan: &Geometry, grid_dhw: [usize; 3]) -> Result<Geometry> {
+    let [d, h, w] = grid_dhw;
+    Ok(ras_canonical(scan)?.resized([w, h, d])?)
+}
+
+/// A continuous box in a grid's voxel index space, between voxel faces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexBox {
+    /// Low corner (continuous index).
+    pub lo: [f64; 3],
+    /// High corner (continuous index).
+    pub hi: [f64; 3],
+}
+
+impl IndexBox {
+    /// The box covering voxels `start..end` (a bounding box `[start, end)`).
+    pub fn of_voxels(start: [usize; 3], end: [usize; 3]) -> IndexBox {
+        IndexBox {
+            lo: start.map(|s| s as f64 - 0.5),
+            hi: end.map(|e| e as f64 - 0.5),
+        }
+    }
+
+    /// Grown by `margin` of its size on each side (the stage-2 region around the organs).
+    pub fn grown(&self, margin: f64) -> IndexBox {
+        let mut b = *self;
+        for a in 0..3 {
+            let g = (self.hi[a] - self.lo[a]) * margin;
+            b.lo[a] -= g;
+            b.hi[a] += g;
+        }
+        b
+    }
+
+    /// The same box in another grid's index space: the smallest box there holding its eight
+    /// corners (exact for grids that differ by axis permutations, flips and scaling).
+    pub fn mapped(&self, from: &Geometry, to: &Geometry) -> IndexBox {
+        let mut lo = [f64::INFINITY; 3];
+        let mut hi = [f64::NEG_INFINITY; 3];
+        for n in 0..8 {
+            let c = [0, 1, 2].map(|a| {
+                if n >> a & 1 == 0 {
+                    self.lo[a]
+                } else {
+                    self.hi[a]
+                }
+            });
+            let p = to.world_to_index(from.index_to_world(c));
+            for a in 0..3 {
+                lo[a] = lo[a].min(p[a]);
+                hi[a] = hi[a].max(p[a]);
+            }
+        }
+        IndexBox { lo, hi }
+    }
+
+    /// The voxels of a grid of `shape` whose centres lie in the box, or `None` if none does.
+    pub fn voxels(&self, shape: [usize; 3]) -> Option<Roi> {
+        let mut start = [0; 3];
+        let mut end = [0; 3];
+        for a in 0..3 {
+            let (lo, hi) = (self.lo[a], self.hi[a]);
+            if !(lo.is_finite() && hi.is_finite()) {
+                return None;
+            }
+            // Centres `i` with `lo <= i <= hi`.
+            let s = (lo - BOX_TOL).ceil().max(0.0);
+            let e = ((hi + BOX_TOL).floor() + 1.0).min(shape[a] as f64);
+            if e <= s {
+                return None;
+            }
+            (start[a], end[a]) = (s as usize, e as usize);
+        }
+        Roi::new(start, end).ok()
+    }
+}
+
+/// Stage 2's grid for `region` (a box in `scan`'s index space): RAS-canonical, `grid_dhw`
+/// voxels exactly covering the box (the box's faces are the grid's outer faces, as
+/// [`Geometry::resized`] covers a whole scan). The box may extend beyond the scan.
+pub fn region_grid(scan: &Geometry, region: &IndexBox, grid_dhw: [usize; 3]) -> Result<Geometry> {
+    let ras = ras_canonical(scan)?;
+    let b = region.mapped(scan, &ras);
+    let [d, h, w] = grid_dhw;
+    let shape = [w, h, d];
+    let sp = ras.spacing_mm();
+    let mut spacing = [0.0; 3];
+    let mut first = [0.0; 3];
+    for a in 0..3 {
+        let extent = b.hi[a] - b.lo[a];
+        // An empty or inverted box has no grid; `Geometry::new` names the bad spacing.
+        let step = extent / shape[a] as f64;
+        spacing[a] = sp[a] * step;
+        first[a] = b.lo[a] + 0.5 * step;
+    }
+    Ok(Geometry::new(
+        shape,
+        spacing,
+        ras.index_to_world(first),
+        ras.direction(),
+    )?)
+}
+
+/// What a network sees of `image` on `grid`: every voxel clipped and mapped by `intensity`
+/// *before* trilinear interpolation (training windowed at full resolution, then resampled),
+/// the bottom of the window outside the scan. Returned as a `[1, D, H, W, 1]` tensor.
+///
+/// Windowing on the fly, instead of windowing a copy of the scan first, keeps a full-size
+/// float volume out of memory.
+pub fn network_input(
+    image: &Volume<f32>,
+    grid: &Geometry,
+    intensity: &Intensity,
+) -> Result<Tensor> {
+    let map = index_map(image.geometry(), grid)?;
+    let [sx, sy, sz] = image.shape();
+    let [tnx, tny, tnz] = grid.shape();
+    let fill = intensity.fill();
+    let data = image.data();
+    let mut out = vec![fill; grid.n_voxels()];
+    out.par_chunks_mut(tnx * tny)
+        .enumerate()
+        .for_each(|(kt, slice)| {
+            for (jt, row) in slice.chunks_mut(tnx).enumerate() {
+                for (it, o) in row.iter_mut().enumerate() {
+                    let t = [it as f64, jt as f64, kt as f64];
+                    let p = [0, 1, 2].map(|a| {
+                        let r = &map[a];
+                        r[0] * t[0] + r[1] * t[1] + r[2] * t[2] + r[3]
+                    });
+                    let (Some(x), Some(y), Some(z)) = (tap(p[0], sx), tap(p[1], sy), tap(p[2], sz))
+                    else {
+                        continue; // outside the scan: `fill`
+                    };
+                    let at =
+                        |i: usize, j: usize, k: usize| intensity.apply(data[i + sx * (j + sy * k)]);
+                    let c00 = lerp(at(x.0, y.0, z.0), at(x.1, y.0, z.0), x.2);
+                    let c10 = lerp(at(x.0, y.1, z.0), at(x.1, y.1, z.0), x.2);
+                    let c01 = lerp(at(x.0, y.0, z.1), at(x.1, y.0, z.1), x.2);
+                    let c11 = lerp(at(x.0, y.1, z.1), at(x.1, y.1, z.1), x.2);
+                    *o = lerp(lerp(c00, c10, y.2), lerp(c01, c11, y.2), z.2);
+                }
+            }
+        });
+    Ok(Tensor::from_vec(Shape5::new(1, tnz, tny, tnx, 1), out)?)
+}
+
+/// Source index map `target index -> source continuous index` (3 x 4).
+fn index_map(src: &Geometry, dst: &Geometry) -> Result<[[f64; 4]; 3]> {
+    let sa = src.affine();
+    let inv = sa
+        .inverse()
+        .ok_or(flare_volume::GeometryError::SingularAffine {
+            determinant: sa.determinant(),
+        })?;
+    let ta = dst.affine();
+    let mut m = [[0.0; 4]; 3];
+    for (r, row) in m.iter_mut().enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = (0..4).map(|q| inv.m[r][q] * ta.m[q][c]).sum();
+        }
+    }
+    Ok(m)
+}
+
+/// `(i0, i1, w)` for continuous index `p` on an axis of `n` voxels, `None` outside
+/// `[-0.5, n - 0.5]` (flare-imgproc's rule: the outer half voxel repeats the edge).
+#[inline(always)]
+fn tap(p: f64, n: usize) -> Option<(usize, usize, f32)> {
+    if !(p >= -0.5 - 1e-6 && p <= n as f64 - 0.5 + 1e-6) {
+        return None;
+    }
+    if n == 1 {
+        return Some((0, 0, 0.0));
+    }
+    let q = p.clamp(0.0, (n - 1) as f64);
+    let i0 = (q as usize).min(n - 2);
+    Some((i0, i0 + 1, (q - i0 as f64) as f32))
+}
+
+#[inline(always)]
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    a * (1.0 - w) + b * w
+}
+
+/// Runs `net` on what it sees of `image` on `grid`: logits `[1, D, H, W, classes]`.
+pub fn run_network(
+    ctx: &Ctx,
+    net: &UNet,
+    image: &Volume<f32>,
+    grid: &Geometry,
+    intensity: &Intensity,
+) -> Result<Tensor> {
+    let x = network_input(image, grid, intensity)?;
+    let (logits, _) = net.infer(ctx, x)?;
+    Ok(logits)
+}
+
+/// The network's labels on `grid` itself (argmax of the logits).
+pub fn predict_on_grid(
+    ctx: &Ctx,
+    net: &UNet,
+    image: &Volume<f32>,
+    grid: &Geometry,
+    intensity: &Intensity,
+) -> Result<LabelMap> {
+    let logits = run_network(ctx, net, image, grid, intensity)?;
+    Ok(Volume::new(*grid, argmax_labels(&logits))?)
+}
+
+/// Stage 1 judged on its own (validation): the whole scan on the stage-1 grid, its labels
+/// back on the scan's grid (one-hot trilinear, so the coarse boundary follows the
+/// interpolated surface rather than a staircase).
+pub fn predict_whole(
+    ctx: &Ctx,
+    net: &UNet,
+    image: &Volume<f32>,
+    grid_dhw: [usize; 3],
+    intensity: &Intensity,
+) -> Result<LabelMap> {
+    let grid = whole_scan_grid(image.geometry(), grid_dhw)?;
+    let small = predict_on_grid(ctx, net, image, &grid, intensity)?;
+    Ok(resample_labels(
+        &small,
+        image.geometry(),
+        LabelInterp::Linear,
+    )?)
+}
+
+/// How many connected components an organ keeps: two for the kidneys (left and right), one
+/// for every other organ. Decided by the label's name in the card, so other label sets work.
+pub fn components_to_keep(name: &str) -> usize {
+    if name.to_ascii_lowercase().contains("kidney") {
+        2
+    } else {
+        1
+    }
+}
+
+/// Stage 1's localisation: the organs on the stage-1 grid, each cut to its largest
+/// component(s) there (a stray blob must not inflate the box), their union box mapped to the
+/// scan's index space. `None` when no organ is found. `small` is modified in place.
+pub fn organ_box(small: &mut LabelMap, card: &ModelCard, scan: &Geometry) -> Option<IndexBox> {
+    for l in card.labels.iter().filter(|l| l.value > 0) {
+        keep_largest_components(
+            small,
+            l.value,
+            components_to_keep(&l.name),
+            Connectivity::Full,
+        );
+    }
+    let bbox = small.bounding_box(|v| v > 0)?;
+    Some(IndexBox::of_voxels(bbox.start(), bbox.end()).mapped(small.geometry(), scan))
+}
+
+/// Stage 2's network on `region` (a box in `image`'s index space, margin included): the
+/// network grid and its logits `[1, D, H, W, classes]`.
+pub fn region_logits(
+    ctx: &Ctx,
+    net: &UNet,
+    image: &Volume<f32>,
+    region: &IndexBox,
+    grid_dhw: [usize; 3],
+    intensity: &Intensity,
+) -> Result<(Geometry, Tensor)> {
+    let grid = region_grid(image.geometry(), region, grid_dhw)?;
+    let logits = run_network(ctx, net, image, &grid, intensity)?;
+    Ok((grid, logits))
+}
+
+/// The lean export of stage 2's logits on `grid` to a label map on `scan` (background outside
+/// `roi`): softmax on the small grid, then per-voxel trilinear probabilities and argmax.
+///
+/// Probabilities, not logits, are interpolated (as nnU-Net does): they are bounded, so one
+/// very confident neighbour does not drag the boundary, which then follows each class's
+/// interpolated probability surface.
+pub fn export_labels(
+    mut logits: Tensor,
+    grid: &Geometry,
+    scan: &Geometry,
+    roi: &Roi,
+) -> Result<LabelMap> {
+    let classes = logits.shape().c;
+    softmax_inplace(logits.data_mut(), classes);
+    Ok(argmax_on_grid(logits.data(), classes, grid, scan, roi)?)
+}
+
+/// Softmax over each voxel's `classes` values, in place (the engine's `softmax` returns a
+/// copy; the logits are not needed afterwards).
+fn softmax_inplace(data: &mut [f32], classes: usize) {
+    if classes == 0 {
+        return;
+    }
+    data.par_chunks_mut(classes * 4096).for_each(|chunk| {
+        for v in chunk.chunks_exact_mut(classes) {
+            let m = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut s = 0.0f32;
+            for x in v.iter_mut() {
+                *x = (*x - m).exp();
+                s += *x;
+            }
+            let inv = 1.0 / s;
+            for x in v.iter_mut() {
+                *x *= inv;
+            }
+        }
+    });
+}
+
+/// Stage 2 on `region` with the export: the labels on `image`'s grid and the voxels written
+/// (`None` when the region holds no voxel centre of the scan: an all-background map).
+pub fn predict_region(
+    ctx: &Ctx,
+    net: &UNet,
+    image: &Volume<f32>,
+    region: &IndexBox,
+    grid_dhw: [usize; 3],
+    intensity: &Intensity,
+) -> Result<(LabelMap, Option<Roi>)> {
+    let Some(roi) = region.voxels(image.shape()) else {
+        return Ok((Volume::filled(*image.geometry(), 0u8), None));
+    };
+    let (grid, logits) = region_logits(ctx, net, image, region, grid_dhw, intensity)?;
+    let labels = export_labels(logits, &grid, image.geometry(), &roi)?;
+    Ok((labels, Some(roi)))
+}

@@ -1,0 +1,232 @@
+//! The two-stage model file: round trip, and every kind of bad file named clearly.
+//! The models are tiny and randomly initialised (file plumbing only).
+
+mod common;
+
+use std::path::Path;
+
+use common::{plan, rebuild, tiny_model, tiny_stage};
+use flare_model::file;
+use flare_pipeline::{CARD_KEY_STAGE2, Model, PLAN_KEY, PipelineError, PipelinePlan};
+use flare_testkit::TempDir;
+
+fn err_of(bytes: &[u8]) -> String {
+    match Model::from_bytes(bytes, Path::new("/x/model.safetensors")) {
+        Ok(_) => panic!("a bad file loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn save_then_load_gives_the_same_model() {
+    let t = TempDir::new("pipeline-model-round-trip");
+    let m = tiny_model();
+    let path = t.join("both.safetensors");
+    m.save(&path).unwrap();
+    // Nothing but the file is left in the folder (the temporary was renamed).
+    let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+    assert_eq!(names.len(), 1);
+    let back = Model::load(&path).unwrap();
+    assert_eq!(back.plan(), m.plan());
+    assert_eq!(back.stage_cards(), m.stage_cards());
+    for (a, b) in back.networks().iter().zip(m.networks()) {
+        assert_eq!(*a, b);
+    }
+    assert!(
+        back.describe().starts_with("tiny-random: stage 1 0 steps"),
+        "{}",
+        back.describe()
+    );
+    // The file is one safetensors file whose tensors all carry a stage prefix.
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(
+        st.names()
+            .iter()
+            .all(|n| n.starts_with("stage1.") || n.starts_with("stage2."))
+    );
+    assert!(st.names().contains(&"stage2.head.weight"));
+}
+
+#[test]
+fn from_stage_files_combines_two_training_outputs() {
+    let t = TempDir::new("pipeline-model-stages");
+    let (s1, s2) = (tiny_stage(3, [8, 16, 16]), tiny_stage(4, [8, 12, 16]));
+    file::save(&t.join("s1.safetensors"), &s1.0, &s1.1).unwrap();
+    file::save(&t.join("s2.safetensors"), &s2.0, &s2.1).unwrap();
+    let m = Model::from_stage_files(&t.join("s1.safetensors"), &t.join("s2.safetensors"), plan())
+        .unwrap();
+    assert_eq!(*m.networks()[1], s2.0);
+    assert_eq!(m.stage_cards()[0], &s1.1);
+    m.save(&t.join("both.safetensors")).unwrap();
+    // A single-stage file given to `load`: say what to do.
+    let e = Model::load(&t.join("s1.safetensors")).unwrap_err();
+    assert!(matches!(e, PipelineError::SingleStage { .. }));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("s1.safetensors") && msg.contains("flare bundle"),
+        "{msg}"
+    );
+    // A combined file given as a stage.
+    let e = Model::from_stage_files(
+        &t.join("both.safetensors"),
+        &t.join("s2.safetensors"),
+        plan(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("both.safetensors") && e.contains("already a two-stage model"),
+        "{e}"
+    );
+    // A missing file names it.
+    let e = Model::load(&t.join("nope.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope.safetensors"), "{e}");
+}
+
+#[test]
+fn bad_files_name_the_file_and_the_problem() {
+    let good = tiny_model().to_bytes().unwrap();
+    // Truncated.
+    let e = err_of(&good[..good.len() / 2]);
+    assert!(
+        e.contains("/x/model.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
+    // Not safetensors at all.
+    let e = err_of(b"GIF89a not a model");
+    assert!(e.contains("not a flare two-stage model"), "{e}");
+    // A stage-2 tensor missing: the file, the stage prefix and the tensor are named.
+    let e = err_of(&rebuild(
+        &good,
+        |n| (n != "stage2.head.bias").then(|| n.to_string()),
+        |_| {},
+    ));
+    assert!(
+        e.contains("/x/model.safetensors [stage2.*]") && e.contains("`head.bias`"),
+        "{e}"
+    );
+    // A tensor of neither stage.
+    let e = err_of(&rebuild(
+        &good,
+        |n| {
+            Some(if n == "stage1.head.bias" {
+                "head.bias".into()
+            } else {
+                n.to_string()
+            })
+        },
+        |_| {},
+    ));
+    assert!(e.contains("unexpected tensor `head.bias`"), "{e}");
+    // A tensor of the wrong shape: stage 1's head weights put under stage 2's name of another.
+    let e = err_of(&rebuild(
+        &good,
+        |n| match n {
+            "stage2.encoder.0.conv1.weight" => None,
+            "stage2.encoder.1.conv1.weight" => Some("stage2.encoder.0.conv1.weight".into()),
+            _ => Some(n.to_string()),
+        },
+        |_| {},
+    ));
+    assert!(e.contains("[stage2.*]") && e.contains("encoder."), "{e}");
+    // No plan, a bad plan, a missing card.
+    let e = err_of(&rebuild(
+        &good,
+        |n| Some(n.to_string()),
+        |m| {
+            m.remove(PLAN_KEY);
+        },
+    ));
+    assert!(e.contains(PLAN_KEY), "{e}");
+    let bad_plan = serde_json::to_string(&PipelinePlan {
+        roi_margin: -1.0,
+        ..plan()
+    })
+    .unwrap();
+    let e = err_of(&rebuild(
+        &good,
+        |n| Some(n.to_string()),
+        |m| {
+            m.insert(PLAN_KEY.into(), bad_plan.clone());
+        },
+    ));
+    assert!(e.contains("roi_margin -1"), "{e}");
+    let e = err_of(&rebuild(
+        &good,
+        |n| Some(n.to_string()),
+        |m| {
+            m.insert(PLAN_KEY.into(), "{not json".into());
+        },
+    ));
+    assert!(e.contains("bad pipeline plan"), "{e}");
+    let e = err_of(&rebuild(
+        &good,
+        |n| Some(n.to_string()),
+        |m| {
+            m.remove(CARD_KEY_STAGE2);
+        },
+    ));
+    assert!(e.contains(CARD_KEY_STAGE2), "{e}");
+    // A card whose architecture disagrees with the tensors (stage 1's card on stage 2).
+    let e = err_of(&rebuild(
+        &good,
+        |n| Some(n.to_string()),
+        |m| {
+            let mut card: flare_model::ModelCard =
+                serde_json::from_str(&m[CARD_KEY_STAGE2]).unwrap();
+            card.architecture.widths = vec![6, 8];
+            m.insert(
+                CARD_KEY_STAGE2.into(),
+                serde_json::to_string(&card).unwrap(),
+            );
+        },
+    ));
+    assert!(e.contains("[stage2.*]") && e.contains("shape"), "{e}");
+    // NaN weights.
+    let e = err_of(&common::rewrite(&good, |n, v| {
+        if n == "stage1.head.weight" {
+            v[0] = f32::NAN;
+        }
+    }));
+    assert!(e.contains("[stage1.*]") && e.contains("head.weight"), "{e}");
+}
+
+#[test]
+fn unusable_cards_are_refused() {
+    // A spacing-based grid is not something the pipeline runs.
+    let (net, mut card) = tiny_stage(5, [8, 16, 16]);
+    card.preprocessing.target_grid = flare_model::card::TargetGrid::Spacing {
+        spacing_mm: [2.0; 3],
+        patch: [8, 16, 16],
+    };
+    let e = Model::from_parts((net, card), tiny_stage(6, [8, 12, 16]), plan())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stage 1") && e.contains("not supported"), "{e}");
+    // A grid the network cannot take (not divisible by its downsampling).
+    let e = Model::from_parts(
+        tiny_stage(5, [8, 16, 16]),
+        tiny_stage(6, [7, 12, 16]),
+        plan(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("stage 2") && e.contains("grid"), "{e}");
+    // A window that is not increasing.
+    let (net, mut card) = tiny_stage(5, [8, 16, 16]);
+    card.preprocessing.hu_window = [300.0, -100.0];
+    let e = Model::from_parts(tiny_stage(5, [8, 16, 16]), (net, card), plan())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stage 2") && e.contains("window"), "{e}");
+}
+
+#[test]
+fn the_bundled_model_loads() {
+    let m = Model::bundled().unwrap();
+    assert!(m.plan().roi_margin >= 0.0);
+    assert_eq!(m.stage_cards()[1].labels.len(), 5, "{}", m.describe());
+}
