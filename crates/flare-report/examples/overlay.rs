@@ -32,12 +32,14 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     }
     let out = PathBuf::from(&args[2]);
     let g = ct.geometry();
+    let start = std::time::Instant::now();
     let info = write_overlay_png(&ct, &labels, &out, &options)?;
     println!(
-        "{}: {} x {} px, organs {:?} (scan {:?} voxels of {:?} mm, orientation {})",
+        "{}: {} x {} px in {:.0} ms, organs {:?} (scan {:?} voxels of {:?} mm, orientation {})",
         out.display(),
         info.width_px,
         info.height_px,
+        start.elapsed().as_secs_f64() * 1e3,
         info.organs_shown,
         g.shape(),
         g.spacing_mm(),

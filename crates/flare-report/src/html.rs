@@ -121,7 +121,7 @@ tr.skipped td{color:#777}
 section{margin:2em 0}
 section h2{font-size:1.1em;margin:0 0 .2em}
 section p{margin:0 0 .4em;color:#555;word-break:break-all}
-img{display:block;max-width:100%;height:auto;image-rendering:pixelated;background:#303030}
+img{display:block;max-width:100%;height:auto;background:#303030}
 ";
 
 fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {

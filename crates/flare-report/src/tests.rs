@@ -319,6 +319,29 @@ fn empty_label_map_gives_one_row_through_the_centre() {
 }
 
 #[test]
+fn single_slice_scan_and_foreign_labels_draw_without_fuss() {
+    // One 5 mm slice: coronal and sagittal panels are a few pixels high, never empty or a panic.
+    let g = centred([40, 30, 1], [1.0, 1.0, 5.0], IDENTITY);
+    let (ct, lab) = phantom(g, |p| {
+        if p[0].abs() < 5.0 && p[1].abs() < 5.0 {
+            (50.0, 2)
+        } else if p[0] > 10.0 {
+            (50.0, 9)
+        } else {
+            (0.0, 0)
+        }
+    });
+    let pic = draw(&ct, &lab);
+    let organs: Vec<_> = pic.rows.iter().map(|r| r.organ).collect();
+    assert_eq!(organs, vec![Some(2)], "label 9 is no organ");
+    let heights: Vec<_> = pic.rows[0].panels.iter().map(|r| r.height).collect();
+    // 40 mm fills 256 px (0.156 mm per pixel); 5 mm is 32 px.
+    assert_eq!(heights, vec![192, 32, 32]);
+    let ax = pic.rows[0].panels[0];
+    assert!(!pixels(&pic, ax, |c| c == ORGAN_COLOURS[1]).is_empty());
+}
+
+#[test]
 fn written_png_decodes_to_the_picture() {
     let dir = flare_testkit::TempDir::new("report-png");
     let (ct, lab) = thick_slice_sphere();
