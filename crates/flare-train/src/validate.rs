@@ -1,14 +1,20 @@
 //! Validation: a whole case through one stage's network at its training grid, the labels
 //! back on the case's grid, scored with FLARE21's Dice (`flare_metrics::score_case`).
 //!
-//! [`predict_whole`] and [`predict_roi`] are the inference path of each stage from a
-//! normalised image on its own grid to a label map on that grid; validation uses them as is.
+//! The inference itself is `flare_pipeline::stages`, the code `flare segment` runs: stage 1
+//! on the whole scan ([`predict_whole`]), stage 2 on the organ box grown by the training
+//! margin and exported onto the case's grid ([`predict_roi`]). Cached cases are already
+//! windowed to `[0, 1]`, so the pipeline's intensity mapping is the identity window followed
+//! by the sampler's `intensity_range`.
 
-use flare_engine::{Ctx, Shape5, Tensor};
-use flare_imgproc::{LabelInterp, resample_labels, resample_linear};
+use flare_engine::Ctx;
 use flare_metrics::{Tolerances, score_case};
-use flare_model::{UNet, argmax_labels};
-use flare_volume::{Geometry, LabelMap, Roi, Volume};
+use flare_model::UNet;
+use flare_pipeline::{
+    PipelineError,
+    stages::{self, IndexBox, Intensity},
+};
+use flare_volume::{Geometry, LabelMap, Volume};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -32,6 +38,16 @@ impl ValScore {
     }
 }
 
+/// Keeps the pipeline's typed causes where this crate has the same variants.
+fn pipeline_err(e: PipelineError) -> TrainError {
+    match e {
+        PipelineError::Model(m) => TrainError::Model(m),
+        PipelineError::Imgproc(i) => TrainError::Imgproc(i),
+        PipelineError::Geometry(g) => TrainError::Geometry(g),
+        other => TrainError::Config(format!("inference: {other}")),
+    }
+}
+
 /// What the network sees of `image` (normalised intensities) on `grid`: trilinear
 /// resampling, then `[0, 1]` mapped to `intensity_range`, in voxel order (`[D, H, W]` with
 /// `W` fastest, as the sampler's batches).
@@ -40,32 +56,13 @@ pub fn network_input(
     grid: &Geometry,
     intensity_range: [f32; 2],
 ) -> Result<Vec<f32>> {
-    // Outside the scan is below the window, as the sampler pads: normalised 0.
-    let small = resample_linear(image, grid, 0.0)?;
-    let [lo, hi] = intensity_range;
-    Ok(small.data().iter().map(|&v| lo + v * (hi - lo)).collect())
+    let x = stages::network_input(image, grid, &Intensity::unit_to_range(intensity_range))
+        .map_err(pipeline_err)?;
+    Ok(x.into_vec())
 }
 
-/// Runs `net` on `image` resampled to `grid` (a grid of `grid_dhw` voxels covering the
-/// region `grid` describes) and returns its labels on `grid`.
-fn run_on_grid(
-    ctx: &Ctx,
-    net: &UNet,
-    image: &Volume<f32>,
-    grid: &Geometry,
-    intensity_range: [f32; 2],
-) -> Result<LabelMap> {
-    let data = network_input(image, grid, intensity_range)?;
-    let [w, h, d] = grid.shape();
-    let x = Tensor::from_vec(Shape5::new(1, d, h, w, 1), data)
-        .map_err(|e| TrainError::Config(format!("network input: {e}")))?;
-    let (logits, _) = net.infer(ctx, x)?;
-    Ok(Volume::new(*grid, argmax_labels(&logits))?)
-}
-
-/// Stage 1: the whole scan `image` (normalised intensities) on a fixed grid of `grid_dhw`
-/// voxels, then the labels back on the image's grid (one-hot trilinear, so the coarse
-/// boundary follows the interpolated surface rather than a staircase).
+/// Stage 1: the whole scan `image` (normalised intensities) on the RAS-canonical grid of
+/// `grid_dhw` voxels, then the labels back on the image's grid.
 pub fn predict_whole(
     ctx: &Ctx,
     net: &UNet,
@@ -73,48 +70,39 @@ pub fn predict_whole(
     grid_dhw: [usize; 3],
     intensity_range: [f32; 2],
 ) -> Result<LabelMap> {
-    let [d, h, w] = grid_dhw;
-    let grid = image.geometry().resized([w, h, d])?;
-    let small = run_on_grid(ctx, net, image, &grid, intensity_range)?;
-    Ok(resample_labels(
-        &small,
-        image.geometry(),
-        LabelInterp::Linear,
-    )?)
+    stages::predict_whole(
+        ctx,
+        net,
+        image,
+        grid_dhw,
+        &Intensity::unit_to_range(intensity_range),
+    )
+    .map_err(pipeline_err)
 }
 
-/// Stage 2: the region `roi` of `image` on a fixed grid of `grid_dhw` voxels, the labels
-/// back on the image's grid (background outside the region).
+/// Stage 2: the organ box `bbox` (`[start, end)` voxels of `image`) grown by `margin` of its
+/// size per side, as training cropped it, on a grid of `grid_dhw` voxels; the labels exported
+/// onto the image's grid (background outside the region).
 pub fn predict_roi(
     ctx: &Ctx,
     net: &UNet,
     image: &Volume<f32>,
-    roi: &Roi,
+    bbox: [[usize; 3]; 2],
+    margin: f64,
     grid_dhw: [usize; 3],
     intensity_range: [f32; 2],
 ) -> Result<LabelMap> {
-    let [d, h, w] = grid_dhw;
-    let region = image.geometry().crop(roi)?;
-    let grid = region.resized([w, h, d])?;
-    let small = run_on_grid(ctx, net, image, &grid, intensity_range)?;
-    let inside = resample_labels(&small, &region, LabelInterp::Linear)?;
-    let mut full = Volume::filled(*image.geometry(), 0u8);
-    full.paste(&inside, roi.start());
-    Ok(full)
-}
-
-/// The organs' union box `[start, end)` grown by `margin` of its size on each side, clamped
-/// to a grid of `shape` (the region stage 2 trains on, centred, without jitter).
-pub fn roi_with_margin(bbox: [[usize; 3]; 2], margin: f64, shape: [usize; 3]) -> Result<Roi> {
-    let [s, e] = bbox;
-    let mut start = [0; 3];
-    let mut end = [0; 3];
-    for a in 0..3 {
-        let grow = ((e[a] - s[a]) as f64 * margin).round() as usize;
-        start[a] = s[a].saturating_sub(grow);
-        end[a] = (e[a] + grow).min(shape[a]);
-    }
-    Ok(Roi::new(start, end)?)
+    let region = IndexBox::of_voxels(bbox[0], bbox[1]).grown(margin);
+    let (labels, _) = stages::predict_region(
+        ctx,
+        net,
+        image,
+        &region,
+        grid_dhw,
+        &Intensity::unit_to_range(intensity_range),
+    )
+    .map_err(pipeline_err)?;
+    Ok(labels)
 }
 
 /// Which region of a validation case a stage sees.
@@ -145,10 +133,7 @@ pub fn validate(
         let pred = match region {
             ValRegion::WholeScan => predict_whole(ctx, net, &image, grid_dhw, intensity_range)?,
             ValRegion::OrganBox { margin } => match c.meta().union_box() {
-                Some(b) => {
-                    let roi = roi_with_margin(b, margin, c.shape())?;
-                    predict_roi(ctx, net, &image, &roi, grid_dhw, intensity_range)?
-                }
+                Some(b) => predict_roi(ctx, net, &image, b, margin, grid_dhw, intensity_range)?,
                 // No organ at all: nothing for stage 2 to find; an empty map is exact.
                 None => Volume::filled(*image.geometry(), 0u8),
             },
@@ -169,4 +154,80 @@ pub fn validate(
     let n = out.len().max(1) as f64;
     let mean = [0, 1, 2, 3].map(|o| out.iter().map(|(_, d)| d[o]).sum::<f64>() / n);
     Ok(ValScore { cases: out, mean })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::{
+        AugmentConfig, Crop, PreprocessConfig, SampleConfig, preprocess_volumes, sample_into,
+    };
+
+    /// Stage 2's validation (and `flare segment`'s stage 2) shows the network what training
+    /// showed it: with augmentation off, the pipeline's region grid around the organ box
+    /// gives the sampler's region sample, including where the margin leaves the scan.
+    #[test]
+    fn stage_2_input_matches_an_unaugmented_region_sample() {
+        // An LPS scan: the cache reorients it to RAS, as the pipeline's grids do.
+        let g = Geometry::new(
+            [30, 26, 14],
+            [0.9, 1.1, 2.5],
+            [10.0, 20.0, -30.0],
+            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+        )
+        .unwrap();
+        let [nx, ny, nz] = g.shape();
+        let mut img = Vec::new();
+        let mut lab = Vec::new();
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    img.push(((i * 7 + j * 3 + k * 11) % 50) as f32 * 8.0 - 150.0);
+                    // An organ box touching the scan's edge in k, so the margin leaves it.
+                    let organ = (4..19).contains(&i) && (6..15).contains(&j) && k < 9;
+                    lab.push(if organ { 1 + (i % 2) as u8 } else { 0 });
+                }
+            }
+        }
+        let image = Volume::new(g, img).unwrap();
+        let labels = Volume::new(g, lab).unwrap();
+        let case = preprocess_volumes("a", image, labels, &PreprocessConfig::default()).unwrap();
+        let grid_dhw = [8, 12, 16];
+        let margin = 0.25;
+        let cfg = SampleConfig {
+            crop: Crop::Roi {
+                margin,
+                fraction: 1.0,
+                jitter: 0.0,
+            },
+            augment: AugmentConfig::none(),
+            foreground_p: 0.0,
+            ..SampleConfig::roi(grid_dhw)
+        };
+        let n: usize = grid_dhw.iter().product();
+        let (mut want, mut want_lab) = (vec![0.0; n], vec![0u8; n]);
+        sample_into(
+            &case,
+            &cfg,
+            &mut ChaCha8Rng::seed_from_u64(1),
+            &mut want,
+            &mut want_lab,
+        )
+        .unwrap();
+        let image = case.image_volume().unwrap();
+        let b = case.meta().union_box().unwrap();
+        let region = IndexBox::of_voxels(b[0], b[1]).grown(margin);
+        let grid = stages::region_grid(image.geometry(), &region, grid_dhw).unwrap();
+        let got = network_input(&image, &grid, [0.0, 1.0]).unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-3, "largest difference {worst}");
+        assert!(want_lab.iter().any(|&l| l == 2));
+    }
 }
