@@ -91,6 +91,9 @@ pub fn argmax_on_grid(
     };
     let [tnx, tny, _] = shape;
     let (rs, re) = (roi.start(), roi.end());
+    // Each source voxel's strict winner: where all the neighbours a target voxel blends have
+    // the same one, so does the blend, and most voxels need no interpolation at all.
+    let winners: Vec<u8> = scores.par_chunks(classes).map(strict_winner).collect();
     match map.axis_permutation(roi) {
         Some(axis_of) => {
             let row = RowPlan::new(&src, &map, axis_of, roi);
@@ -103,15 +106,12 @@ pub fn argmax_on_grid(
                     |line, (kt, slice)| {
                         for jt in rs[1]..re[1] {
                             let o = &mut slice[jt * tnx + rs[0]..jt * tnx + re[0]];
-                            row.run(&src, &map, [rs[0], jt, kt], line, o);
+                            row.run(&src, &winners, &map, [rs[0], jt, kt], line, o);
                         }
                     },
                 );
         }
         None => {
-            // Where all eight neighbours have the same strict winner, so does any blend of
-            // them: most voxels then need eight byte loads instead of `8 * classes` floats.
-            let winners: Vec<u8> = scores.par_chunks(classes).map(strict_winner).collect();
             out.par_chunks_mut(tnx * tny)
                 .enumerate()
                 .skip(rs[2])
@@ -138,12 +138,6 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// Offset of voxel `(i, j, k)`'s first class.
-    #[inline(always)]
-    fn at(&self, ijk: [usize; 3]) -> usize {
-        (ijk[0] + self.shape[0] * (ijk[1] + self.shape[1] * ijk[2])) * self.classes
-    }
-
     /// Distance between neighbours along source axis `a`, in floats.
     fn stride(&self, a: usize) -> usize {
         self.classes
@@ -300,6 +294,9 @@ fn argmax(v: &[f32]) -> u8 {
 /// follows target `i`, and each entry's strict winner.
 struct Line {
     values: Vec<f32>,
+    /// Whether `values` holds entry `n` (entries whose four corners agree are not blended
+    /// unless a voxel next to a disagreeing entry needs them).
+    ready: Vec<bool>,
     winners: Vec<u8>,
     acc: Vec<f32>,
 }
@@ -308,6 +305,7 @@ impl Line {
     fn new(classes: usize) -> Line {
         Line {
             values: Vec::new(),
+            ready: Vec::new(),
             winners: Vec::new(),
             acc: vec![0.0; classes],
         }
@@ -325,6 +323,8 @@ struct RowPlan {
     /// Source range along `q` the taps read.
     lo: usize,
     hi: usize,
+    /// Whether any tap is inside the source.
+    any_inside: bool,
 }
 
 impl RowPlan {
@@ -347,7 +347,8 @@ impl RowPlan {
             lo = lo.min(t.i0);
             hi = hi.max(t.i1);
         }
-        if lo > hi {
+        let any_inside = lo <= hi;
+        if !any_inside {
             (lo, hi) = (0, 0);
         }
         RowPlan {
@@ -357,16 +358,21 @@ impl RowPlan {
             taps,
             lo,
             hi,
+            any_inside,
         }
     }
 
     /// One target row (`row` starts at target voxel `t0`): the two fixed source axes are
-    /// blended once into the line, then each voxel lerps two line entries, or takes their
-    /// common strict winner (any blend of two score vectors won strictly by one class is won
-    /// by it too).
+    /// blended into a line of scores along `q`, then each voxel lerps two line entries, or
+    /// takes their common strict winner. Any blend of score vectors that one class wins
+    /// strictly is won by that class, so an entry whose four source corners share a strict
+    /// winner (`winners`, per source voxel) needs no blending, and a voxel between two entries
+    /// with the same strict winner needs no interpolation: inside an organ or the background,
+    /// a voxel costs two byte loads.
     fn run(
         &self,
         src: &Source<'_>,
+        winners: &[u8],
         map: &IndexMap,
         t0: [usize; 3],
         line: &mut Line,
@@ -377,48 +383,73 @@ impl RowPlan {
         let t = t0.map(|v| v as f64);
         let ta = Tap::new(map.source(a, t), src.shape[a]);
         let tb = Tap::new(map.source(b, t), src.shape[b]);
-        if !(ta.inside && tb.inside) || !self.taps.iter().any(|t| t.inside) {
+        if !(ta.inside && tb.inside && self.any_inside) {
             return; // already background
         }
         let (lo, hi) = (self.lo, self.hi);
+        // Voxel numbers of the four corners at `q = 0`; scores start at `voxel * c`.
         let corner = |ia: usize, ib: usize| {
             let mut p = [0usize; 3];
             p[a] = ia;
             p[b] = ib;
-            src.at(p)
+            p[0] + src.shape[0] * (p[1] + src.shape[1] * p[2])
         };
-        let (b00, b10) = (corner(ta.i0, tb.i0), corner(ta.i1, tb.i0));
-        let (b01, b11) = (corner(ta.i0, tb.i1), corner(ta.i1, tb.i1));
-        let stride_q = src.stride(q);
-        let s = src.scores;
+        let corners = [
+            corner(ta.i0, tb.i0),
+            corner(ta.i1, tb.i0),
+            corner(ta.i0, tb.i1),
+            corner(ta.i1, tb.i1),
+        ];
+        let step_q = src.stride(q) / c;
+        let n = hi - lo + 1;
         line.values.clear();
-        line.values.resize((hi - lo + 1) * c, 0.0);
+        line.values.resize(n * c, 0.0);
+        line.ready.clear();
+        line.ready.resize(n, false);
         line.winners.clear();
-        for (n, l) in line.values.chunks_exact_mut(c).enumerate() {
-            let off = (lo + n) * stride_q;
-            for (k, v) in l.iter_mut().enumerate() {
-                let lo_b = lerp(s[b00 + off + k], s[b10 + off + k], ta.w);
-                let hi_b = lerp(s[b01 + off + k], s[b11 + off + k], ta.w);
+        let s = src.scores;
+        let blend = |e: usize, out: &mut [f32]| {
+            let off = (lo + e) * step_q;
+            let [p00, p10, p01, p11] = corners.map(|v| (v + off) * c);
+            for (k, v) in out.iter_mut().enumerate() {
+                let lo_b = lerp(s[p00 + k], s[p10 + k], ta.w);
+                let hi_b = lerp(s[p01 + k], s[p11 + k], ta.w);
                 *v = lerp(lo_b, hi_b, tb.w);
             }
-            line.winners.push(strict_winner(l));
+        };
+        for e in 0..n {
+            let off = (lo + e) * step_q;
+            let w = winners[corners[0] + off];
+            if w != TIE && corners[1..].iter().all(|&v| winners[v + off] == w) {
+                line.winners.push(w);
+            } else {
+                let out = &mut line.values[e * c..][..c];
+                blend(e, out);
+                line.ready[e] = true;
+                line.winners.push(strict_winner(out));
+            }
         }
-        let (values, winners, acc) = (&line.values, &line.winners, &mut line.acc);
         for (o, tq) in row.iter_mut().zip(&self.taps) {
             if !tq.inside {
                 continue;
             }
             let (n0, n1) = (tq.i0 - lo, tq.i1 - lo);
-            let w = winners[n0];
-            if w != TIE && winners[n1] == w {
+            let w = line.winners[n0];
+            if w != TIE && line.winners[n1] == w {
                 *o = w;
                 continue;
             }
-            let (l0, l1) = (&values[n0 * c..][..c], &values[n1 * c..][..c]);
-            for k in 0..c {
-                acc[k] = lerp(l0[k], l1[k], tq.w);
+            for e in [n0, n1] {
+                if !line.ready[e] {
+                    blend(e, &mut line.values[e * c..][..c]);
+                    line.ready[e] = true;
+                }
             }
-            *o = argmax(acc);
+            let (l0, l1) = (&line.values[n0 * c..][..c], &line.values[n1 * c..][..c]);
+            for k in 0..c {
+                line.acc[k] = lerp(l0[k], l1[k], tq.w);
+            }
+            *o = argmax(&line.acc);
         }
     }
 }
