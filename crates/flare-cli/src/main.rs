@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Segment the liver, kidneys, spleen and pancreas: a CT file, DICOM folder or folder of cases.
+    Segment(cmd::segment::Args),
     /// Show a scan's grid, orientation, datatype and intensity range (NIfTI file or DICOM folder).
     Info(cmd::info::Args),
     /// Convert a DICOM series (or any readable volume) to NIfTI.
@@ -34,6 +36,11 @@ enum Command {
     Measure(cmd::measure::Args),
     /// Train the two-stage segmentation model (stage 1 whole scan, stage 2 organ region).
     Train(Box<cmd::train::Args>),
+    /// Combine a stage-1 and a stage-2 model from `flare train` into one two-stage model file.
+    Bundle(cmd::bundle::Args),
+    /// Print efficiency figures (time of each step, peak memory).
+    #[command(subcommand)]
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,9 @@ fn main() -> ExitCode {
         }
     }
     let outcome: anyhow::Result<ExitCode> = match cli.command {
+        Command::Segment(args) => cmd::segment::run(&args),
+        Command::Bundle(args) => cmd::bundle::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
         Command::Info(args) => cmd::info::run(&args),
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Evaluate(args) => cmd::evaluate::run(&args),

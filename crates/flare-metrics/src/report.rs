@@ -51,15 +51,24 @@ pub fn csv_text(results: &[CaseResult], tolerances: &Tolerances) -> String {
     out
 }
 
-/// Writes [`csv_text`] to `path`.
+/// Writes [`csv_text`] to `path`, through a temporary file renamed into place so that an
+/// interrupted run never leaves a half-written table.
 pub fn write_csv(
     path: &Path,
     results: &[CaseResult],
     tolerances: &Tolerances,
 ) -> Result<(), MetricsError> {
-    std::fs::write(path, csv_text(results, tolerances)).map_err(|source| MetricsError::Io {
+    let io = |source| MetricsError::Io {
         path: path.to_path_buf(),
         source,
+    };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
+    std::fs::write(&tmp, csv_text(results, tolerances)).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
     })
 }
 

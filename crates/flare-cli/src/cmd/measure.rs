@@ -58,7 +58,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     eprintln!("{report}");
     let json = report.to_json();
     match &args.out {
-        Some(path) => std::fs::write(path, json + "\n")
+        Some(path) => crate::cmd::util::atomic_write(path, (json + "\n").as_bytes())
             .with_context(|| format!("writing the report {}", path.display()))?,
         None => println!("{json}"),
     }

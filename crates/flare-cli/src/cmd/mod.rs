@@ -1,7 +1,11 @@
 //! One module per subcommand: its arguments (`Args`) and its `run` function.
 
+pub mod bench;
+pub mod bundle;
 pub mod convert;
 pub mod evaluate;
 pub mod info;
 pub mod measure;
+pub mod segment;
 pub mod train;
+pub mod util;

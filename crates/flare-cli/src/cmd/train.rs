@@ -16,6 +16,8 @@ use flare_train::{
     RunLimits, SampleConfig, SplitSpec, Stage, TrainConfig, Trainer, checkpoint,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cmd::util::say;
 use serde::Deserialize;
 
 /// Arguments of `flare train`; its behaviour is described in [`DETAILS`] (the long help).
@@ -327,16 +329,6 @@ fn create_parent(out: &Path) -> anyhow::Result<()> {
 fn ck_trainer(ck: Checkpoint, data: Data, out: &Path) -> anyhow::Result<Trainer> {
     create_parent(out)?;
     Trainer::resume(ck, data.train, data.val, Outputs::for_model(out)).context("resuming the run")
-}
-
-/// A line above the progress bar, or on stderr where there is no terminal (the hidden bar
-/// would swallow it).
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
 }
 
 fn train_one(mut t: Trainer, limits: RunLimits, how: &str) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,578 @@
+//! `flare segment`: CT in, organ label map out on the input's own grid, one case or a batch.
+
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
+
+use anyhow::Context;
+use flare_io::{CtImage, ReadOptions, Source};
+use flare_pipeline::{Model, PostProcess, SegmentOptions, Segmentation, Step};
+use flare_report::{CaseEntry, CaseStatus, OverlayOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cmd::util::{atomic_write, say};
+
+/// Segment the liver (1), kidneys (2), spleen (3) and pancreas (4) in abdominal CT.
+///
+/// INPUT is a .nii/.nii.gz file, a DICOM series folder, or a folder of cases in FLARE naming
+/// (`<case>_0000.nii.gz`). OUTPUT is a file for one case, or a folder for many, where each
+/// case becomes `<case>.nii.gz` (the `_0000` dropped, as FLARE names predictions). The label
+/// map (uint8) lies on the input's voxel grid with its affine, qform and sform; for a DICOM
+/// series, on the grid `flare convert` writes.
+#[derive(clap::Args)]
+#[command(after_long_help = DETAILS)]
+pub struct Args {
+    /// A CT: .nii/.nii.gz file, DICOM series folder, or folder of `<case>_0000.nii.gz` files.
+    #[arg(short = 'i', long, value_name = "INPUT")]
+    pub input: PathBuf,
+    /// Where to write: a .nii.gz file for one case, a folder for several.
+    #[arg(short = 'o', long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+    /// A two-stage model file (from `flare bundle`) [default: the model built into flare].
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Replace outputs that exist (by default those cases are skipped).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Write a visual report here: a PNG per case (axial, coronal and sagittal slices through
+    /// each organ with coloured outlines) and index.html with volumes and timings.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Write organ volumes (mL) per case to this CSV file.
+    #[arg(long, value_name = "FILE.csv")]
+    pub volumes: Option<PathBuf>,
+    /// For a DICOM folder with several series: the SeriesInstanceUID to segment
+    /// (default: the one with the most slices).
+    #[arg(long, value_name = "UID")]
+    pub series: Option<String>,
+    /// Keep every connected piece of each organ (by default only the largest, two for the
+    /// kidneys, are kept).
+    #[arg(long)]
+    pub keep_all_components: bool,
+    /// Leave holes inside organs unfilled.
+    #[arg(long)]
+    pub no_fill_holes: bool,
+}
+
+/// The long help (`flare segment --help`), after the options.
+const DETAILS: &str = "\
+Output, per case, one line on stdout: the output file, wall time, peak resident memory
+(RSS) and the organ volumes in mL. Existing outputs are skipped unless --overwrite. A case
+that cannot be read or segmented is reported and skipped; the others go on, and the exit
+code is 1 if any case failed (2 for a usage error). Inputs are never modified; every output
+is written to a temporary file and renamed.
+
+Examples:
+  flare segment -i scan.nii.gz -o scan_organs.nii.gz --report report/
+  flare segment -i /data/dicom/CT_series/ -o organs.nii.gz
+  flare segment -i FLARE_inputs/ -o FLARE_outputs/ --volumes volumes.csv";
+
+/// One case to segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Case name (file name without extension and `_0000`, or the DICOM folder's name).
+    pub name: String,
+    /// The CT.
+    pub input: PathBuf,
+    /// The label map to write.
+    pub output: PathBuf,
+}
+
+/// What the command will do: the cases, and files in a batch folder that are not cases.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Cases in order.
+    pub jobs: Vec<Job>,
+    /// Lines to show before starting (e.g. files ignored and why).
+    pub notes: Vec<String>,
+    /// Whether OUTPUT is a folder.
+    pub batch: bool,
+}
+
+fn nifti_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))
+        .filter(|s| !s.is_empty())
+}
+
+/// A FLARE channel suffix `_NNNN`; channel 0 is the CT.
+fn channel_of(stem: &str) -> Option<(&str, &str)> {
+    let (case, ch) = stem.rsplit_once('_')?;
+    (ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) && !case.is_empty())
+        .then_some((case, ch))
+}
+
+fn case_name(stem: &str) -> String {
+    match channel_of(stem) {
+        Some((case, "0000")) => case.to_string(),
+        _ => stem.to_string(),
+    }
+}
+
+fn is_nifti_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(nifti_stem)
+        .is_some()
+}
+
+/// Works out the cases from INPUT and OUTPUT.
+pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
+    let meta = std::fs::metadata(input)
+        .with_context(|| format!("{}: no such file or folder", input.display()))?;
+    let output_is_file = is_nifti_name(output);
+    let single = |name: String| -> anyhow::Result<Plan> {
+        let out = if output_is_file {
+            output.to_path_buf()
+        } else {
+            output.join(format!("{name}.nii.gz"))
+        };
+        Ok(Plan {
+            jobs: vec![Job {
+                name,
+                input: input.to_path_buf(),
+                output: out,
+            }],
+            notes: Vec::new(),
+            batch: false,
+        })
+    };
+    if !meta.is_dir() {
+        let file_name = input.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(stem) = nifti_stem(file_name) else {
+            anyhow::bail!(
+                "{}: not a .nii/.nii.gz file or a folder (DICOM series or FLARE cases)",
+                input.display()
+            );
+        };
+        return single(case_name(stem));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(input)
+        .with_context(|| format!("{}: cannot list the folder", input.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_nifti_name(p))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        // No NIfTI inside: a DICOM series folder (read_ct says so if it is not one).
+        let name = input
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "case".to_string());
+        return single(name);
+    }
+    if output_is_file {
+        anyhow::bail!(
+            "{}: INPUT is a folder of cases, so OUTPUT must be a folder, not a .nii/.nii.gz file",
+            output.display()
+        );
+    }
+    let mut out = Plan {
+        batch: true,
+        ..Plan::default()
+    };
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for f in files {
+        let file_name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(stem) = nifti_stem(file_name) else {
+            continue;
+        };
+        if let Some((_, ch)) = channel_of(stem)
+            && ch != "0000"
+        {
+            out.notes.push(format!(
+                "{}: ignored (channel {ch}; flare reads the CT, channel 0000)",
+                f.display()
+            ));
+            continue;
+        }
+        let name = case_name(stem);
+        if let Some(first) = seen.get(&name) {
+            out.notes.push(format!(
+                "{}: ignored (case {name} is already {})",
+                f.display(),
+                first.display()
+            ));
+            continue;
+        }
+        seen.insert(name.clone(), f.clone());
+        out.jobs.push(Job {
+            output: output.join(format!("{name}.nii.gz")),
+            name,
+            input: f,
+        });
+    }
+    Ok(out)
+}
+
+/// What happened to one case.
+struct Outcome {
+    status: CaseStatus,
+    volumes_ml: Option<[f64; 4]>,
+    wall_s: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    png: Option<String>,
+    notes: Vec<String>,
+}
+
+/// Seconds of each step of one case, read to write.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CaseTimings {
+    /// Reading and decoding the CT.
+    pub read_s: f64,
+    /// The pipeline's own steps.
+    pub preprocess_s: f64,
+    /// Stage 1 network.
+    pub stage1_s: f64,
+    /// Stage 2 network.
+    pub stage2_s: f64,
+    /// Logits back to the input grid.
+    pub export_s: f64,
+    /// Connected components, hole filling.
+    pub postprocess_s: f64,
+    /// Encoding and writing the label map.
+    pub write_s: f64,
+}
+
+impl CaseTimings {
+    fn from_segmentation(read_s: f64, s: &Segmentation, write_s: f64) -> CaseTimings {
+        let t = &s.timings;
+        CaseTimings {
+            read_s,
+            preprocess_s: t.preprocess_s,
+            stage1_s: t.stage1_s,
+            stage2_s: t.stage2_s,
+            export_s: t.export_s,
+            postprocess_s: t.postprocess_s,
+            write_s,
+        }
+    }
+
+    /// `(name, seconds)` in pipeline order.
+    pub fn steps(&self) -> [(&'static str, f64); 7] {
+        [
+            ("read", self.read_s),
+            ("preprocess", self.preprocess_s),
+            ("stage 1", self.stage1_s),
+            ("stage 2", self.stage2_s),
+            ("export", self.export_s),
+            ("post-process", self.postprocess_s),
+            ("write", self.write_s),
+        ]
+    }
+}
+
+/// Reads, segments and writes one case; `on_step` hears each step's name.
+pub fn segment_file(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    read: &ReadOptions,
+    options: &SegmentOptions,
+    on_step: &mut dyn FnMut(&'static str),
+) -> anyhow::Result<(CtImage, Segmentation, CaseTimings)> {
+    // Refuse a bad output before spending seconds on the case.
+    flare_io::check_output(output, &[input])?;
+    on_step("read");
+    let t = Instant::now();
+    let image = flare_io::read_ct(input, read)?;
+    let read_s = t.elapsed().as_secs_f64();
+    let ctx = flare_engine::Ctx::new();
+    let seg = flare_pipeline::segment(&ctx, model, &image.volume, options, &mut |s| {
+        on_step(step_name(s))
+    })
+    .with_context(|| format!("{}: segmenting", input.display()))?;
+    on_step("write");
+    let t = Instant::now();
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
+    }
+    image.write_label_map(output, &seg.labels)?;
+    let write_s = t.elapsed().as_secs_f64();
+    let timings = CaseTimings::from_segmentation(read_s, &seg, write_s);
+    Ok((image, seg, timings))
+}
+
+fn step_name(s: Step) -> &'static str {
+    match s {
+        Step::Preprocess => "preprocess",
+        Step::Stage1 => "stage 1",
+        Step::Stage2 => "stage 2",
+        Step::Export => "export",
+        Step::PostProcess => "post-process",
+    }
+}
+
+/// Loads `--model` or the built-in model.
+pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
+    match path {
+        Some(p) => Model::load(p).with_context(|| format!("loading the model {}", p.display())),
+        None => Model::bundled().context("loading the built-in model"),
+    }
+}
+
+/// Runs `flare segment`.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args.input, &args.output)?;
+    // Side outputs must not land on an input either.
+    for side in [&args.volumes, &args.report].into_iter().flatten() {
+        if plan.jobs.iter().any(|j| same_path(side, &j.input)) || same_path(side, &args.input) {
+            anyhow::bail!("{}: is an input; refusing to write there", side.display());
+        }
+    }
+    let model = load_model(args.model.as_deref())?;
+    eprintln!("flare segment: model {}", model.describe());
+    for n in &plan.notes {
+        eprintln!("flare: note: {n}");
+    }
+    if plan.jobs.is_empty() {
+        anyhow::bail!("{}: no case to segment", args.input.display());
+    }
+    if plan.batch {
+        std::fs::create_dir_all(&args.output)
+            .with_context(|| format!("{}: cannot create the folder", args.output.display()))?;
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the report folder", dir.display()))?;
+    }
+    let options = SegmentOptions {
+        postprocess: PostProcess {
+            largest_components: !args.keep_all_components,
+            fill_holes: !args.no_fill_holes,
+        },
+    };
+    let read = ReadOptions {
+        series_uid: args.series.clone(),
+    };
+
+    let n = plan.jobs.len() as u64;
+    let bar = if n > 1 {
+        ProgressBar::new(n)
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(if n > 1 {
+            "{bar:30} {pos}/{len} cases [{elapsed_precise}<{eta_precise}] {msg}"
+        } else {
+            "{spinner} [{elapsed_precise}] {msg}"
+        })
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else if n == 1 {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+
+    let mut entries = Vec::with_capacity(plan.jobs.len());
+    let mut volume_rows: Vec<(String, [f64; 4])> = Vec::new();
+    let mut failed = 0usize;
+    for job in &plan.jobs {
+        bar.set_message(job.name.clone());
+        let outcome = run_case(job, &model, &read, &options, args, &bar);
+        match &outcome.status {
+            CaseStatus::Failed(msg) => {
+                failed += 1;
+                say(&bar, format!("flare: error: {}: {msg}", job.name));
+            }
+            CaseStatus::Skipped(msg) => say(&bar, format!("{}: skipped ({msg})", job.name)),
+            CaseStatus::Done => {}
+        }
+        if let Some(v) = outcome.volumes_ml {
+            volume_rows.push((job.name.clone(), v));
+        }
+        entries.push(CaseEntry {
+            name: job.name.clone(),
+            input: job.input.display().to_string(),
+            output: Some(job.output.display().to_string()),
+            status: outcome.status,
+            volumes_ml: outcome.volumes_ml,
+            wall_s: outcome.wall_s,
+            peak_rss_mb: outcome.peak_rss_mb,
+            png: outcome.png,
+            notes: outcome.notes,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    if let Some(csv) = &args.volumes {
+        write_volumes_csv(csv, &volume_rows)?;
+        eprintln!("flare segment: volumes in {}", csv.display());
+    }
+    if let Some(dir) = &args.report {
+        let title = format!("flare segment: {}", args.input.display());
+        let index = flare_report::write_index_html(dir, &title, &model.describe(), &entries)
+            .with_context(|| format!("{}: writing the report", dir.display()))?;
+        eprintln!("flare segment: report in {}", index.display());
+    }
+    let done = entries
+        .iter()
+        .filter(|e| matches!(e.status, CaseStatus::Done))
+        .count();
+    let skipped = entries.len() - done - failed;
+    if plan.batch || failed > 0 {
+        eprintln!("flare segment: {done} segmented, {skipped} skipped, {failed} failed");
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn run_case(
+    job: &Job,
+    model: &Model,
+    read: &ReadOptions,
+    options: &SegmentOptions,
+    args: &Args,
+    bar: &ProgressBar,
+) -> Outcome {
+    if job.output.exists() && !args.overwrite {
+        // Still report the existing map's volumes, so a rerun's CSV covers every case.
+        let volumes_ml = flare_nifti::read_label_map(&job.output)
+            .ok()
+            .map(|m| flare_pipeline::organ_volumes_ml(&m.volume));
+        return Outcome {
+            status: CaseStatus::Skipped(format!(
+                "{} exists; --overwrite replaces it",
+                job.output.display()
+            )),
+            volumes_ml,
+            wall_s: None,
+            peak_rss_mb: None,
+            png: None,
+            notes: Vec::new(),
+        };
+    }
+    flare_measure::reset_own_peak_rss();
+    let start = Instant::now();
+    let name = job.name.clone();
+    let result = segment_file(model, &job.input, &job.output, read, options, &mut |step| {
+        bar.set_message(format!("{name}: {step}"))
+    });
+    let wall_s = start.elapsed().as_secs_f64();
+    let peak_rss_mb = flare_measure::own_peak_rss_bytes().map(|b| b as f64 / 1048576.0);
+    let (image, seg, timings) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome {
+                status: CaseStatus::Failed(format!("{e:#}")),
+                volumes_ml: None,
+                wall_s: Some(wall_s),
+                peak_rss_mb,
+                png: None,
+                notes: Vec::new(),
+            };
+        }
+    };
+    let volumes = flare_pipeline::organ_volumes_ml(&seg.labels);
+    let mut notes = seg.notes.clone();
+    if let Source::Dicom {
+        choice_note: Some(n),
+        ..
+    } = &image.source
+    {
+        notes.push(n.clone());
+    }
+    for n in &notes {
+        say(bar, format!("flare: note: {}: {n}", job.name));
+    }
+    let steps = timings
+        .steps()
+        .iter()
+        .map(|(s, t)| format!("{s} {t:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let line = format!(
+        "{}: wrote {} in {wall_s:.2} s, peak RSS {} | liver {:.0} mL, kidneys {:.0} mL, spleen {:.0} mL, pancreas {:.0} mL | {steps} s",
+        job.name,
+        job.output.display(),
+        peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0} MB")),
+        volumes[0],
+        volumes[1],
+        volumes[2],
+        volumes[3],
+    );
+    // The per-case line is the command's output: stdout, above the bar.
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.suspend(|| println!("{line}"));
+    }
+    let mut png = None;
+    if let Some(dir) = &args.report {
+        let file = format!("{}.png", job.name);
+        match flare_report::write_overlay_png(
+            &image.volume,
+            &seg.labels,
+            &dir.join(&file),
+            &OverlayOptions::default(),
+        ) {
+            Ok(_) => png = Some(file),
+            Err(e) => {
+                let msg = format!("report picture not written: {e}");
+                say(bar, format!("flare: warning: {}: {msg}", job.name));
+                notes.push(msg);
+            }
+        }
+    }
+    Outcome {
+        status: CaseStatus::Done,
+        volumes_ml: Some(volumes),
+        wall_s: Some(wall_s),
+        peak_rss_mb,
+        png,
+        notes,
+    }
+}
+
+/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml`, one row per case, atomically.
+fn write_volumes_csv(path: &Path, rows: &[(String, [f64; 4])]) -> anyhow::Result<()> {
+    let mut text = String::from("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml\n");
+    for (name, v) in rows {
+        let quoted = if name.contains([',', '"', '\n']) {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        } else {
+            name.clone()
+        };
+        text.push_str(&format!(
+            "{quoted},{:.3},{:.3},{:.3},{:.3}\n",
+            v[0], v[1], v[2], v[3]
+        ));
+    }
+    atomic_write(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flare_names() {
+        assert_eq!(case_name("case_0000"), "case");
+        assert_eq!(case_name("FLARE21_001_0000"), "FLARE21_001");
+        assert_eq!(case_name("scan"), "scan");
+        assert_eq!(case_name("scan_12"), "scan_12");
+        assert_eq!(channel_of("a_0001"), Some(("a", "0001")));
+        assert_eq!(nifti_stem("a.nii.gz"), Some("a"));
+        assert_eq!(nifti_stem(".nii.gz"), None);
+        assert_eq!(nifti_stem("a.txt"), None);
+    }
+}

@@ -1,0 +1,56 @@
+//! Small pieces the subcommands share.
+
+use std::{io::Write, path::Path};
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, renamed into place,
+/// so a crash or a full disk never leaves half a file under the final name.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".flare-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot create a file in this folder", path.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.flush())
+        .with_context(|| format!("{}: writing", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("{}: writing", path.display()))?;
+    Ok(())
+}
+
+/// A line above the progress bar, or on stderr where there is no terminal (the hidden bar
+/// would swallow it).
+pub fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let err = atomic_write(&dir.path().join("no/such/x.csv"), b"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no/such/x.csv"), "{err}");
+    }
+}
