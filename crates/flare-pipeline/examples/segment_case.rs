@@ -102,5 +102,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // Peak resident memory of this process (Linux), the whole run.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
+    {
+        println!("peak RSS: {}", line.trim_start_matches("VmHWM:").trim());
+    }
     Ok(())
 }
