@@ -14,15 +14,16 @@
 //!
 //! | label | organ | HU | centre (x, y, z) | shape |
 //! |---|---|---|---|---|
-//! | 1 | liver | ~60 | (+0.45 bx, +0.05 by, +0.25 hz): patient's right, upper | large ellipsoid |
-//! | 3 | spleen | ~45 | (-0.55 bx, -0.35 by, +0.30 hz): patient's left, posterior, upper | ellipsoid |
+//! | 1 | liver | ~65 | (+0.45 bx, +0.05 by, +0.25 hz): patient's right, upper | large ellipsoid |
+//! | 3 | spleen | ~50 | (-0.52 bx, -0.32 by, +0.28 hz): patient's left, posterior, upper | ellipsoid |
 //! | 2 | kidneys | ~150 | (+-0.35 bx, -0.45 by, -0.10 hz): both sides, posterior, lower | two ellipsoids |
 //! | 4 | pancreas | ~90 | head (+0.05 bx, +0.05 by) to tail (-0.35 bx, -0.05 by), z ~0, radius 0.12 bx | capsule |
 //! | 0 | spine | ~450 | (0, -0.72 by), all z | cylinder |
 //!
-//! Around them: soft tissue (~30 HU), a fat rim (~-100 HU) in the outer 10% of the body, and air
+//! Around them: soft tissue mixed with fat (~20 HU), a fat rim (~-100 HU) in the outer 10% of the body, and air
 //! (-1000 HU) outside. Per seed, every organ's size is scaled by 0.85-1.15 per axis, its centre
-//! moves by up to 5% of the body's half-axes and its mean HU by up to +-8; each voxel then gets
+//! moves by up to 5% of the body's half-axes and its mean HU by up to +-6 (+-8 for kidney and
+//! pancreas); each voxel then gets
 //! Gaussian noise (sigma [`PhantomSpec::noise_hu`], 10 HU by default) and is rounded to a whole
 //! HU, as CT is stored. Liver, spleen and soft tissue overlap in intensity once noisy, so a model
 //! has to use position and shape, not intensity alone.
@@ -285,7 +286,7 @@ impl Anatomy {
             }
         };
         let liver = organ([0.45, 0.05, 0.25], [0.38, 0.55, 0.38]);
-        let spleen = organ([-0.55, -0.35, 0.30], [0.18, 0.25, 0.22]);
+        let spleen = organ([-0.52, -0.32, 0.28], [0.22, 0.30, 0.26]);
         let kidney_right = organ([0.35, -0.45, -0.10], [0.13, 0.20, 0.28]);
         let kidney_left = organ([-0.35, -0.45, -0.12], [0.13, 0.20, 0.28]);
         let head = organ([0.05, 0.05, -0.02], [0.0, 0.0, 0.0]).centre_mm;
@@ -299,11 +300,11 @@ impl Anatomy {
         };
         let spine = ([0.0, -0.72 * by], 0.14 * by * u(0.9, 1.1));
         let hu = TissueHu {
-            soft: 30.0 + u(-5.0, 5.0),
+            soft: 20.0 + u(-5.0, 5.0),
             fat: -100.0 + u(-10.0, 10.0),
-            liver: 60.0 + u(-8.0, 8.0),
+            liver: 65.0 + u(-6.0, 6.0),
             kidney: 150.0 + u(-8.0, 8.0),
-            spleen: 45.0 + u(-8.0, 8.0),
+            spleen: 50.0 + u(-6.0, 6.0),
             pancreas: 90.0 + u(-8.0, 8.0),
             bone: 450.0 + u(-30.0, 30.0),
         };
