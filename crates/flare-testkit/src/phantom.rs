@@ -20,13 +20,13 @@
 //! | 4 | pancreas | ~90 | head (+0.05 bx, +0.05 by) to tail (-0.35 bx, -0.05 by), z ~0, radius 0.12 bx | capsule |
 //! | 0 | spine | ~450 | (0, -0.72 by), all z | cylinder |
 //!
-//! Around them: soft tissue mixed with fat (~20 HU), a fat rim (~-100 HU) in the outer 10% of the body, and air
-//! (-1000 HU) outside. Per seed, every organ's size is scaled by 0.85-1.15 per axis, its centre
-//! moves by up to 5% of the body's half-axes and its mean HU by up to +-6 (+-8 for kidney and
-//! pancreas); each voxel then gets
-//! Gaussian noise (sigma [`PhantomSpec::noise_hu`], 10 HU by default) and is rounded to a whole
-//! HU, as CT is stored. Liver, spleen and soft tissue overlap in intensity once noisy, so a model
-//! has to use position and shape, not intensity alone.
+//! Around them: soft tissue mixed with fat (~20 HU), a fat rim (~-100 HU) in the outer 10% of
+//! the body, and air (-1000 HU) outside. Per seed, every organ's size is scaled by 0.85-1.15 per
+//! axis, its centre moves by up to 5% of the body's half-axes and its mean HU by up to +-6 (+-8
+//! for kidney and pancreas); each voxel then gets Gaussian noise (sigma
+//! [`PhantomSpec::noise_hu`], 10 HU by default) and is rounded to a whole HU, as CT is stored.
+//! Liver, spleen and soft tissue overlap in intensity once noisy, so a model has to use position
+//! and shape, not intensity alone.
 //!
 //! The noise is a hash of the seed and the voxel's world position (to 0.001 mm), so it too is the
 //! same on every grid that has a voxel at that position.
