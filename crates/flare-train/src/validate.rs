@@ -228,6 +228,6 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-3, "largest difference {worst}");
-        assert!(want_lab.iter().any(|&l| l == 2));
+        assert!(want_lab.contains(&2));
     }
 }
