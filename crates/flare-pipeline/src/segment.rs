@@ -22,8 +22,10 @@ pub struct PostProcess {
 }
 
 impl Default for PostProcess {
-    /// Both on: organs are single solid bodies (two kidneys), and islands or pockets in a
-    /// prediction are errors.
+    /// Both on. Measured (2026-11-27, the stage-1 network of step 600 run as both stages, on
+    /// BTCV 0031 and 0033 and the TotalSegmentator example): keeping the largest components
+    /// raised kidney DSC by 0.001-0.008 and spleen by up to 0.010 and lowered nothing; filling
+    /// holes changed no DSC there. Organs are solid bodies, so a pocket inside one is an error.
     fn default() -> Self {
         PostProcess {
             largest_components: true,
