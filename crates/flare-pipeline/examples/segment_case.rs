@@ -2,7 +2,9 @@
 //! notes, and, given the case's label map, the Dice per organ with and without each
 //! post-processing step (to decide the defaults by measurement):
 //! `cargo run --release -p flare-pipeline --example segment_case -- IMAGE.nii.gz [LABELS.nii.gz]
-//! [MODEL.safetensors]` (the bundled model by default).
+//! [MODEL.safetensors]` (the bundled model by default). `IMAGE` may be `phantom:NXxNYxNZ`
+//! for a synthetic phantom of that size at 0.8 x 0.8 x 2.5 mm (memory and time at full size
+//! with no data; its labels are then the phantom's).
 
 use std::path::Path;
 
@@ -36,16 +38,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("model: {}", model.describe());
     let t = std::time::Instant::now();
-    let ct = flare_nifti::read_image(image)?.volume;
+    let (ct, gt) = if let Some(size) = image.strip_prefix("phantom:") {
+        let n: Vec<usize> = size.split('x').map(str::parse).collect::<Result<_, _>>()?;
+        let [nx, ny, nz] = <[usize; 3]>::try_from(n).map_err(|_| "phantom:NXxNYxNZ")?;
+        let spec = flare_testkit::phantom::PhantomSpec::new([nx, ny, nz], [0.8, 0.8, 2.5], 7);
+        let (ct, labels) = flare_testkit::phantom::phantom(&spec.lps())?;
+        (ct, Some(labels))
+    } else {
+        let ct = flare_nifti::read_image(image)?.volume;
+        let gt = match args.get(1) {
+            Some(l) if l != "-" => Some(flare_nifti::read_label_map(l)?.volume),
+            _ => None,
+        };
+        (ct, gt)
+    };
     println!(
         "read {:?} in {:.3} s",
         ct.shape(),
         t.elapsed().as_secs_f64()
     );
-    let gt = match args.get(1) {
-        Some(l) => Some(flare_nifti::read_label_map(l)?.volume),
-        None => None,
-    };
     let ctx = flare_engine::Ctx::new();
     let variants = [
         (
