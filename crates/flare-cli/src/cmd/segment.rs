@@ -320,6 +320,9 @@ pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
 /// Runs `flare segment`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let plan = plan(&args.input, &args.output)?;
+    for job in &plan.jobs {
+        flare_io::check_output(&job.output, &[&job.input])?;
+    }
     // Side outputs must not land on an input either.
     for side in [&args.volumes, &args.report].into_iter().flatten() {
         if plan.jobs.iter().any(|j| same_path(side, &j.input)) || same_path(side, &args.input) {
