@@ -392,7 +392,9 @@ pub fn region_logits(
 ///
 /// Probabilities, not logits, are interpolated (as nnU-Net does): they are bounded, so one
 /// very confident neighbour does not drag the boundary, which then follows each class's
-/// interpolated probability surface.
+/// interpolated probability surface. Measured (2026-11-27, stage-1 network of step 600 as
+/// both stages, BTCV 0031 and 0033, no post-processing): interpolating logits instead lowered
+/// every organ's DSC by 0.004-0.006; the softmax costs one pass over the small grid.
 pub fn export_labels(
     mut logits: Tensor,
     grid: &Geometry,
