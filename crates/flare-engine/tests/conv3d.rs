@@ -68,7 +68,18 @@ fn matches_pytorch_forward_and_backward_on_every_isa() {
 fn edge_cases() -> Vec<(Shape5, usize, Conv3dSpec)> {
     let mut v = Vec::new();
     let kernels = [[3, 3, 3], [1, 1, 1], [3, 3, 1], [1, 1, 3], [3, 1, 3]];
-    let chans = [(1, 1), (3, 5), (5, 17), (17, 3), (16, 16), (8, 33), (2, 16)];
+    // 64 and 128 input channels reach the kernels' voxel strides 128 and 256 (stride 2).
+    let chans = [
+        (1, 1),
+        (3, 5),
+        (5, 17),
+        (17, 3),
+        (16, 16),
+        (8, 33),
+        (2, 16),
+        (128, 16),
+        (64, 20),
+    ];
     let sizes = [[1, 1, 1], [2, 3, 1], [3, 4, 9], [5, 2, 19], [4, 5, 23]];
     let strides = [[1, 1, 1], [2, 2, 2], [1, 2, 1], [2, 1, 2]];
     let mut i = 0usize;
@@ -108,7 +119,15 @@ fn simd_paths_equal_scalar_on_edge_shapes() {
         for ctx in ctxs().into_iter().filter(|c| c.isa() != Isa::Scalar) {
             let tag = format!("{xs} -> {cout} {spec:?} on {}", ctx.isa());
             let y = conv3d_forward(&ctx, &x, &w, Some(&b), &spec).unwrap();
-            assert!(rel_max(y.data(), y0.data()) < 1e-6, "{tag}: forward");
+            // FMA (SIMD) and separate multiply-add (portable) round each term differently; over
+            // the 3456-term sums of 128 channels that reaches ~1e-6 of the largest output, so
+            // long reductions are held to 1e-6 in relative L2 and 4e-6 in the worst element.
+            let long = spec.taps() * xs.c > 1024;
+            let (e_max, e_l2) = (rel_max(y.data(), y0.data()), rel_l2(y.data(), y0.data()));
+            assert!(
+                e_max < if long { 4e-6 } else { 1e-6 } && e_l2 < 1e-6,
+                "{tag}: forward, rel max {e_max:e}, rel L2 {e_l2:e}"
+            );
             let gx = conv3d_backward_data(&ctx, &gy, &w, &spec, xs).unwrap();
             assert!(rel_max(gx.data(), gx0.data()) < 1e-6, "{tag}: grad input");
             let g = conv3d_backward_weight(&ctx, &x, &gy, &spec).unwrap();

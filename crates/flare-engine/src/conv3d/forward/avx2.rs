@@ -32,9 +32,12 @@ unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
     unsafe {
         // Common voxel strides as constants, so the broadcasts use immediate displacements.
         match t.x_vstride {
+            1 => sweep::<1>(t, nv, out, ovs, m0, m1),
             16 => sweep::<16>(t, nv, out, ovs, m0, m1),
             32 => sweep::<32>(t, nv, out, ovs, m0, m1),
             64 => sweep::<64>(t, nv, out, ovs, m0, m1),
+            128 => sweep::<128>(t, nv, out, ovs, m0, m1),
+            256 => sweep::<256>(t, nv, out, ovs, m0, m1),
             _ => sweep::<0>(t, nv, out, ovs, m0, m1),
         }
     }

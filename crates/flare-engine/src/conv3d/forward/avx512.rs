@@ -26,9 +26,12 @@ unsafe fn run_impl(t: &Tile, nv: usize, out: *mut f32, ovs: usize, nco: usize) {
         // with an immediate displacement instead of an index register, which keeps each
         // load+FMA pair one fused micro-op on Intel cores.
         match t.x_vstride {
+            1 => sweep::<1>(t, nv, out, ovs, mask),
             16 => sweep::<16>(t, nv, out, ovs, mask),
             32 => sweep::<32>(t, nv, out, ovs, mask),
             64 => sweep::<64>(t, nv, out, ovs, mask),
+            128 => sweep::<128>(t, nv, out, ovs, mask),
+            256 => sweep::<256>(t, nv, out, ovs, mask),
             _ => sweep::<0>(t, nv, out, ovs, mask),
         }
     }
