@@ -79,7 +79,8 @@ impl TrainConfig {
         architecture.deep_supervision = true;
         let sample = match stage {
             Stage::Whole => SampleConfig::whole_scan([64, 96, 96]),
-            Stage::Roi => SampleConfig::roi([48, 128, 128]),
+            // The grid and pancreas weight of the built-in model's stage 2 (TRAINING.md).
+            Stage::Roi => SampleConfig::roi([64, 128, 128]),
         };
         TrainConfig {
             stage,
@@ -94,7 +95,12 @@ impl TrainConfig {
                 decay: Decay::Cosine { min_lr: 1e-5 },
             },
             adamw: AdamWConfig::default(),
-            ce_class_weights: None,
+            // Pancreas is the smallest organ and the last one learnt; stage 2 weighs it 3x in
+            // the cross-entropy (the Dice term is unweighted).
+            ce_class_weights: match stage {
+                Stage::Whole => None,
+                Stage::Roi => Some(vec![1.0, 1.0, 1.0, 1.0, 3.0]),
+            },
             val_every: 200,
             seed,
             train_cases: Vec::new(),
