@@ -25,6 +25,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Segment the liver, kidneys, spleen and pancreas: a CT file, DICOM folder or folder of cases.
+    ///
+    /// INPUT is a .nii/.nii.gz file, a DICOM series folder, or a folder of cases in FLARE naming
+    /// (`<case>_0000.nii.gz`). OUTPUT is a file for one case, or a folder for many, where each
+    /// case becomes `<case>.nii.gz` (the `_0000` dropped, as FLARE names predictions). The label
+    /// map (uint8: 1 liver, 2 kidneys, 3 spleen, 4 pancreas) lies on the input's voxel grid with
+    /// its affine, qform and sform; for a DICOM series, on the grid `flare convert` writes.
     Segment(cmd::segment::Args),
     /// Show a scan's grid, orientation, datatype and intensity range (NIfTI file or DICOM folder).
     Info(cmd::info::Args),

@@ -16,13 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cmd::util::{atomic_write, say};
 
-/// Segment the liver (1), kidneys (2), spleen (3) and pancreas (4) in abdominal CT.
-///
-/// INPUT is a .nii/.nii.gz file, a DICOM series folder, or a folder of cases in FLARE naming
-/// (`<case>_0000.nii.gz`). OUTPUT is a file for one case, or a folder for many, where each
-/// case becomes `<case>.nii.gz` (the `_0000` dropped, as FLARE names predictions). The label
-/// map (uint8) lies on the input's voxel grid with its affine, qform and sform; for a DICOM
-/// series, on the grid `flare convert` writes.
+/// Arguments of `flare segment` (its description is on the subcommand in main.rs).
 #[derive(clap::Args)]
 #[command(after_long_help = DETAILS)]
 pub struct Args {
@@ -49,8 +43,8 @@ pub struct Args {
     /// (default: the one with the most slices).
     #[arg(long, value_name = "UID")]
     pub series: Option<String>,
-    /// Keep every connected piece of each organ (by default only the largest, two for the
-    /// kidneys, are kept).
+    /// Keep every connected piece of each organ (by default the liver and spleen keep their
+    /// largest piece and the kidneys their two largest; the pancreas is never trimmed).
     #[arg(long)]
     pub keep_all_components: bool,
     /// Leave holes inside organs unfilled.
