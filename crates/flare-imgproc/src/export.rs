@@ -156,18 +156,9 @@ struct IndexMap {
 
 impl IndexMap {
     fn new(src: &Geometry, dst: &Geometry) -> Result<IndexMap, ImgprocError> {
-        let sa = src.affine();
-        let inv = sa.inverse().ok_or(GeometryError::SingularAffine {
-            determinant: sa.determinant(),
-        })?;
-        let ta = dst.affine();
-        let mut m = [[0.0; 4]; 3];
-        for (r, row) in m.iter_mut().enumerate() {
-            for (c, v) in row.iter_mut().enumerate() {
-                *v = (0..4).map(|q| inv.m[r][q] * ta.m[q][c]).sum();
-            }
-        }
-        Ok(IndexMap { m })
+        Ok(IndexMap {
+            m: crate::resample::index_to_index(src, dst)?,
+        })
     }
 
     #[inline(always)]
