@@ -3,24 +3,14 @@
 //! spacings, empty organs, border organs, out-of-range labels and a missing prediction; and its
 //! answers to bad input.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+mod common;
+
+use common::{flare, text};
+
+use std::{path::Path, process::Command};
 
 use flare_testkit::{TempDir, python_with, run_python, workspace_root};
 use flare_volume::{Geometry, Volume};
-
-fn flare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flare"))
-        .args(args)
-        .output()
-        .expect("run flare")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Parses a CSV of `Name,v,v,...` rows into (header, [(name, values)]).
 fn read_csv(path: &Path) -> (String, Vec<(String, Vec<f64>)>) {

@@ -1,21 +1,12 @@
 //! `flare measure` end to end: wall time of `sleep 1`, peak RSS of a 500 MiB allocation, exit
 //! codes passed through, JSON report and summary, bad input.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{flare, text};
 
 use flare_testkit::{TempDir, python_with};
 use serde_json::Value;
-
-fn flare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flare"))
-        .args(args)
-        .output()
-        .expect("run flare")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn sleep_one_second_reports_about_one_second() {

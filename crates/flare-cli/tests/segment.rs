@@ -4,9 +4,13 @@
 //! The phantom model's two stages are committed in crates/flare-pipeline/tests/fixtures (see
 //! the README there for how they were trained); each test bundles them with `flare bundle`.
 
+mod common;
+
+use common::{flare, text};
+
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     sync::OnceLock,
 };
 
@@ -17,17 +21,6 @@ use flare_testkit::{
     python_with, run_python, workspace_root,
 };
 use flare_volume::{Geometry, LabelMap, Volume};
-
-fn flare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flare"))
-        .args(args)
-        .output()
-        .expect("run flare")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
