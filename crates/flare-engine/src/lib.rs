@@ -86,7 +86,7 @@ pub use crate::{
     error::{EngineError, Result},
     fused::{NormAct, instance_norm_act_inplace},
     isa::{Ctx, Isa},
-    loss::{LossGrad, cross_entropy, soft_dice, softmax},
+    loss::{LossGrad, cross_entropy, soft_dice, softmax, softmax_inplace},
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
     optim::{AdamState, AdamW, LrSchedule, Sgd, SgdState},
     peak::fma_ceiling,

@@ -26,27 +26,35 @@ pub struct LossGrad {
 }
 
 /// Softmax over the channel axis, numerically stable (the channel maximum is subtracted).
-pub fn softmax(_ctx: &Ctx, logits: &Tensor) -> Tensor {
-    let c = logits.shape().c;
+pub fn softmax(ctx: &Ctx, logits: &Tensor) -> Tensor {
     let mut p = logits.clone();
-    if c == 0 {
-        return p;
-    }
-    p.data_mut().par_chunks_mut(CHUNK * c).for_each(|chunk| {
-        for v in chunk.chunks_exact_mut(c) {
-            let m = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut s = 0.0f32;
-            for x in v.iter_mut() {
-                *x = (*x - m).exp();
-                s += *x;
-            }
-            let inv = 1.0 / s;
-            for x in v.iter_mut() {
-                *x *= inv;
-            }
-        }
-    });
+    softmax_inplace(ctx, &mut p);
     p
+}
+
+/// [`softmax`] in place, for callers that no longer need the logits (inference's export).
+pub fn softmax_inplace(_ctx: &Ctx, logits: &mut Tensor) {
+    let c = logits.shape().c;
+    if c == 0 {
+        return;
+    }
+    logits
+        .data_mut()
+        .par_chunks_mut(CHUNK * c)
+        .for_each(|chunk| {
+            for v in chunk.chunks_exact_mut(c) {
+                let m = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let mut s = 0.0f32;
+                for x in v.iter_mut() {
+                    *x = (*x - m).exp();
+                    s += *x;
+                }
+                let inv = 1.0 / s;
+                for x in v.iter_mut() {
+                    *x *= inv;
+                }
+            }
+        });
 }
 
 fn check(op: &'static str, logits: &Tensor, labels: &[u8], weights: Option<&[f32]>) -> Result<()> {

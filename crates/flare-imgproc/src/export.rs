@@ -157,7 +157,7 @@ struct IndexMap {
 impl IndexMap {
     fn new(src: &Geometry, dst: &Geometry) -> Result<IndexMap, ImgprocError> {
         Ok(IndexMap {
-            m: crate::resample::index_to_index(src, dst)?,
+            m: src.index_map_from(dst)?,
         })
     }
 

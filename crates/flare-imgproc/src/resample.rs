@@ -22,7 +22,7 @@
 //! slice axis. Otherwise each voxel maps through the full affine. Both work in slabs of target
 //! slices in parallel with rayon, with no per-voxel allocation.
 
-use flare_volume::{Geometry, GeometryError, LabelMap, Volume, memory};
+use flare_volume::{Geometry, LabelMap, Volume, memory};
 use rayon::prelude::*;
 
 use crate::ImgprocError;
@@ -121,7 +121,7 @@ struct IndexMap {
 
 impl IndexMap {
     fn new(src: &Geometry, dst: &Geometry) -> Result<IndexMap, ImgprocError> {
-        let mut m = index_to_index(src, dst)?;
+        let mut m = src.index_map_from(dst)?;
         let reach = dst.shape().map(|n| (n - 1) as f64);
         let separable = (0..3).all(|r| {
             let drift: f64 = (0..3)
@@ -157,26 +157,6 @@ impl IndexMap {
                 .collect()
         })
     }
-}
-
-/// Rows of the 3x4 affine map from a voxel index of `dst` to the continuous voxel index of
-/// `src` (through world coordinates), shared by resampling and the lean export.
-pub(crate) fn index_to_index(
-    src: &Geometry,
-    dst: &Geometry,
-) -> Result<[[f64; 4]; 3], ImgprocError> {
-    let sa = src.affine();
-    let inv = sa.inverse().ok_or(GeometryError::SingularAffine {
-        determinant: sa.determinant(),
-    })?;
-    let ta = dst.affine();
-    let mut m = [[0.0; 4]; 3];
-    for (r, row) in m.iter_mut().enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = (0..4).map(|q| inv.m[r][q] * ta.m[q][c]).sum();
-        }
-    }
-    Ok(m)
 }
 
 /// Where one source coordinate falls among the source voxels along one axis.

@@ -231,7 +231,7 @@ pub fn network_input(
     grid: &Geometry,
     intensity: &Intensity,
 ) -> Result<Tensor> {
-    let map = index_map(image.geometry(), grid)?;
+    let map = image.geometry().index_map_from(grid)?;
     let [sx, sy, sz] = image.shape();
     let [tnx, tny, tnz] = grid.shape();
     let fill = intensity.fill();
@@ -262,24 +262,6 @@ pub fn network_input(
             }
         });
     Ok(Tensor::from_vec(Shape5::new(1, tnz, tny, tnx, 1), out)?)
-}
-
-/// Source index map `target index -> source continuous index` (3 x 4).
-fn index_map(src: &Geometry, dst: &Geometry) -> Result<[[f64; 4]; 3]> {
-    let sa = src.affine();
-    let inv = sa
-        .inverse()
-        .ok_or(flare_volume::GeometryError::SingularAffine {
-            determinant: sa.determinant(),
-        })?;
-    let ta = dst.affine();
-    let mut m = [[0.0; 4]; 3];
-    for (r, row) in m.iter_mut().enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = (0..4).map(|q| inv.m[r][q] * ta.m[q][c]).sum();
-        }
-    }
-    Ok(m)
 }
 
 /// `(i0, i1, w)` for continuous index `p` on an axis of `n` voxels, `None` outside
@@ -402,30 +384,8 @@ pub fn export_labels(
     roi: &Roi,
 ) -> Result<LabelMap> {
     let classes = logits.shape().c;
-    softmax_inplace(logits.data_mut(), classes);
+    flare_engine::softmax_inplace(&Ctx::new(), &mut logits);
     Ok(argmax_on_grid(logits.data(), classes, grid, scan, roi)?)
-}
-
-/// Softmax over each voxel's `classes` values, in place (the engine's `softmax` returns a
-/// copy; the logits are not needed afterwards).
-fn softmax_inplace(data: &mut [f32], classes: usize) {
-    if classes == 0 {
-        return;
-    }
-    data.par_chunks_mut(classes * 4096).for_each(|chunk| {
-        for v in chunk.chunks_exact_mut(classes) {
-            let m = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut s = 0.0f32;
-            for x in v.iter_mut() {
-                *x = (*x - m).exp();
-                s += *x;
-            }
-            let inv = 1.0 / s;
-            for x in v.iter_mut() {
-                *x *= inv;
-            }
-        }
-    });
 }
 
 /// Stage 2 on `region` with the export: the labels on `image`'s grid and the voxels written

@@ -157,6 +157,24 @@ impl Geometry {
             .map_or([f64::NAN; 3], |inv| inv.apply(xyz))
     }
 
+    /// The 3 x 4 affine map (rows) from a voxel index of `other` to the continuous voxel index
+    /// of this grid, through world coordinates: what resampling from this grid onto `other`
+    /// evaluates at every target voxel.
+    pub fn index_map_from(&self, other: &Geometry) -> Result<[[f64; 4]; 3], GeometryError> {
+        let sa = self.affine();
+        let inv = sa.inverse().ok_or(GeometryError::SingularAffine {
+            determinant: sa.determinant(),
+        })?;
+        let ta = other.affine();
+        let mut m = [[0.0; 4]; 3];
+        for (r, row) in m.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = (0..4).map(|q| inv.m[r][q] * ta.m[q][c]).sum();
+            }
+        }
+        Ok(m)
+    }
+
     /// Whether two grids have the same shape and affines within `tol_mm` entry by entry.
     pub fn same_grid(&self, other: &Geometry, tol_mm: f64) -> bool {
         self.shape == other.shape && self.affine().max_abs_diff(&other.affine()) <= tol_mm
