@@ -127,11 +127,12 @@ fn train_with(dir: &TempDir, data: &Path, out: &Path, extra: &[&str]) -> Output 
         .arg(&plan)
         .arg("--cache")
         .arg(dir.join("cache"))
-        .args([
-            "--grid", "8x16x16", "--batch", "2", "--lr", "0.01", "--warmup", "2",
-        ])
+        .args(["--batch", "2", "--lr", "0.01", "--warmup", "2"])
         .args(["--val-every", "4", "--seed", "7"])
         .args(extra);
+    if !extra.contains(&"--grid") {
+        cmd.args(["--grid", "8x16x16"]);
+    }
     cmd.output().unwrap()
 }
 
@@ -286,6 +287,78 @@ fn both_stages_train_with_a_separate_validation_folder() {
         );
         assert_eq!(losses(&dir.join(&format!("two.{stage}.log.csv"))).len(), 4);
     }
+}
+
+#[test]
+fn fine_tuning_starts_from_the_given_weights_at_a_new_grid() {
+    let dir = TempDir::new("train_init");
+    let data = dataset(&dir);
+    let base = dir.join("base.safetensors");
+    ok(&train(&dir, &data, &base, &["--steps", "40"]));
+    // The same short run from random weights and from the trained ones, on a larger grid.
+    let fresh = dir.join("fresh.safetensors");
+    ok(&train(
+        &dir,
+        &data,
+        &fresh,
+        &["--steps", "3", "--grid", "8x24x24"],
+    ));
+    let tuned = dir.join("tuned.safetensors");
+    let o = train(
+        &dir,
+        &data,
+        &tuned,
+        &[
+            "--steps",
+            "3",
+            "--grid",
+            "8x24x24",
+            "--init",
+            base.to_str().unwrap(),
+        ],
+    );
+    ok(&o);
+    let (f, t) = (
+        losses(&dir.join("fresh.log.csv")),
+        losses(&dir.join("tuned.log.csv")),
+    );
+    assert!(
+        t[0] < 0.7 * f[0],
+        "the fine-tuned run's first loss {} is not below the fresh run's {}",
+        t[0],
+        f[0]
+    );
+    let (_, card) = flare_model::file::load(&tuned).unwrap();
+    assert_eq!(card.training.steps, 3);
+    assert!(
+        card.training.notes.contains("fine-tuned from")
+            && card.training.notes.contains("base.safetensors"),
+        "{}",
+        card.training.notes
+    );
+    // One stage's weights cannot start both stages; a file that is no model is named.
+    let o = train(
+        &dir,
+        &data,
+        &dir.join("x.safetensors"),
+        &["--stage", "both", "--init", base.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("single stage"), "{err}");
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let o = train(
+        &dir,
+        &data,
+        &dir.join("y.safetensors"),
+        &["--init", junk.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("junk.safetensors"),
+        "{err}"
+    );
+    assert!(!dir.join("x.safetensors").exists() && !dir.join("y.safetensors").exists());
 }
 
 /// Runs `flare train` on a bad dataset: exit code 2, `expect` in stderr, and nothing
