@@ -107,6 +107,20 @@ pub struct AugmentConfig {
     pub p_noise: f64,
     /// Noise sigma range (in `[0, 1]` units).
     pub noise_sigma: [f64; 2],
+    /// Probability of a truncated field of view (region crops, stage 2): the scan is cut at an
+    /// axial plane through the organs, below or above them, as scans of the chest or pelvis
+    /// cut the kidneys or the liver. What lies beyond the cut is outside the scan (padded,
+    /// background) and the region is the kept organs' box, as stage 1 finds it at inference.
+    /// Stage 1's z window already cuts scans this way. Older plans lack it: 0.
+    #[serde(default)]
+    pub p_cut_z: f64,
+    /// Fraction of the organs' z extent the cut keeps.
+    #[serde(default = "default_cut_keep")]
+    pub cut_keep: [f64; 2],
+}
+
+fn default_cut_keep() -> [f64; 2] {
+    [0.5, 0.9]
 }
 
 impl AugmentConfig {
@@ -131,6 +145,8 @@ impl AugmentConfig {
             brightness: [0.0; 2],
             p_noise: 0.0,
             noise_sigma: [0.0; 2],
+            p_cut_z: 0.0,
+            cut_keep: default_cut_keep(),
         }
     }
 
@@ -144,6 +160,7 @@ impl AugmentConfig {
             self.p_gamma,
             self.p_contrast,
             self.p_noise,
+            self.p_cut_z,
         ];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err(TrainError::Config("probabilities must lie in 0..=1".into()));
@@ -155,6 +172,7 @@ impl AugmentConfig {
             &self.contrast,
             &self.brightness,
             &self.noise_sigma,
+            &self.cut_keep,
         ]);
         for r in ranges {
             if !(r[0].is_finite() && r[1].is_finite() && r[0] <= r[1]) {
@@ -167,11 +185,13 @@ impl AugmentConfig {
             && self.gamma[0] > 0.0
             && self.noise_sigma[0] >= 0.0
             && self.elastic_sigma >= 0.0
-            && self.elastic_points >= 2;
+            && self.elastic_points >= 2
+            && self.cut_keep[0] > 0.0
+            && self.cut_keep[1] <= 1.0;
         if !positive {
             return Err(TrainError::Config(
                 "scale and gamma must be positive, low-res factor at least 1, sigmas not \
-                 negative, at least 2 elastic points"
+                 negative, at least 2 elastic points, cut_keep within (0, 1]"
                     .into(),
             ));
         }
@@ -181,7 +201,8 @@ impl AugmentConfig {
 
 impl Default for AugmentConfig {
     /// The issue's recipe: rotation +-15 degrees axially and +-5 about the other axes, scale
-    /// 0.7..1.4 per axis, a mild elastic field, and the intensity transforms at moderate rates.
+    /// 0.7..1.4 per axis, a mild elastic field, the intensity transforms at moderate rates, and
+    /// (region crops) a field of view cut through the organs one sample in five.
     fn default() -> Self {
         AugmentConfig {
             p_rotate: 0.8,
@@ -202,6 +223,8 @@ impl Default for AugmentConfig {
             brightness: [-0.1, 0.1],
             p_noise: 0.15,
             noise_sigma: [0.0, 0.03],
+            p_cut_z: 0.2,
+            cut_keep: default_cut_keep(),
         }
     }
 }
@@ -345,6 +368,8 @@ pub(crate) struct Mapping {
     a: [[f64; 3]; 3],
     b: [f64; 3],
     elastic: Option<Elastic>,
+    /// Source slices along `k` inside the (possibly truncated) scan, inclusive.
+    k_range: [usize; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +441,7 @@ pub(crate) fn draw_mapping(
     // Field of view: centre and half extent in source index units.
     let whole_centre = n_src.map(|n| (n - 1.0) / 2.0);
     let whole_half = n_src.map(|n| n / 2.0);
+    let mut k_range = [0, case.shape()[2] - 1];
     let (centre, half) = match cfg.crop {
         Crop::WholeScan { z_fraction } => {
             let f = uniform(rng, z_fraction);
@@ -438,7 +464,22 @@ pub(crate) fn draw_mapping(
             jitter,
         } => match case.meta().union_box() {
             None => (whole_centre, whole_half),
-            Some([s, e]) => {
+            Some([s, mut e]) => {
+                // Drawn only when enabled, so that plans without it keep their random stream.
+                let mut s = s;
+                if aug.p_cut_z > 0.0 && chance(rng, aug.p_cut_z) && e[2] > s[2] + 1 {
+                    let extent = (e[2] - s[2]) as f64;
+                    let keep = ((uniform(rng, aug.cut_keep) * extent).round() as usize)
+                        .clamp(1, e[2] - s[2]);
+                    if chance(rng, 0.5) {
+                        // Cut below: the scan starts at the first kept slice.
+                        s[2] = e[2] - keep;
+                        k_range[0] = s[2];
+                    } else {
+                        e[2] = s[2] + keep;
+                        k_range[1] = e[2] - 1;
+                    }
+                }
                 let size = [0, 1, 2].map(|a| (e[a] - s[a]) as f64);
                 let region_c = [0, 1, 2].map(|a| (s[a] + e[a]) as f64 / 2.0 - 0.5);
                 let half = [0, 1, 2].map(|a| size[a] * (0.5 + margin) * fraction);
@@ -498,24 +539,30 @@ pub(crate) fn draw_mapping(
             b[r] += a[r][c] * (0.5 - out[c] as f64 / 2.0);
         }
     }
-    Mapping { a, b, elastic }
+    Mapping {
+        a,
+        b,
+        elastic,
+        k_range,
+    }
 }
 
-/// Where a coordinate falls along one source axis: `(i0, i1, w, nearest)`, or `None` outside.
+/// Where a coordinate falls along one source axis whose voxels `lo..=hi` are inside the scan:
+/// `(i0, i1, w, nearest)`, or `None` outside.
 #[inline(always)]
-fn tap(p: f64, n: usize) -> Option<(usize, usize, f32, usize)> {
+fn tap(p: f64, [lo, hi]: [usize; 2]) -> Option<(usize, usize, f32, usize)> {
     // Written so that NaN fails the test too.
-    if !(p >= -0.5 - EDGE_TOL && p <= n as f64 - 0.5 + EDGE_TOL) {
+    if !(p >= lo as f64 - 0.5 - EDGE_TOL && p <= hi as f64 + 0.5 + EDGE_TOL) {
         return None;
     }
-    if n == 1 {
-        return Some((0, 0, 0.0, 0));
+    if lo == hi {
+        return Some((lo, lo, 0.0, lo));
     }
-    let q = p.clamp(0.0, (n - 1) as f64);
+    let q = p.clamp(lo as f64, hi as f64);
     // `q >= 0`, so truncation is floor; `as i64` is one instruction where `as usize` from a
     // float needs a range fix-up, and this runs three times per output voxel.
-    let near = ((q + 0.5) as i64 as usize).min(n - 1);
-    let i0 = (q as i64 as usize).min(n - 2);
+    let near = ((q + 0.5) as i64 as usize).min(hi);
+    let i0 = (q as i64 as usize).min(hi - 1);
     Some((i0, i0 + 1, (q - i0 as f64) as f32, near))
 }
 
@@ -532,7 +579,7 @@ pub(crate) fn resample(
     img: &mut [f32],
     lab: &mut [u8],
 ) {
-    let [sx, sy, sz] = case.shape();
+    let [sx, sy, _] = case.shape();
     let (src, labels) = (case.image(), case.labels());
     let [nx, ny, _] = out;
     img.par_chunks_mut(nx * ny)
@@ -589,8 +636,11 @@ pub(crate) fn resample(
                                 + m.a[r][2] * d[2] as f64;
                         }
                     }
-                    let (Some(x), Some(y), Some(z)) = (tap(p[0], sx), tap(p[1], sy), tap(p[2], sz))
-                    else {
+                    let (Some(x), Some(y), Some(z)) = (
+                        tap(p[0], [0, sx - 1]),
+                        tap(p[1], [0, sy - 1]),
+                        tap(p[2], m.k_range),
+                    ) else {
                         *iv = 0.0;
                         *lv = 0;
                         continue;

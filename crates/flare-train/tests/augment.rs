@@ -316,6 +316,66 @@ fn whole_scan_z_window_shows_part_of_the_scan() {
 }
 
 #[test]
+fn cut_field_of_view_pads_beyond_a_plane_through_the_organs() {
+    // Soft tissue everywhere; organ 1 fills slices 10..30 of 40 (the middle 4 x 4 in-plane, so
+    // that the margin reaches exactly the scan's sides). The region crop (margin 0.5)
+    // on 20 output slices shows one source slice per output slice once the cut keeps half of
+    // the organ: 5 padded slices (zero image, background) on the cut side, directly against
+    // the organ, and 5 slices of tissue beyond its other end.
+    let g = Geometry::axis_aligned([8, 8, 40], [1.0; 3], [0.0; 3]).unwrap();
+    let img = Volume::filled(g, 100.0f32);
+    let lab = Volume::new(
+        g,
+        (0..8 * 8 * 40)
+            .map(|n| {
+                let (i, j, k) = (n % 8, n / 8 % 8, n / 64);
+                u8::from((10..30).contains(&k) && (2..6).contains(&i) && (2..6).contains(&j))
+            })
+            .collect(),
+    )
+    .unwrap();
+    let c = preprocess_volumes("cut", img, lab, &PreprocessConfig::default()).unwrap();
+    let mut cfg = plain(
+        [20, 8, 8],
+        Crop::Roi {
+            margin: 0.5,
+            fraction: 1.0,
+            jitter: 0.0,
+        },
+    );
+    // Without the cut: the whole 40 slices, no padding.
+    let (out, _) = draw(&c, &cfg, 0);
+    let low = out.iter().copied().fold(f32::MAX, f32::min);
+    assert!(low > 0.5, "padding without a cut: {low} {:?}", &out[..8]);
+    cfg.augment.p_cut_z = 1.0;
+    cfg.augment.cut_keep = [0.5, 0.5];
+    let mut sides = std::collections::BTreeSet::new();
+    for seed in 0..20 {
+        let (img, lab) = draw(&c, &cfg, seed);
+        let slice = |d: usize| (&img[d * 64..][..64], &lab[d * 64..][..64]);
+        let kind = |d: usize| {
+            let (i, l) = slice(d);
+            if i.iter().all(|&v| v == 0.0) && l.iter().all(|&v| v == 0) {
+                'P' // padded: beyond the cut
+            } else if i.iter().all(|&v| v > 0.5) && l.contains(&1) {
+                'O'
+            } else if i.iter().all(|&v| v > 0.5) && l.iter().all(|&v| v == 0) {
+                'T'
+            } else {
+                '?'
+            }
+        };
+        let seen: String = (0..20).map(kind).collect();
+        assert!(
+            seen == "PPPPPOOOOOOOOOOTTTTT" || seen == "TTTTTOOOOOOOOOOPPPPP",
+            "seed {seed}: {seen}"
+        );
+        sides.insert(seen);
+    }
+    assert_eq!(sides.len(), 2, "the cut was always on the same side");
+}
+
+#[test]
 fn batches_are_pure_functions_of_seed_and_step() {
     let t = flare_testkit::TempDir::new("train-sampler");
     for n in ["a", "b", "c"] {
