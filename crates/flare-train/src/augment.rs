@@ -117,6 +117,19 @@ pub struct AugmentConfig {
     /// Fraction of the organs' z extent the cut keeps.
     #[serde(default = "default_cut_keep")]
     pub cut_keep: [f64; 2],
+    /// Probability of shifting each organ's intensity on its own (contrast phase: BTCV is
+    /// portal venous, where kidneys are ~150 HU brighter than without contrast and the other
+    /// organs 50-80 HU; other centres scan native or arterial). Older plans lack it: 0.
+    #[serde(default)]
+    pub p_organ_shift: f64,
+    /// Range of each organ's shift in `[0, 1]` window units (with the default 400 HU window,
+    /// `[-0.375, 0.125]` is -150..+50 HU), drawn per organ, softened over a voxel at the edges.
+    #[serde(default = "default_organ_shift")]
+    pub organ_shift: [f64; 2],
+}
+
+fn default_organ_shift() -> [f64; 2] {
+    [-0.375, 0.125]
 }
 
 fn default_cut_keep() -> [f64; 2] {
@@ -147,6 +160,8 @@ impl AugmentConfig {
             noise_sigma: [0.0; 2],
             p_cut_z: 0.0,
             cut_keep: default_cut_keep(),
+            p_organ_shift: 0.0,
+            organ_shift: [0.0; 2],
         }
     }
 
@@ -161,6 +176,7 @@ impl AugmentConfig {
             self.p_contrast,
             self.p_noise,
             self.p_cut_z,
+            self.p_organ_shift,
         ];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err(TrainError::Config("probabilities must lie in 0..=1".into()));
@@ -173,6 +189,7 @@ impl AugmentConfig {
             &self.brightness,
             &self.noise_sigma,
             &self.cut_keep,
+            &self.organ_shift,
         ]);
         for r in ranges {
             if !(r[0].is_finite() && r[1].is_finite() && r[0] <= r[1]) {
@@ -202,7 +219,8 @@ impl AugmentConfig {
 impl Default for AugmentConfig {
     /// The recipe: rotation +-15 degrees axially and +-5 about the other axes, scale
     /// 0.7..1.4 per axis, a mild elastic field, the intensity transforms at moderate rates, and
-    /// (region crops) a field of view cut through the organs one sample in five.
+    /// (region crops) a field of view cut through the organs one sample in five; organ
+    /// intensities shifted on their own (contrast phase) in three samples of ten.
     fn default() -> Self {
         AugmentConfig {
             p_rotate: 0.8,
@@ -225,6 +243,8 @@ impl Default for AugmentConfig {
             noise_sigma: [0.0, 0.03],
             p_cut_z: 0.2,
             cut_keep: default_cut_keep(),
+            p_organ_shift: 0.3,
+            organ_shift: default_organ_shift(),
         }
     }
 }
@@ -759,9 +779,35 @@ pub(crate) fn intensity(
     cfg: &SampleConfig,
     shape: [usize; 3],
     img: &mut [f32],
+    lab: &[u8],
     rng: &mut impl RngCore,
 ) {
     let aug = &cfg.augment;
+    // Drawn only when enabled, so that plans without it keep their random stream.
+    if aug.p_organ_shift > 0.0 && chance(rng, aug.p_organ_shift) {
+        let shift: [f32; 5] = [0, 1, 2, 3, 4].map(|l| {
+            if l == 0 {
+                0.0
+            } else {
+                uniform(rng, aug.organ_shift) as f32
+            }
+        });
+        // One field, blurred once (blurring is linear), so an organ's edge is as soft as a
+        // real one instead of a step exactly on the label's boundary.
+        let mut field: Vec<f32> = lab
+            .iter()
+            .map(|&l| shift.get(l as usize).copied().unwrap_or(0.0))
+            .collect();
+        separable(
+            &mut field,
+            shape,
+            [0, 1, 2].map(|a| gauss_taps(shape[a], 1.0)),
+        );
+        // Clipped as the scanner's values are by the window.
+        img.par_iter_mut()
+            .zip(&field)
+            .for_each(|(v, d)| *v = (*v + d).clamp(0.0, 1.0));
+    }
     if chance(rng, aug.p_low_res) {
         let f = uniform(rng, aug.low_res);
         let coarse = shape.map(|n| ((n as f64 / f).round() as usize).max(1));
@@ -862,6 +908,6 @@ pub fn sample_into(
     }
     let m = draw_mapping(case, cfg, rng);
     resample(case, &m, shape, img, lab);
-    intensity(cfg, shape, img, rng);
+    intensity(cfg, shape, img, lab, rng);
     Ok(())
 }

@@ -376,6 +376,62 @@ fn cut_field_of_view_pads_beyond_a_plane_through_the_organs() {
 }
 
 #[test]
+fn organ_shift_moves_an_organ_alone_with_a_soft_edge() {
+    // Soft tissue (100 HU) everywhere, a kidney cube of 12^3 in the middle of 24^3: the region
+    // crop (margin 0.5) shows the scan one voxel per voxel.
+    let n = 24;
+    let g = Geometry::axis_aligned([n, n, n], [1.0; 3], [0.0; 3]).unwrap();
+    let inside = |v: usize| (6..18).contains(&v);
+    let lab = Volume::new(
+        g,
+        (0..n * n * n)
+            .map(|v| 2 * u8::from(inside(v % n) && inside(v / n % n) && inside(v / (n * n))))
+            .collect(),
+    )
+    .unwrap();
+    let img = Volume::filled(g, 100.0f32);
+    let c = preprocess_volumes("shift", img, lab.clone(), &PreprocessConfig::default()).unwrap();
+    let mut cfg = plain(
+        [n, n, n],
+        Crop::Roi {
+            margin: 0.5,
+            fraction: 1.0,
+            jitter: 0.0,
+        },
+    );
+    let (plain_img, plain_lab) = draw(&c, &cfg, 3);
+    assert_eq!(plain_lab, lab.data());
+    cfg.augment.p_organ_shift = 1.0;
+    cfg.augment.organ_shift = [-0.25, -0.25];
+    let (img, out_lab) = draw(&c, &cfg, 3);
+    assert_eq!(out_lab, plain_lab, "the labels moved");
+    let v0 = (100.0 + 125.0) / 400.0;
+    // Distance (in voxels, per axis) from the cube's boundary: > 3 inside or outside is
+    // beyond the blur's reach.
+    let depth = |v: usize| -> i64 {
+        [v % n, v / n % n, v / (n * n)]
+            .iter()
+            .map(|&x| {
+                let x = x as i64;
+                (x - 6).min(17 - x)
+            })
+            .min()
+            .unwrap()
+    };
+    for (v, (&a, &b)) in img.iter().zip(&plain_img).enumerate() {
+        assert!((b - v0).abs() < 1e-3, "plain sample at {v}: {b}");
+        let d = depth(v);
+        if d >= 3 {
+            assert!((a - (v0 - 0.25)).abs() < 1e-3, "organ interior at {v}: {a}");
+        } else if d <= -4 {
+            assert!((a - v0).abs() < 1e-3, "far background at {v}: {a}");
+        } else {
+            assert!(a > v0 - 0.25 - 1e-3 && a < v0 + 1e-3, "edge at {v}: {a}");
+        }
+    }
+}
+
+#[test]
 fn batches_are_pure_functions_of_seed_and_step() {
     let t = flare_testkit::TempDir::new("train-sampler");
     for n in ["a", "b", "c"] {
