@@ -44,6 +44,8 @@ enum Command {
     Train(Box<cmd::train::Args>),
     /// Combine a stage-1 and a stage-2 model from `flare train` into one two-stage model file.
     Bundle(cmd::bundle::Args),
+    /// Average the weights of model files of one training run (checkpoint averaging).
+    Average(cmd::average::Args),
     /// Print efficiency figures (time of each step, peak memory).
     #[command(subcommand)]
     Bench(cmd::bench::Args),
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
     let outcome: anyhow::Result<ExitCode> = match cli.command {
         Command::Segment(args) => cmd::segment::run(&args),
         Command::Bundle(args) => cmd::bundle::run(&args),
+        Command::Average(args) => cmd::average::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Info(args) => cmd::info::run(&args),
         Command::Convert(args) => cmd::convert::run(&args),

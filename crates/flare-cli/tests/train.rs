@@ -359,6 +359,43 @@ fn fine_tuning_starts_from_the_given_weights_at_a_new_grid() {
         "{err}"
     );
     assert!(!dir.join("x.safetensors").exists() && !dir.join("y.safetensors").exists());
+
+    // `flare average`: the element-wise mean of the two runs' weights, with a card that says so.
+    let avg = dir.join("avg.safetensors");
+    let run_avg = |extra: &[&std::path::Path]| {
+        let mut c = flare();
+        c.arg("average")
+            .arg(&base)
+            .arg(&tuned)
+            .args(extra)
+            .arg("--out")
+            .arg(&avg);
+        c.output().unwrap()
+    };
+    ok(&run_avg(&[]));
+    let (a, card) = flare_model::file::load(&avg).unwrap();
+    let (b, _) = flare_model::file::load(&base).unwrap();
+    let (t, _) = flare_model::file::load(&tuned).unwrap();
+    for ((sa, sb), st) in a.slots().iter().zip(b.slots()).zip(t.slots()) {
+        for ((&x, &y), &z) in sa.iter().zip(sb).zip(st) {
+            assert!((x - (y + z) / 2.0).abs() <= 1e-6 * x.abs().max(1.0));
+        }
+    }
+    assert!(
+        card.training.notes.contains("averaged over 2"),
+        "{}",
+        card.training.notes
+    );
+    assert!(card.training.metrics.is_empty());
+    // OUT exists: refused without --overwrite; a file that is no model is named.
+    assert!(!run_avg(&[]).status.success());
+    std::fs::remove_file(&avg).unwrap();
+    let o = run_avg(&[junk.as_path()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("junk.safetensors"),
+        "{err}"
+    );
 }
 
 /// Runs `flare train` on a bad dataset: exit code 2, `expect` in stderr, and nothing

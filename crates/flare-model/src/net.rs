@@ -180,6 +180,33 @@ impl UNet {
         Ok(net)
     }
 
+    /// The element-wise mean of the parameters of networks of one architecture: checkpoint
+    /// averaging (as stochastic weight averaging does along one run), which lands nearer the
+    /// middle of the flat region late training wanders in than any single checkpoint. Only
+    /// meaningful for checkpoints of one run (or fine-tunes of one network): independently
+    /// trained networks do not average. Sums in f64 so the order of the inputs does not matter
+    /// beyond the last bit.
+    pub fn average(nets: &[&UNet]) -> Result<UNet> {
+        let first = nets
+            .first()
+            .ok_or_else(|| ModelError::Input("no network to average".into()))?;
+        if nets.iter().any(|n| n.config() != first.config()) {
+            return Err(ModelError::Input(
+                "the networks to average differ in architecture".into(),
+            ));
+        }
+        let mut out = UNet::zeros(first.config())?;
+        let inputs: Vec<Vec<&[f32]>> = nets.iter().map(|n| n.slots()).collect();
+        let scale = 1.0 / nets.len() as f64;
+        for (index, slot) in out.slots_mut().into_iter().enumerate() {
+            for (e, o) in slot.iter_mut().enumerate() {
+                let sum: f64 = inputs.iter().map(|s| f64::from(s[index][e])).sum();
+                *o = (sum * scale) as f32;
+            }
+        }
+        Ok(out)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &UNetConfig {
         &self.config
@@ -367,6 +394,28 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn average_is_the_element_wise_mean() {
+        let c = UNetConfig::standard(1, 5, &[4, 8]);
+        let nets: Vec<UNet> = (1..=3).map(|s| UNet::init(&c, s).unwrap()).collect();
+        let refs: Vec<&UNet> = nets.iter().collect();
+        let avg = UNet::average(&refs).unwrap();
+        let mut checked = 0;
+        for (i, slot) in avg.slots().iter().enumerate() {
+            for (e, &v) in slot.iter().enumerate() {
+                let want = nets.iter().map(|n| n.slots()[i][e]).sum::<f32>() / 3.0;
+                assert!((v - want).abs() <= 1e-6 * want.abs().max(1.0), "slot {i}[{e}]");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, c.num_params().unwrap());
+        // Weights differ between seeds, so the mean is none of them.
+        assert!(avg.slots()[0] != nets[0].slots()[0]);
+        let other = UNet::init(&UNetConfig::standard(1, 5, &[4, 4]), 1).unwrap();
+        assert!(UNet::average(&[&nets[0], &other]).is_err());
+        assert!(UNet::average(&[]).is_err());
+    }
 
     #[test]
     fn slots_follow_the_specs() {

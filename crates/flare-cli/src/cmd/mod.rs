@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments (`Args`) and its `run` function.
 
+pub mod average;
 pub mod bench;
 pub mod bundle;
 pub mod convert;
