@@ -32,7 +32,8 @@ enum Command {
     /// map (uint8: 1 liver, 2 kidneys, 3 spleen, 4 pancreas) lies on the input's voxel grid with
     /// its affine, qform and sform; for a DICOM series, on the grid `flare convert` writes.
     Segment(cmd::segment::Args),
-    /// Show a scan's grid, orientation, datatype and intensity range (NIfTI file or DICOM folder).
+    /// Show a scan's grid, orientation, datatype and intensity range (NIfTI file or DICOM folder),
+    /// or a model file's networks and training record.
     Info(cmd::info::Args),
     /// Convert a DICOM series (or any readable volume) to NIfTI.
     Convert(cmd::convert::Args),

@@ -501,3 +501,42 @@ fn predict_sh_segments_a_folder_with_environment_overrides() {
     let pred = flare_nifti::read_label_map(outputs.join("FLARE21_001.nii.gz")).unwrap();
     assert_organs_found(&pred.volume, &truth, "predict.sh");
 }
+
+#[test]
+fn info_shows_a_models_networks_and_training_record() {
+    let model = phantom_model();
+    let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
+    let o = flare(&["info", p(&model)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    // The bundle's name, both networks with the stage files' grids and validation cases.
+    for want in [
+        "two-stage model phantom",
+        "network 1:",
+        "network 2:",
+        "32 x 48 x 48",
+        "phantom_022, phantom_023",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let o = flare(&["info", p(&fixtures.join("phantom-stage1.safetensors"))]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("one network") && !out.contains("network 2:"),
+        "{out}"
+    );
+    let o = flare(&["info", "builtin"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("flare-default"));
+    let t = TempDir::new("info-model");
+    let junk = t.join("junk.safetensors");
+    std::fs::write(&junk, b"no model").unwrap();
+    let o = flare(&["info", p(&junk)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("junk.safetensors"),
+        "{}",
+        text(&o.stderr)
+    );
+}

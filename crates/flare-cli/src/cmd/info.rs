@@ -1,19 +1,26 @@
 //! `flare info`: what a scan is and where it lies, before you process it.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context;
 use flare_io::InputKind;
+use flare_model::{ModelCard, card::TargetGrid};
+use flare_pipeline::{Model, PipelineError};
 use flare_volume::Geometry;
 
-/// Show a scan's grid, orientation, datatype and intensity range.
+/// Show a scan's grid, orientation, datatype and intensity range, or a model's card.
 ///
 /// PATH is a NIfTI file (.nii or .nii.gz) or a folder holding a DICOM series (searched
 /// recursively). For a folder, every series found is listed and the one that `flare convert`
 /// and `flare segment` would read (the one with the most slices, or --series) is described.
+/// A .safetensors model file (two-stage, or one stage from `flare train`), or `builtin` for
+/// the model built into flare, shows each network, its grid and its training record.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A .nii/.nii.gz file or a DICOM folder.
+    /// A .nii/.nii.gz file, a DICOM folder, a .safetensors model file or `builtin`.
     pub path: PathBuf,
     /// For a DICOM folder: describe this series (SeriesInstanceUID) instead of the largest.
     #[arg(long, value_name = "UID")]
@@ -23,6 +30,9 @@ pub struct Args {
 /// Prints the description; errors name the file and the problem.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let path = &args.path;
+    if path.as_os_str() == "builtin" || path.extension().is_some_and(|e| e == "safetensors") {
+        return describe_model(path);
+    }
     match flare_io::input_kind(path)? {
         InputKind::NiftiFile => {
             let raw = flare_nifti::read_raw(path)?;
@@ -87,6 +97,74 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     (lo.min(v), hi.max(v))
                 });
             println!("intensity:    {lo} .. {hi} HU");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a model file's networks and training records.
+fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
+    let (title, notes, cards): (String, String, Vec<ModelCard>) = if path.as_os_str() == "builtin" {
+        let m = Model::bundled().context("loading the built-in model")?;
+        let title = format!(
+            "the built-in model {} (margin {})",
+            m.plan().name,
+            m.plan().roi_margin
+        );
+        (
+            title,
+            m.plan().notes.clone(),
+            m.stage_cards().map(|c| c.clone()).to_vec(),
+        )
+    } else {
+        match Model::load(path) {
+            Ok(m) => {
+                let title = format!(
+                    "two-stage model {} (margin {})",
+                    m.plan().name,
+                    m.plan().roi_margin
+                );
+                let notes = m.plan().notes.clone();
+                (title, notes, m.stage_cards().map(|c| c.clone()).to_vec())
+            }
+            Err(PipelineError::SingleStage { .. }) => {
+                let (_, card) = flare_model::file::load(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let title = "one network (a stage file from flare train)".to_string();
+                (title, String::new(), vec![card])
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    println!("model:        {}: {title}", path.display());
+    if !notes.is_empty() {
+        println!("notes:        {notes}");
+    }
+    for (n, card) in cards.iter().enumerate() {
+        let a = &card.architecture;
+        let params = a.num_params().unwrap_or(0);
+        println!(
+            "network {}:    U-Net widths {:?}, {params} parameters",
+            n + 1,
+            a.widths
+        );
+        if let TargetGrid::FixedSize { size: [d, h, w] } = &card.preprocessing.target_grid {
+            println!("  grid:       {d} x {h} x {w} (D x H x W)");
+        }
+        let [lo, hi] = card.preprocessing.hu_window;
+        println!("  window:     {lo} .. {hi} HU");
+        let t = &card.training;
+        println!("  training:   {} ({} steps)", t.status, t.steps);
+        println!(
+            "  data:       {} cases; validation: {}",
+            t.data.len(),
+            t.validation.join(", ")
+        );
+        for (k, v) in &t.metrics {
+            println!("  {k}: {v:.3}");
+        }
+        if !t.notes.is_empty() {
+            println!("  notes:      {}", t.notes);
         }
     }
     Ok(ExitCode::SUCCESS)
