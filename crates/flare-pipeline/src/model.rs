@@ -347,6 +347,35 @@ impl Model {
     }
 }
 
+/// What a model file holds: a two-stage model, or one network as `flare train` writes it.
+#[derive(Debug, Clone)]
+pub enum ModelFile {
+    /// A two-stage model (`flare bundle`, the built-in model).
+    TwoStage(Model),
+    /// One stage's network and its card.
+    Stage(UNet, ModelCard),
+}
+
+impl ModelFile {
+    /// The path that names the built-in model wherever a model file is asked for.
+    pub const BUILTIN: &'static str = "builtin";
+
+    /// Reads `path` as whichever kind it is; [`ModelFile::BUILTIN`] is the built-in model.
+    pub fn open(path: &Path) -> Result<ModelFile> {
+        if path.as_os_str() == Self::BUILTIN {
+            return Model::bundled().map(ModelFile::TwoStage);
+        }
+        match Model::load(path) {
+            Ok(m) => Ok(ModelFile::TwoStage(m)),
+            Err(PipelineError::SingleStage { .. }) => {
+                let (net, card) = file::load(path)?;
+                Ok(ModelFile::Stage(net, card))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Rebuilds one stage's single-stage file bytes and validates them with `flare_model::file`.
 fn load_stage(
     meta: &HashMap<String, String>,

@@ -8,7 +8,7 @@ use std::{
 use anyhow::Context;
 use flare_io::InputKind;
 use flare_model::{ModelCard, card::TargetGrid};
-use flare_pipeline::{Model, PipelineError};
+use flare_pipeline::ModelFile;
 use flare_volume::Geometry;
 
 /// Show a scan's grid, orientation, datatype and intensity range, or a model's card.
@@ -30,7 +30,9 @@ pub struct Args {
 /// Prints the description; errors name the file and the problem.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let path = &args.path;
-    if path.as_os_str() == "builtin" || path.extension().is_some_and(|e| e == "safetensors") {
+    if path.as_os_str() == ModelFile::BUILTIN
+        || path.extension().is_some_and(|e| e == "safetensors")
+    {
         return describe_model(path);
     }
     match flare_io::input_kind(path)? {
@@ -104,37 +106,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Prints a model file's networks and training records.
 fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
-    let (title, notes, cards): (String, String, Vec<ModelCard>) = if path.as_os_str() == "builtin" {
-        let m = Model::bundled().context("loading the built-in model")?;
-        let title = format!(
-            "the built-in model {} (margin {})",
-            m.plan().name,
-            m.plan().roi_margin
-        );
-        (
-            title,
-            m.plan().notes.clone(),
-            m.stage_cards().map(|c| c.clone()).to_vec(),
-        )
-    } else {
-        match Model::load(path) {
-            Ok(m) => {
-                let title = format!(
-                    "two-stage model {} (margin {})",
-                    m.plan().name,
-                    m.plan().roi_margin
-                );
-                let notes = m.plan().notes.clone();
-                (title, notes, m.stage_cards().map(|c| c.clone()).to_vec())
-            }
-            Err(PipelineError::SingleStage { .. }) => {
-                let (_, card) = flare_model::file::load(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let title = "one network (a stage file from flare train)".to_string();
-                (title, String::new(), vec![card])
-            }
-            Err(e) => return Err(e.into()),
+    let (title, notes, cards) = match ModelFile::open(path)? {
+        ModelFile::TwoStage(m) => {
+            let kind = if path.as_os_str() == ModelFile::BUILTIN {
+                "the built-in model"
+            } else {
+                "two-stage model"
+            };
+            let title = format!("{kind} {} (margin {})", m.plan().name, m.plan().roi_margin);
+            let cards: Vec<ModelCard> = m.stage_cards().map(|c| c.clone()).to_vec();
+            (title, m.plan().notes.clone(), cards)
         }
+        ModelFile::Stage(_, card) => (
+            "one network (a stage file from flare train)".to_string(),
+            String::new(),
+            vec![card],
+        ),
     };
     println!("model:        {}: {title}", path.display());
     if !notes.is_empty() {

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use flare_model::{UNet, UNetConfig};
-use flare_pipeline::{Model, PipelineError};
+use flare_pipeline::ModelFile;
 use flare_train::{
     AdamWConfig, Cache, CachedCase, Checkpoint, Dataset, Decay, Event, Outputs, PreprocessConfig,
     RunLimits, SampleConfig, SplitSpec, Stage, TrainConfig, Trainer, checkpoint,
@@ -110,8 +110,10 @@ cross-entropy); AdamW (default 2e-3) with linear warm-up then cosine decay.
 
 --init fine-tunes: the weights (and architecture) come from a model file, everything else (data,
 grid, schedule, augmentation) from this run; e.g. the built-in model's stage 2 on your own
-labelled cases: --init builtin --stage 2 --lr 5e-4 --steps 500. Validation: each held-out case through the network at the training
-grid, labels back on the case's grid, Dice per organ as FLARE21 scores it.
+labelled cases: --init builtin --stage 2 --lr 5e-4 --steps 500.
+
+Validation: each held-out case through the network at the training grid, labels back on the
+case's grid, Dice per organ as FLARE21 scores it.
 
 A run is deterministic for a given seed and thread count (--threads), and --resume continues
 it bit for bit: the checkpoint holds the weights, the AdamW moments, the step, the sampler
@@ -369,30 +371,24 @@ enum InitWeights {
 
 impl InitWeights {
     fn load(path: &Path) -> anyhow::Result<InitWeights> {
-        if path.as_os_str() == "builtin" {
-            let m = Model::bundled().context("loading the built-in model")?;
-            let [a, b] = m.networks();
-            return Ok(InitWeights::Pair {
-                nets: [a.clone(), b.clone()],
-                from: format!("the built-in model ({})", m.plan().name),
-            });
-        }
         let from = path.display().to_string();
-        match Model::load(path) {
-            Ok(m) => {
+        let file =
+            ModelFile::open(path).with_context(|| format!("reading the --init model {from}"))?;
+        Ok(match file {
+            ModelFile::TwoStage(m) => {
                 let [a, b] = m.networks();
-                Ok(InitWeights::Pair {
+                let from = if path.as_os_str() == ModelFile::BUILTIN {
+                    format!("the built-in model ({})", m.plan().name)
+                } else {
+                    from
+                };
+                InitWeights::Pair {
                     nets: [a.clone(), b.clone()],
                     from,
-                })
+                }
             }
-            Err(PipelineError::SingleStage { .. }) => {
-                let (net, _card) = flare_model::file::load(path)
-                    .with_context(|| format!("reading the --init model {from}"))?;
-                Ok(InitWeights::Stage { net, from })
-            }
-            Err(e) => Err(e).with_context(|| format!("reading the --init model {from}")),
-        }
+            ModelFile::Stage(net, _card) => InitWeights::Stage { net, from },
+        })
     }
 
     /// The starting network of `stage` and a description of where it came from.
