@@ -20,7 +20,7 @@ model=()
 out=work-data/eval
 rm -rf "$out"
 sets=(btcv totalseg)
-for set in btcv totalseg; do mkdir -p "$out/$set/in" "$out/$set/gt"; done
+for set in "${sets[@]}"; do mkdir -p "$out/$set/in" "$out/$set/gt"; done
 for c in btcv_0031 btcv_0033; do
   ln -s "$(realpath "$data/btcv/${c}_0000.nii.gz")" "$out/btcv/in/${c}_0000.nii.gz"
   ln -s "$(realpath "$data/btcv/${c}.nii.gz")" "$out/btcv/gt/${c}.nii.gz"

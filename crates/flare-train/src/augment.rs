@@ -484,9 +484,8 @@ pub(crate) fn draw_mapping(
             jitter,
         } => match case.meta().union_box() {
             None => (whole_centre, whole_half),
-            Some([s, mut e]) => {
+            Some([mut s, mut e]) => {
                 // Drawn only when enabled, so that plans without it keep their random stream.
-                let mut s = s;
                 if aug.p_cut_z > 0.0 && chance(rng, aug.p_cut_z) && e[2] > s[2] + 1 {
                     let extent = (e[2] - s[2]) as f64;
                     let keep = ((uniform(rng, aug.cut_keep) * extent).round() as usize)
@@ -600,6 +599,7 @@ pub(crate) fn resample(
     lab: &mut [u8],
 ) {
     let [sx, sy, _] = case.shape();
+    let (x_range, y_range) = ([0, sx - 1], [0, sy - 1]);
     let (src, labels) = (case.image(), case.labels());
     let [nx, ny, _] = out;
     img.par_chunks_mut(nx * ny)
@@ -656,11 +656,9 @@ pub(crate) fn resample(
                                 + m.a[r][2] * d[2] as f64;
                         }
                     }
-                    let (Some(x), Some(y), Some(z)) = (
-                        tap(p[0], [0, sx - 1]),
-                        tap(p[1], [0, sy - 1]),
-                        tap(p[2], m.k_range),
-                    ) else {
+                    let (Some(x), Some(y), Some(z)) =
+                        (tap(p[0], x_range), tap(p[1], y_range), tap(p[2], m.k_range))
+                    else {
                         *iv = 0.0;
                         *lv = 0;
                         continue;

@@ -76,7 +76,8 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The default plan of a stage, `steps` long: a 4-level U-Net (widths 8-16-32-64, 3x3x3,
     /// deep supervision) on 64 x 96 x 96 (stage 1, whole scan) or 64 x 128 x 128 (stage 2,
-    /// organ box + 10% margin, pancreas 3x in the cross-entropy), batch 2, AdamW 2e-3 with 50 warm-up steps then cosine to 1e-5.
+    /// organ box + 10% margin, pancreas 3x in the cross-entropy), batch 2, AdamW 2e-3 with 50
+    /// warm-up steps then cosine to 1e-5.
     /// Sized so that a step takes about a second on one core.
     pub fn default_for(stage: Stage, steps: u64, seed: u64) -> TrainConfig {
         let mut architecture = UNetConfig::standard(1, 5, &[8, 16, 32, 64]);
@@ -293,6 +294,7 @@ impl Trainer {
         val: Vec<CachedCase>,
         outputs: Outputs,
     ) -> Result<Trainer> {
+        config.validate()?;
         if initial.config() != &config.architecture {
             return Err(TrainError::Config(
                 "the initial weights' architecture differs from the run's (a --config \
@@ -303,6 +305,7 @@ impl Trainer {
         Trainer::start(config, initial, train, val, outputs)
     }
 
+    /// Step 0 of a run whose configuration was validated and whose weights fit it.
     fn start(
         config: TrainConfig,
         net: UNet,
@@ -310,7 +313,6 @@ impl Trainer {
         val: Vec<CachedCase>,
         outputs: Outputs,
     ) -> Result<Trainer> {
-        config.validate()?;
         let opt = AdamW::new(&net, config.adamw);
         let state = RunState {
             sampler: SamplerState {

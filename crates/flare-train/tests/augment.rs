@@ -31,6 +31,15 @@ fn plain(grid_dhw: [usize; 3], crop: Crop) -> SampleConfig {
     }
 }
 
+/// A region crop with no jitter: `margin` per side, `fraction` of the region.
+fn roi(margin: f64, fraction: f64) -> Crop {
+    Crop::Roi {
+        margin,
+        fraction,
+        jitter: 0.0,
+    }
+}
+
 fn draw(c: &CachedCase, cfg: &SampleConfig, seed: u64) -> (Vec<f32>, Vec<u8>) {
     let n: usize = cfg.grid_dhw.iter().product();
     let (mut img, mut lab) = (vec![0.0; n], vec![0; n]);
@@ -265,14 +274,7 @@ fn elastic_field_is_smooth_and_small() {
 #[test]
 fn organ_centred_patches_see_every_organ_alike() {
     let c = case([40, 36, 24], [1.6, 1.6, 3.0]);
-    let mut cfg = plain(
-        [9, 9, 9],
-        Crop::Roi {
-            margin: 0.0,
-            fraction: 0.3,
-            jitter: 0.0,
-        },
-    );
+    let mut cfg = plain([9, 9, 9], roi(0.0, 0.3));
     cfg.foreground_p = 1.0;
     let mut seen = [0usize; 5];
     for seed in 0..200 {
@@ -335,14 +337,7 @@ fn cut_field_of_view_pads_beyond_a_plane_through_the_organs() {
     )
     .unwrap();
     let c = preprocess_volumes("cut", img, lab, &PreprocessConfig::default()).unwrap();
-    let mut cfg = plain(
-        [20, 8, 8],
-        Crop::Roi {
-            margin: 0.5,
-            fraction: 1.0,
-            jitter: 0.0,
-        },
-    );
+    let mut cfg = plain([20, 8, 8], roi(0.5, 1.0));
     // Without the cut: the whole 40 slices, no padding.
     let (out, _) = draw(&c, &cfg, 0);
     let low = out.iter().copied().fold(f32::MAX, f32::min);
@@ -391,14 +386,7 @@ fn organ_shift_moves_an_organ_alone_with_a_soft_edge() {
     .unwrap();
     let img = Volume::filled(g, 100.0f32);
     let c = preprocess_volumes("shift", img, lab.clone(), &PreprocessConfig::default()).unwrap();
-    let mut cfg = plain(
-        [n, n, n],
-        Crop::Roi {
-            margin: 0.5,
-            fraction: 1.0,
-            jitter: 0.0,
-        },
-    );
+    let mut cfg = plain([n, n, n], roi(0.5, 1.0));
     let (plain_img, plain_lab) = draw(&c, &cfg, 3);
     assert_eq!(plain_lab, lab.data());
     cfg.augment.p_organ_shift = 1.0;

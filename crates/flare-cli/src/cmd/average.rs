@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{Context, bail};
 use flare_model::UNet;
 
-use crate::cmd::util::atomic_write;
+use crate::cmd::util::{atomic_write, check_new_output};
 
 /// Average the weights of model files of one training run (e.g. the `X.safetensors` written at
 /// several steps, or the last of runs fine-tuned from one network) into one model file.
@@ -25,22 +25,12 @@ pub struct Args {
 
 /// Loads every input, averages, writes the result atomically with the last input's card.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.out.exists() && !args.overwrite {
-        bail!(
-            "{}: already exists (use --overwrite to replace it)",
-            args.out.display()
-        );
-    }
+    let inputs: Vec<&std::path::Path> = args.inputs.iter().map(PathBuf::as_path).collect();
+    check_new_output(&args.out, &inputs, args.overwrite)?;
     let mut nets: Vec<UNet> = Vec::with_capacity(args.inputs.len());
     let mut steps = Vec::with_capacity(args.inputs.len());
     let mut card = None;
     for input in &args.inputs {
-        if args.out.exists() && args.out.canonicalize().ok() == input.canonicalize().ok() {
-            bail!(
-                "{}: is an input; refusing to write there",
-                args.out.display()
-            );
-        }
         let (net, c) = flare_model::file::load(input)
             .with_context(|| format!("reading {}", input.display()))?;
         if let Some(first) = nets.first()

@@ -5,6 +5,8 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use flare_pipeline::{Model, PipelinePlan};
 
+use crate::cmd::util::check_new_output;
+
 /// Combine a stage-1 and a stage-2 model (each written by `flare train`) into the one file
 /// `flare segment --model` reads.
 #[derive(clap::Args)]
@@ -35,22 +37,7 @@ pub struct Args {
 
 /// Loads both stages, checks them, writes the bundle atomically.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.out.exists() && !args.overwrite {
-        anyhow::bail!(
-            "{}: already exists (use --overwrite to replace it)",
-            args.out.display()
-        );
-    }
-    for input in [&args.stage1, &args.stage2] {
-        if args.out == *input
-            || args.out.canonicalize().ok() == input.canonicalize().ok() && args.out.exists()
-        {
-            anyhow::bail!(
-                "{}: is an input; refusing to write there",
-                args.out.display()
-            );
-        }
-    }
+    check_new_output(&args.out, &[&args.stage1, &args.stage2], args.overwrite)?;
     let plan = PipelinePlan {
         roi_margin: args.margin,
         name: args.name.clone(),

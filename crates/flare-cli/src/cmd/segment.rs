@@ -14,7 +14,7 @@ use flare_pipeline::{Model, PostProcess, SegmentOptions, Segmentation, Step};
 use flare_report::{CaseEntry, CaseStatus, OverlayOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cmd::util::{atomic_write, say};
+use crate::cmd::util::{atomic_write, same_path, say};
 
 /// Arguments of `flare segment` (its description is on the subcommand in main.rs).
 #[derive(clap::Args)]
@@ -424,13 +424,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn same_path(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 fn run_case(

@@ -324,7 +324,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let mut c = config_for(args, *stage, &plan);
         let initial = match &init {
             Some(w) => {
-                let (net, from) = w.for_stage(*stage)?;
+                let (net, from) = w.for_stage(*stage);
                 if plan.architecture.is_some() && plan.architecture.as_ref() != Some(net.config()) {
                     bail!(
                         "--config sets an architecture that differs from the --init network's ({from})"
@@ -392,15 +392,15 @@ impl InitWeights {
     }
 
     /// The starting network of `stage` and a description of where it came from.
-    fn for_stage(&self, stage: Stage) -> anyhow::Result<(UNet, String)> {
+    fn for_stage(&self, stage: Stage) -> (UNet, String) {
         match self {
-            InitWeights::Stage { net, from } => Ok((net.clone(), from.clone())),
+            InitWeights::Stage { net, from } => (net.clone(), from.clone()),
             InitWeights::Pair { nets, from } => {
                 let (i, n) = match stage {
                     Stage::Whole => (0, 1),
                     Stage::Roi => (1, 2),
                 };
-                Ok((nets[i].clone(), format!("{from}, stage {n}")))
+                (nets[i].clone(), format!("{from}, stage {n}"))
             }
         }
     }

@@ -26,6 +26,29 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether two paths name one file (compared canonically where both exist).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Refuses an output that exists (unless `overwrite`) or that is one of `inputs`: the checks
+/// every command writing one file makes before any work.
+pub fn check_new_output(out: &Path, inputs: &[&Path], overwrite: bool) -> anyhow::Result<()> {
+    if out.exists() && !overwrite {
+        anyhow::bail!(
+            "{}: already exists (use --overwrite to replace it)",
+            out.display()
+        );
+    }
+    if inputs.iter().any(|i| same_path(out, i)) {
+        anyhow::bail!("{}: is an input; refusing to write there", out.display());
+    }
+    Ok(())
+}
+
 /// A line above the progress bar, or on stderr where there is no terminal (the hidden bar
 /// would swallow it).
 pub fn say(bar: &ProgressBar, line: String) {
