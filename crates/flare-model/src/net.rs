@@ -405,7 +405,10 @@ mod tests {
         for (i, slot) in avg.slots().iter().enumerate() {
             for (e, &v) in slot.iter().enumerate() {
                 let want = nets.iter().map(|n| n.slots()[i][e]).sum::<f32>() / 3.0;
-                assert!((v - want).abs() <= 1e-6 * want.abs().max(1.0), "slot {i}[{e}]");
+                assert!(
+                    (v - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "slot {i}[{e}]"
+                );
                 checked += 1;
             }
         }

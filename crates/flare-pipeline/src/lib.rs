@@ -36,7 +36,10 @@ pub mod stages;
 
 pub use crate::{
     error::{PipelineError, Result},
-    model::{CARD_KEY_STAGE1, CARD_KEY_STAGE2, Model, ModelFile, PLAN_KEY, PipelinePlan},
+    model::{
+        CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3, Model, ModelFile, PLAN_KEY,
+        PipelinePlan, RefinePlan,
+    },
     segment::{
         PostProcess, SegmentOptions, Segmentation, StageTimings, Step, organ_volumes_ml, segment,
     },

@@ -4,7 +4,9 @@
 //! One safetensors file: every tensor of stage 1 named `stage1.<name>`, of stage 2
 //! `stage2.<name>` (`<name>` as in a single-stage file of `flare-model`), and three metadata
 //! entries: [`CARD_KEY_STAGE1`] and [`CARD_KEY_STAGE2`] (each stage's model card JSON) and
-//! [`PLAN_KEY`] (the [`PipelinePlan`] JSON). Each stage is written and validated by
+//! [`PLAN_KEY`] (the [`PipelinePlan`] JSON). A model with a refinement stage (the plan's
+//! [`PipelinePlan::refine`]) also holds `stage3.<name>` tensors and [`CARD_KEY_STAGE3`]; files
+//! without it read as before. Each stage is written and validated by
 //! `flare_model::file` itself: saving renames the tensors of `to_bytes`'s output; loading
 //! rebuilds each stage's single-stage bytes and hands them to `from_bytes`, so every check of
 //! a model file (card version, architecture, every tensor's name, dtype, shape and values)
@@ -28,6 +30,8 @@ use crate::{
 pub const CARD_KEY_STAGE1: &str = "flare.model_card.stage1";
 /// Metadata key of stage 2's model card.
 pub const CARD_KEY_STAGE2: &str = "flare.model_card.stage2";
+/// Metadata key of the refinement stage's model card (models with [`PipelinePlan::refine`]).
+pub const CARD_KEY_STAGE3: &str = "flare.model_card.stage3";
 /// Metadata key of the pipeline plan.
 pub const PLAN_KEY: &str = "flare.pipeline";
 
@@ -44,6 +48,21 @@ pub struct PipelinePlan {
     pub name: String,
     /// Free text: provenance, status.
     pub notes: String,
+    /// A third network that re-segments one organ in its own box (stage 3); `None` in
+    /// two-stage models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine: Option<RefinePlan>,
+}
+
+/// How stage 3 refines one organ: the box of stage 2's voxels of `label` on the scan, grown
+/// by `margin` of its size per side, is segmented again on stage 3's own (finer) grid, and
+/// inside that box stage 3 decides which voxels are `label` (see [`crate::segment`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RefinePlan {
+    /// The organ refined (a label value of stage 2's card, e.g. 4 for the pancreas).
+    pub label: u8,
+    /// Stage 3's training margin around the organ's box, as a fraction of its size per side.
+    pub margin: f64,
 }
 
 impl PipelinePlan {
@@ -52,6 +71,17 @@ impl PipelinePlan {
             return Err(PipelineError::BadPlan {
                 path: path.to_path_buf(),
                 detail: format!("roi_margin {} is not in [0, 2]", self.roi_margin),
+            });
+        }
+        if let Some(r) = &self.refine
+            && !(r.label > 0 && r.margin.is_finite() && (0.0..=2.0).contains(&r.margin))
+        {
+            return Err(PipelineError::BadPlan {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "refine: label {} must be an organ (> 0) and margin {} in [0, 2]",
+                    r.label, r.margin
+                ),
             });
         }
         Ok(())
@@ -113,10 +143,12 @@ impl StageModel {
 }
 
 /// The two-stage model: stage 1 finds the organs on the whole scan, stage 2 segments their
-/// region finely (see [`crate::segment`]).
+/// region finely (see [`crate::segment`]); optionally a third stage refines one organ.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub(crate) stages: [StageModel; 2],
+    /// Stage 3, present exactly when the plan has [`PipelinePlan::refine`].
+    pub(crate) refine: Option<StageModel>,
     plan: PipelinePlan,
 }
 
@@ -138,13 +170,59 @@ impl Model {
             }
         }
         plan.check(mem)?;
+        if plan.refine.is_some() {
+            return Err(PipelineError::BadPlan {
+                path: mem.to_path_buf(),
+                detail: "the plan has a refinement stage: use Model::with_refinement".into(),
+            });
+        }
         Ok(Model {
             stages: [
                 StageModel::new(stage1.0, stage1.1, 1, mem)?,
                 StageModel::new(stage2.0, stage2.1, 2, mem)?,
             ],
+            refine: None,
             plan,
         })
+    }
+
+    /// This model with a refinement stage (stage 3) added or replaced: `net` re-segments
+    /// organ `refine.label` in its box (see [`RefinePlan`]). Its card's labels must be stage
+    /// 2's.
+    pub fn with_refinement(
+        mut self,
+        net: UNet,
+        card: ModelCard,
+        refine: RefinePlan,
+    ) -> Result<Model> {
+        let mem = Path::new("<memory>");
+        let unusable = |detail: String| PipelineError::Unusable {
+            path: mem.to_path_buf(),
+            stage: 3,
+            detail,
+        };
+        if net.config() != &card.architecture {
+            return Err(unusable(
+                "the card's architecture differs from the network's".into(),
+            ));
+        }
+        if card.labels != self.stages[1].card.labels {
+            return Err(unusable("its labels differ from stage 2's".into()));
+        }
+        if !card
+            .labels
+            .iter()
+            .any(|l| l.value == refine.label && l.value > 0)
+        {
+            return Err(unusable(format!(
+                "label {} is not an organ of the model",
+                refine.label
+            )));
+        }
+        self.plan.refine = Some(refine);
+        self.plan.check(mem)?;
+        self.refine = Some(StageModel::new(net, card, 3, mem)?);
+        Ok(self)
     }
 
     /// Reads and validates a two-stage model file.
@@ -184,7 +262,7 @@ impl Model {
                 detail: e.to_string(),
             })?;
         plan.check(origin)?;
-        let mut parts: [Vec<(String, TensorView<'_>)>; 2] = [Vec::new(), Vec::new()];
+        let mut parts: [Vec<(String, TensorView<'_>)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut tensors = st.tensors();
         // Sorted, so that the first unexpected name reported is reproducible.
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -193,6 +271,10 @@ impl Model {
                 parts[0].push((rest.to_string(), view));
             } else if let Some(rest) = name.strip_prefix("stage2.") {
                 parts[1].push((rest.to_string(), view));
+            } else if let Some(rest) = name.strip_prefix("stage3.")
+                && plan.refine.is_some()
+            {
+                parts[2].push((rest.to_string(), view));
             } else {
                 return Err(PipelineError::UnexpectedTensor {
                     path: origin.to_path_buf(),
@@ -200,11 +282,30 @@ impl Model {
                 });
             }
         }
-        let [p1, p2] = parts;
+        let [p1, p2, p3] = parts;
         let s1 = load_stage(meta, p1, 1, CARD_KEY_STAGE1, origin)?;
         let s2 = load_stage(meta, p2, 2, CARD_KEY_STAGE2, origin)?;
+        let refine = match &plan.refine {
+            Some(r) => {
+                let s3 = load_stage(meta, p3, 3, CARD_KEY_STAGE3, origin)?;
+                let unusable = |detail: String| PipelineError::Unusable {
+                    path: origin.to_path_buf(),
+                    stage: 3,
+                    detail,
+                };
+                if s3.card.labels != s2.card.labels {
+                    return Err(unusable("its labels differ from stage 2's".into()));
+                }
+                if !s3.card.labels.iter().any(|l| l.value == r.label) {
+                    return Err(unusable(format!("label {} is not an organ", r.label)));
+                }
+                Some(s3)
+            }
+            None => None,
+        };
         Ok(Model {
             stages: [s1, s2],
+            refine,
             plan,
         })
     }
@@ -232,8 +333,16 @@ impl Model {
             StageModel::new(net, card, n, p)
         };
         plan.check(Path::new("<plan>"))?;
+        if plan.refine.is_some() {
+            return Err(PipelineError::BadPlan {
+                path: PathBuf::from("<plan>"),
+                detail: "the plan has a refinement stage: add it with Model::with_refinement"
+                    .into(),
+            });
+        }
         Ok(Model {
             stages: [read(stage1, 1)?, read(stage2, 2)?],
+            refine: None,
             plan,
         })
     }
@@ -244,6 +353,7 @@ impl Model {
         let per_stage: Vec<Vec<u8>> = self
             .stages
             .iter()
+            .chain(&self.refine)
             .map(|s| file::to_bytes(&s.net, &s.card))
             .collect::<std::result::Result<_, _>>()?;
         let mut views = Vec::new();
@@ -264,7 +374,11 @@ impl Model {
                 views.push((format!("stage{}.{name}", n + 1), v));
             }
         }
-        for (key, s) in [CARD_KEY_STAGE1, CARD_KEY_STAGE2].iter().zip(&self.stages) {
+        let all = self.stages.iter().chain(&self.refine);
+        for (key, s) in [CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3]
+            .iter()
+            .zip(all)
+        {
             let json = serde_json::to_string(&s.card).map_err(|e| PipelineError::NotAModel {
                 path: mem.clone(),
                 detail: format!("model card: {e}"),
@@ -311,7 +425,10 @@ impl Model {
     /// where the cards record it.
     pub fn describe(&self) -> String {
         let stage = |n: usize| {
-            let c = &self.stages[n].card;
+            let c = match n {
+                0 | 1 => &self.stages[n].card,
+                _ => &self.refine.as_ref().map_or(&self.stages[1], |s| s).card,
+            };
             let dsc: Vec<String> = c
                 .labels
                 .iter()
@@ -328,7 +445,23 @@ impl Model {
             };
             format!("stage {} {} steps{dsc}", n + 1, c.training.steps)
         };
-        format!("{}: {}; {}", self.plan.name, stage(0), stage(1))
+        match &self.plan.refine {
+            None => format!("{}: {}; {}", self.plan.name, stage(0), stage(1)),
+            Some(r) => format!(
+                "{}: {}; {}; {} (refines label {})",
+                self.plan.name,
+                stage(0),
+                stage(1),
+                stage(2),
+                r.label
+            ),
+        }
+    }
+
+    /// The refinement stage's card, network and plan, when the model has one.
+    pub fn refinement(&self) -> Option<(&ModelCard, &UNet, &RefinePlan)> {
+        let s = self.refine.as_ref()?;
+        Some((&s.card, &s.net, self.plan.refine.as_ref()?))
     }
 
     /// The model cards of stage 1 and stage 2.

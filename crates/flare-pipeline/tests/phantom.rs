@@ -61,6 +61,7 @@ fn phantom_organs_are_found_where_they_are() {
         roi_margin: 0.1,
         name: "phantom".into(),
         notes: "trained on flare_testkit phantoms, for tests".into(),
+        refine: None,
     };
     let model = Model::from_stage_files(&s1, &s2, plan).unwrap();
     let ctx = Ctx::new();
@@ -99,5 +100,115 @@ fn phantom_organs_are_found_where_they_are() {
                 "{name}: {organ} centroid {err:.1} mm from the truth"
             );
         }
+    }
+}
+
+/// A stage 3 whose every voxel's answer is `class` (a zero network whose head's bias favours
+/// it), in stage 2's card with a small grid.
+fn constant_stage(model: &Model, class: usize) -> (flare_model::UNet, flare_model::ModelCard) {
+    let config = flare_model::UNetConfig::standard(1, 5, &[4, 8]);
+    let mut net = flare_model::UNet::zeros(&config).unwrap();
+    // With no deep-supervision heads, the output head's bias is the last parameter.
+    let mut slots = net.slots_mut();
+    let bias = slots.last_mut().unwrap();
+    assert_eq!(bias.len(), 5);
+    bias[class] = 10.0;
+    let mut card = model.stage_cards()[1].clone();
+    card.architecture = config;
+    card.preprocessing.target_grid = flare_model::card::TargetGrid::FixedSize { size: [8, 8, 16] };
+    (net, card)
+}
+
+/// Stage 3 decides its organ inside its box and nothing else: one that sees the pancreas
+/// everywhere makes the whole box (stage 2's pancreas box grown by the margin) pancreas, one
+/// that sees it nowhere removes the pancreas there; every other voxel keeps stage 2's label.
+/// The model with stage 3 survives a file round trip.
+#[test]
+fn refinement_stage_changes_only_its_organ_in_its_box() {
+    let (s1, s2) = (
+        fixture("phantom-stage1.safetensors"),
+        fixture("phantom-stage2.safetensors"),
+    );
+    if !(s1.is_file() && s2.is_file()) {
+        eprintln!(
+            "skipped: the phantom-trained model ({}) is not there",
+            s1.display()
+        );
+        return;
+    }
+    let plan = PipelinePlan {
+        roi_margin: 0.1,
+        name: "phantom".into(),
+        notes: String::new(),
+        refine: None,
+    };
+    let two = Model::from_stage_files(&s1, &s2, plan).unwrap();
+    let ctx = Ctx::new();
+    let (ct, _) = phantom(&PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1001)).unwrap();
+    let opts = SegmentOptions {
+        postprocess: flare_pipeline::PostProcess {
+            largest_components: false,
+            fill_holes: false,
+        },
+    };
+    let base = segment(&ctx, &two, &ct, &opts, &mut |_| {}).unwrap().labels;
+    let [nx, ny, nz] = ct.shape();
+    // Stage 2's pancreas box, grown by the margin, clamped to the scan (voxel-centre rule).
+    let margin = 0.25;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                if base.data()[i + nx * (j + ny * k)] == 4 {
+                    for (a, v) in [i, j, k].into_iter().enumerate() {
+                        lo[a] = lo[a].min(v);
+                        hi[a] = hi[a].max(v);
+                    }
+                }
+            }
+        }
+    }
+    assert!(lo[0] <= hi[0], "stage 2 found no pancreas");
+    let inside = |v: [usize; 3]| {
+        (0..3).all(|a| {
+            let g = (hi[a] + 1 - lo[a]) as f64 * margin;
+            let x = v[a] as f64;
+            x >= lo[a] as f64 - 0.5 - g && x <= hi[a] as f64 + 0.5 + g
+        })
+    };
+    for (class, name) in [(4, "everywhere"), (0, "nowhere")] {
+        let (net, card) = constant_stage(&two, class);
+        let refine = flare_pipeline::RefinePlan { label: 4, margin };
+        let three = two.clone().with_refinement(net, card, refine).unwrap();
+        let three =
+            Model::from_bytes(&three.to_bytes().unwrap(), std::path::Path::new("mem")).unwrap();
+        assert!(
+            three.describe().contains("refines label 4"),
+            "{}",
+            three.describe()
+        );
+        let mut steps = Vec::new();
+        let seg = segment(&ctx, &three, &ct, &opts, &mut |s| steps.push(s)).unwrap();
+        assert!(steps.contains(&flare_pipeline::Step::Refine));
+        assert!(seg.timings.refine_s > 0.0);
+        let (mut changed, mut boxed) = (0, 0);
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let n = i + nx * (j + ny * k);
+                    let (b, got) = (base.data()[n], seg.labels.data()[n]);
+                    let want = match (inside([i, j, k]), class) {
+                        (true, 4) => 4,
+                        (true, _) if b == 4 => 0,
+                        _ => b,
+                    };
+                    boxed += inside([i, j, k]) as usize;
+                    changed += (got != b) as usize;
+                    assert_eq!(got, want, "pancreas {name}: voxel {:?}", [i, j, k]);
+                }
+            }
+        }
+        eprintln!("pancreas {name}: {boxed} voxels in stage 3's box, {changed} changed");
+        assert!(changed > 0 && boxed < nx * ny * nz);
     }
 }

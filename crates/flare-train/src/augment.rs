@@ -64,6 +64,10 @@ pub enum Crop {
         fraction: f64,
         /// Largest centre shift per axis, as a fraction of the box size.
         jitter: f64,
+        /// The organs (label values) whose union box is the region; empty (older plans): all
+        /// of them. `[4]` makes a pancreas refinement stage.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        organs: Vec<u8>,
     },
 }
 
@@ -288,6 +292,7 @@ impl SampleConfig {
                 margin: 0.1,
                 fraction: 1.0,
                 jitter: 0.1,
+                organs: Vec::new(),
             },
             augment: AugmentConfig::default(),
             foreground_p: 0.5,
@@ -314,7 +319,9 @@ impl SampleConfig {
                 margin,
                 fraction,
                 jitter,
-            } if !(margin >= 0.0
+                ref organs,
+            } if !(organs.iter().all(|o| (1..=4).contains(o))
+                && margin >= 0.0
                 && margin.is_finite()
                 && fraction > 0.0
                 && fraction <= 1.0
@@ -322,7 +329,8 @@ impl SampleConfig {
                 && jitter.is_finite()) =>
             {
                 return Err(TrainError::Config(
-                    "ROI margin and jitter must not be negative, fraction in (0, 1]".into(),
+                    "ROI margin and jitter must not be negative, fraction in (0, 1], organs in 1..=4"
+                        .into(),
                 ));
             }
             _ => {}
@@ -482,7 +490,8 @@ pub(crate) fn draw_mapping(
             margin,
             fraction,
             jitter,
-        } => match case.meta().union_box() {
+            ref organs,
+        } => match case.meta().region_box(organs) {
             None => (whole_centre, whole_half),
             Some([mut s, mut e]) => {
                 // Drawn only when enabled, so that plans without it keep their random stream.

@@ -115,12 +115,24 @@ impl CaseMeta {
 
     /// The union of the organ boxes, or `None` for a case with no organ.
     pub fn union_box(&self) -> Option<[[usize; 3]; 2]> {
-        self.organ_boxes.iter().flatten().copied().reduce(|a, b| {
-            [
-                [0, 1, 2].map(|d| a[0][d].min(b[0][d])),
-                [0, 1, 2].map(|d| a[1][d].max(b[1][d])),
-            ]
-        })
+        self.region_box(&[])
+    }
+
+    /// The union of the boxes of `organs` (label values 1..=4; empty: every organ), or `None`
+    /// when the case holds none of them. A refinement stage's region (e.g. `[4]`, the
+    /// pancreas) is this box.
+    pub fn region_box(&self, organs: &[u8]) -> Option<[[usize; 3]; 2]> {
+        let wanted = |o: usize| organs.is_empty() || organs.contains(&(o as u8 + 1));
+        let boxes = self.organ_boxes.iter().enumerate();
+        boxes
+            .filter(|(o, _)| wanted(*o))
+            .filter_map(|(_, b)| *b)
+            .reduce(|a, b| {
+                [
+                    [0, 1, 2].map(|d| a[0][d].min(b[0][d])),
+                    [0, 1, 2].map(|d| a[1][d].max(b[1][d])),
+                ]
+            })
     }
 }
 
@@ -358,7 +370,10 @@ fn case_key(config_json: &str, c: &Case) -> Result<String> {
 }
 
 fn file_len(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len())
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
 }
 
 fn data_path(dir: &Path, name: &str, key: &str, ext: &str) -> PathBuf {

@@ -158,7 +158,12 @@ impl TrainConfig {
     /// The region validation shows the network.
     pub fn val_region(&self) -> ValRegion {
         match self.sample.crop {
-            Crop::Roi { margin, .. } => ValRegion::OrganBox { margin },
+            Crop::Roi {
+                margin, ref organs, ..
+            } => ValRegion::OrganBox {
+                margin,
+                organs: organs.clone(),
+            },
             _ => ValRegion::WholeScan,
         }
     }

@@ -29,12 +29,20 @@ pub struct ValScore {
     pub cases: Vec<(String, [f64; 4])>,
     /// Mean over cases, per organ.
     pub mean: [f64; 4],
+    /// The organs (label values) the stage is judged by: its region's organs (a refinement
+    /// stage sees the others only in part). Empty: all four.
+    #[serde(default)]
+    pub organs: Vec<u8>,
 }
 
 impl ValScore {
-    /// Mean over the four organs of the per-organ means (what "best" is chosen by).
+    /// Mean over the judged organs of the per-organ means (what "best" is chosen by).
     pub fn overall(&self) -> f64 {
-        self.mean.iter().sum::<f64>() / 4.0
+        let judged: Vec<f64> = (0..4)
+            .filter(|&o| self.organs.is_empty() || self.organs.contains(&(o as u8 + 1)))
+            .map(|o| self.mean[o])
+            .collect();
+        judged.iter().sum::<f64>() / judged.len().max(1) as f64
     }
 }
 
@@ -106,7 +114,7 @@ pub fn predict_roi(
 }
 
 /// Which region of a validation case a stage sees.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ValRegion {
     /// The whole scan (stage 1).
     WholeScan,
@@ -115,6 +123,8 @@ pub enum ValRegion {
     OrganBox {
         /// Fraction of the box size added on each side.
         margin: f64,
+        /// The organs whose union box it is (empty: all; `[4]`: a pancreas refinement stage).
+        organs: Vec<u8>,
     },
 }
 
@@ -130,9 +140,9 @@ pub fn validate(
     let mut out = Vec::with_capacity(cases.len());
     for c in cases {
         let image = c.image_volume()?;
-        let pred = match region {
+        let pred = match &region {
             ValRegion::WholeScan => predict_whole(ctx, net, &image, grid_dhw, intensity_range)?,
-            ValRegion::OrganBox { margin } => match c.meta().union_box() {
+            &ValRegion::OrganBox { margin, ref organs } => match c.meta().region_box(organs) {
                 Some(b) => predict_roi(ctx, net, &image, b, margin, grid_dhw, intensity_range)?,
                 // No organ at all: nothing for stage 2 to find; an empty map is exact.
                 None => Volume::filled(*image.geometry(), 0u8),
@@ -153,7 +163,15 @@ pub fn validate(
     }
     let n = out.len().max(1) as f64;
     let mean = [0, 1, 2, 3].map(|o| out.iter().map(|(_, d)| d[o]).sum::<f64>() / n);
-    Ok(ValScore { cases: out, mean })
+    let organs = match region {
+        ValRegion::OrganBox { organs, .. } => organs,
+        ValRegion::WholeScan => Vec::new(),
+    };
+    Ok(ValScore {
+        cases: out,
+        mean,
+        organs,
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +220,7 @@ mod tests {
                 margin,
                 fraction: 1.0,
                 jitter: 0.0,
+                organs: Vec::new(),
             },
             augment: AugmentConfig::none(),
             foreground_p: 0.0,

@@ -37,6 +37,7 @@ fn roi(margin: f64, fraction: f64) -> Crop {
         margin,
         fraction,
         jitter: 0.0,
+        organs: Vec::new(),
     }
 }
 
@@ -552,4 +553,55 @@ fn gamma_and_noise_follow_their_formulas() {
         "noise mean {mean}"
     );
     assert!((sd / 0.05 - 1.0).abs() < 0.08, "noise sd {sd}");
+}
+
+/// A region crop of one organ (a refinement stage's region, `organs: [4]`) with no margin is
+/// that organ's bounding box: the organ reaches every face of the sample, and the region of
+/// all organs is larger (the pancreas then misses faces).
+#[test]
+fn organ_region_crop_is_that_organs_box() {
+    let c = case([40, 36, 24], [1.6, 1.6, 3.0]);
+    let b = c.meta().region_box(&[4]).unwrap();
+    assert_eq!(Some(b), c.meta().organ_boxes[3]);
+    assert_eq!(c.meta().region_box(&[]), c.meta().union_box());
+    let faces_with_pancreas = |organs: Vec<u8>| {
+        let crop = Crop::Roi {
+            margin: 0.0,
+            fraction: 1.0,
+            jitter: 0.0,
+            organs,
+        };
+        let cfg = plain([8, 8, 8], crop);
+        let (_, lab) = draw(&c, &cfg, 0);
+        let at = |i: usize, j: usize, k: usize| lab[i + 8 * (j + 8 * k)] == 4;
+        let mut faces = 0;
+        for axis in 0..3 {
+            for side in [0, 7] {
+                let mut hit = false;
+                for u in 0..8 {
+                    for v in 0..8 {
+                        let p = match axis {
+                            0 => [side, u, v],
+                            1 => [u, side, v],
+                            _ => [u, v, side],
+                        };
+                        hit |= at(p[0], p[1], p[2]);
+                    }
+                }
+                faces += hit as usize;
+            }
+        }
+        faces
+    };
+    assert_eq!(faces_with_pancreas(vec![4]), 6);
+    assert!(faces_with_pancreas(vec![]) < 6);
+    // Label values outside 1..=4 are refused.
+    let mut cfg = plain([8, 8, 8], roi(0.1, 1.0));
+    cfg.crop = Crop::Roi {
+        margin: 0.1,
+        fraction: 1.0,
+        jitter: 0.0,
+        organs: vec![5],
+    };
+    assert!(cfg.validate().is_err());
 }

@@ -76,7 +76,10 @@ fn only_what_changed_is_rebuilt() {
     std::fs::write(&img, [0u8; 10]).unwrap();
     let (after, r) = Cache::build(&d, &cfg2, &cache_dir).unwrap();
     assert_eq!(r.built.len(), 1, "{r:?}");
-    assert!(name.starts_with(&format!("{}-", r.built[0])), "{name} {r:?}");
+    assert!(
+        name.starts_with(&format!("{}-", r.built[0])),
+        "{name} {r:?}"
+    );
     assert_eq!(before.cases(), after.cases());
     // No temporary file is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&cache_dir)

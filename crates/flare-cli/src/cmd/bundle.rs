@@ -1,9 +1,13 @@
 //! `flare bundle`: two single-stage model files (from `flare train`) into one two-stage model.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context;
-use flare_pipeline::{Model, PipelinePlan};
+use flare_model::{ModelCard, UNet};
+use flare_pipeline::{Model, ModelFile, PipelinePlan, RefinePlan};
 
 use crate::cmd::util::check_new_output;
 
@@ -11,10 +15,12 @@ use crate::cmd::util::check_new_output;
 /// `flare segment --model` reads.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Stage 1 (whole scan, localisation), e.g. run.stage1.best.safetensors.
+    /// Stage 1 (whole scan, localisation), e.g. run.stage1.best.safetensors, or a two-stage
+    /// model (or `builtin`) whose stage 1 to take.
     #[arg(long, value_name = "FILE")]
     pub stage1: PathBuf,
-    /// Stage 2 (organ region, fine), e.g. run.stage2.best.safetensors.
+    /// Stage 2 (organ region, fine), e.g. run.stage2.best.safetensors, or a two-stage model
+    /// (or `builtin`) whose stage 2 to take.
     #[arg(long, value_name = "FILE")]
     pub stage2: PathBuf,
     /// The two-stage model to write (.safetensors).
@@ -33,21 +39,58 @@ pub struct Args {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// A third, refinement stage (a region stage trained on one organ's box, e.g.
+    /// run.stage3.best.safetensors): it re-segments that organ in the box stage 2 found.
+    #[arg(long, value_name = "FILE", requires = "refine_label")]
+    pub stage3: Option<PathBuf>,
+    /// The organ stage 3 refines (label value, e.g. 4 for the pancreas).
+    #[arg(long, value_name = "LABEL", requires = "stage3")]
+    pub refine_label: Option<u8>,
+    /// Margin around stage 2's box of that organ, as a fraction of its size per side; use the
+    /// margin stage 3 was trained with.
+    #[arg(long, default_value_t = 0.25)]
+    pub refine_margin: f64,
 }
 
 /// Loads both stages, checks them, writes the bundle atomically.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    check_new_output(&args.out, &[&args.stage1, &args.stage2], args.overwrite)?;
+    let mut inputs = vec![args.stage1.as_path(), args.stage2.as_path()];
+    inputs.extend(args.stage3.as_deref());
+    check_new_output(&args.out, &inputs, args.overwrite)?;
     let plan = PipelinePlan {
         roi_margin: args.margin,
         name: args.name.clone(),
         notes: args.notes.clone(),
+        refine: None,
     };
-    let model = Model::from_stage_files(&args.stage1, &args.stage2, plan)
+    let mut model = Model::from_parts(stage_of(&args.stage1, 1)?, stage_of(&args.stage2, 2)?, plan)
         .context("combining the stages")?;
+    if let (Some(path), Some(label)) = (&args.stage3, args.refine_label) {
+        let (net, card) = flare_model::file::load(path)
+            .with_context(|| format!("reading stage 3 {}", path.display()))?;
+        let refine = RefinePlan {
+            label,
+            margin: args.refine_margin,
+        };
+        model = model
+            .with_refinement(net, card, refine)
+            .with_context(|| format!("adding stage 3 {}", path.display()))?;
+    }
     model
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}: {}", args.out.display(), model.describe());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stage `n`'s network and card from `path`: a single-stage file (`flare train`), or the
+/// stage of that number of a two-stage model (`builtin` names the built-in one), so that a
+/// new stage can be bundled with the stages of an existing model.
+fn stage_of(path: &Path, n: usize) -> anyhow::Result<(UNet, ModelCard)> {
+    let file =
+        ModelFile::open(path).with_context(|| format!("reading stage {n} {}", path.display()))?;
+    Ok(match file {
+        ModelFile::Stage(net, card) => (net, card),
+        ModelFile::TwoStage(m) => (m.networks()[n - 1].clone(), m.stage_cards()[n - 1].clone()),
+    })
 }

@@ -227,6 +227,8 @@ pub struct CaseTimings {
     pub stage2_s: f64,
     /// Logits back to the input grid.
     pub export_s: f64,
+    /// Stage 3 (refinement) network and its export; 0 for a two-stage model.
+    pub refine_s: f64,
     /// Connected components, hole filling.
     pub postprocess_s: f64,
     /// Encoding and writing the label map.
@@ -242,19 +244,21 @@ impl CaseTimings {
             stage1_s: t.stage1_s,
             stage2_s: t.stage2_s,
             export_s: t.export_s,
+            refine_s: t.refine_s,
             postprocess_s: t.postprocess_s,
             write_s,
         }
     }
 
     /// `(name, seconds)` in pipeline order.
-    pub fn steps(&self) -> [(&'static str, f64); 7] {
+    pub fn steps(&self) -> [(&'static str, f64); 8] {
         [
             ("read", self.read_s),
             ("preprocess", self.preprocess_s),
             ("stage 1", self.stage1_s),
             ("stage 2", self.stage2_s),
             ("export", self.export_s),
+            ("stage 3", self.refine_s),
             ("post-process", self.postprocess_s),
             ("write", self.write_s),
         ]
@@ -299,6 +303,7 @@ fn step_name(s: Step) -> &'static str {
         Step::Stage1 => "stage 1",
         Step::Stage2 => "stage 2",
         Step::Export => "export",
+        Step::Refine => "stage 3",
         Step::PostProcess => "post-process",
     }
 }

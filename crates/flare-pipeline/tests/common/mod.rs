@@ -26,6 +26,7 @@ pub fn plan() -> PipelinePlan {
         roi_margin: 0.1,
         name: "tiny-random".into(),
         notes: "randomly initialised, for plumbing tests only".into(),
+        refine: None,
     }
 }
 
