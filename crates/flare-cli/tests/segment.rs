@@ -296,10 +296,16 @@ fn a_flare_batch_goes_on_past_a_corrupt_case_and_names_outputs_the_flare_way() {
         stderr.contains("3 segmented, 0 skipped, 1 failed"),
         "{stderr}"
     );
-    // `<case>_0000.nii.gz` -> `<case>.nii.gz`; nothing for the bad case, no temporary files.
+    // `<case>_0000.nii.gz` -> `<case>.nii.gz`; nothing for the bad case, no temporary files;
+    // the per-case records that `flare gather` reads (tests/cluster.rs).
     assert_eq!(
         files_in(&outputs),
-        ["case_a.nii.gz", "case_b.nii.gz", "case_c.nii.gz"]
+        [
+            ".flare-records",
+            "case_a.nii.gz",
+            "case_b.nii.gz",
+            "case_c.nii.gz"
+        ]
     );
     assert_eq!(files_in(&inputs), listing, "inputs untouched");
     for (name, truth) in &truths {
