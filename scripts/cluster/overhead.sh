@@ -28,7 +28,7 @@ now() { date +%s.%N; }
 seconds_sum() { # the per-case seconds in a folder's records
   python3 -c 'import json,glob,sys; print("%.2f" % sum(json.load(open(f))["seconds"] or 0 for f in glob.glob(sys.argv[1] + "/.flare-records/*.json")))' "$1"
 }
-ncases="$(ls "$cases" | grep -c '_0000\.nii\.gz$')"
+ncases="$(find "$cases" -maxdepth 1 -name '*_0000.nii.gz' | wc -l)"
 echo "overhead.sh: $ncases cases, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for round in $(seq "$rounds"); do
   out="$work/single-$round"
