@@ -32,6 +32,9 @@ enum Command {
     /// map (uint8: 1 liver, 2 kidneys, 3 spleen, 4 pancreas) lies on the input's voxel grid with
     /// its affine, qform and sform; for a DICOM series, on the grid `flare convert` writes.
     Segment(cmd::segment::Args),
+    /// Bring the parts of a batch (cluster array tasks) together: one volumes CSV, one HTML
+    /// index, and every case that is missing or failed.
+    Gather(cmd::gather::Args),
     /// Show a scan's grid, orientation, datatype and intensity range (NIfTI file or DICOM folder),
     /// or a model file's networks and training record.
     Info(cmd::info::Args),
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Bundle(args) => cmd::bundle::run(&args),
         Command::Average(args) => cmd::average::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        Command::Gather(args) => cmd::gather::run(&args),
         Command::Info(args) => cmd::info::run(&args),
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Evaluate(args) => cmd::evaluate::run(&args),

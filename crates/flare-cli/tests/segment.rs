@@ -296,10 +296,16 @@ fn a_flare_batch_goes_on_past_a_corrupt_case_and_names_outputs_the_flare_way() {
         stderr.contains("3 segmented, 0 skipped, 1 failed"),
         "{stderr}"
     );
-    // `<case>_0000.nii.gz` -> `<case>.nii.gz`; nothing for the bad case, no temporary files.
+    // `<case>_0000.nii.gz` -> `<case>.nii.gz`; nothing for the bad case, no temporary files;
+    // the per-case records that `flare gather` reads (tests/cluster.rs).
     assert_eq!(
         files_in(&outputs),
-        ["case_a.nii.gz", "case_b.nii.gz", "case_c.nii.gz"]
+        [
+            ".flare-records",
+            "case_a.nii.gz",
+            "case_b.nii.gz",
+            "case_c.nii.gz"
+        ]
     );
     assert_eq!(files_in(&inputs), listing, "inputs untouched");
     for (name, truth) in &truths {
@@ -500,6 +506,62 @@ fn predict_sh_segments_a_folder_with_environment_overrides() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let pred = flare_nifti::read_label_map(outputs.join("FLARE21_001.nii.gz")).unwrap();
     assert_organs_found(&pred.volume, &truth, "predict.sh");
+
+    // MONAI Deploy's folders, when no FLARE folder is set.
+    let monai_out = t.join("monai-out");
+    let o = Command::new("sh")
+        .arg(workspace_root().join("predict.sh"))
+        .env_remove("FLARE_INPUTS")
+        .env_remove("FLARE_OUTPUTS")
+        .env_remove("MERCURE_IN_DIR")
+        .env_remove("MERCURE_OUT_DIR")
+        .env("MONAI_INPUTPATH", &inputs)
+        .env("MONAI_OUTPUTPATH", &monai_out)
+        .env("FLARE_BIN", env!("CARGO_BIN_EXE_flare"))
+        .env("FLARE_MODEL", &model)
+        .env("FLARE_THREADS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let pred = flare_nifti::read_label_map(monai_out.join("FLARE21_001.nii.gz")).unwrap();
+    assert_organs_found(&pred.volume, &truth, "predict.sh, MONAI folders");
+
+    // mercure's folders (they win over MONAI's): a DICOM series beside mercure's task.json.
+    let series = workspace_root().join("crates/flare-dicom/tests/fixtures/shuffled");
+    let mercure_in = t.join("mercure-in");
+    std::fs::create_dir_all(&mercure_in).unwrap();
+    for f in std::fs::read_dir(&series).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), mercure_in.join(f.file_name())).unwrap();
+    }
+    std::fs::write(mercure_in.join("task.json"), b"{\"id\": \"test\"}").unwrap();
+    let mercure_out = t.join("mercure-out");
+    std::fs::create_dir_all(&mercure_out).unwrap();
+    let o = Command::new("sh")
+        .arg(workspace_root().join("predict.sh"))
+        .env_remove("FLARE_INPUTS")
+        .env_remove("FLARE_OUTPUTS")
+        .env("MERCURE_IN_DIR", &mercure_in)
+        .env("MERCURE_OUT_DIR", &mercure_out)
+        .env("MONAI_INPUTPATH", t.join("not-this"))
+        .env("MONAI_OUTPUTPATH", t.join("nor-this"))
+        .env("FLARE_BIN", env!("CARGO_BIN_EXE_flare"))
+        .env("FLARE_MODEL", &model)
+        .env("FLARE_THREADS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let converted = t.join("mercure-converted.nii.gz");
+    let c = flare(&["convert", p(&series), p(&converted)]);
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c.stderr));
+    let labels = flare_nifti::read_header(mercure_out.join("mercure-in.nii.gz")).unwrap();
+    let ct = flare_nifti::read_header(&converted).unwrap();
+    assert!(
+        ct.geometry()
+            .unwrap()
+            .same_grid(&labels.geometry().unwrap(), 1e-4)
+    );
+    assert!(!t.join("nor-this").exists());
 }
 
 #[test]

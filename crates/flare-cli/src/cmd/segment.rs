@@ -50,6 +50,9 @@ pub struct Args {
     /// Leave holes inside organs unfilled.
     #[arg(long)]
     pub no_fill_holes: bool,
+    /// One part of a batch on a cluster (cmd/batch.rs).
+    #[command(flatten)]
+    pub part: crate::cmd::batch::PartArgs,
 }
 
 /// The long help (`flare segment --help`), after the options.
@@ -58,7 +61,10 @@ Output, per case, one line on stdout: the output file, wall time, peak resident 
 (RSS) and the organ volumes in mL. Existing outputs are skipped unless --overwrite. A case
 that cannot be read or segmented is reported and skipped; the others go on, and the exit
 code is 1 if any case failed (2 for a usage error). Inputs are never modified; every output
-is written to a temporary file and renamed.
+is written to a temporary file and renamed. For a folder of cases, each case also leaves a
+record in OUTPUT/.flare-records/<case>.json (status, error, seconds, peak RSS, volumes), which
+`flare gather` reads; --num-parts/--part-id/--part-from-env do one part of the folder (a
+cluster array task, scripts/cluster/).
 
 Examples:
   flare segment -i scan.nii.gz -o scan_organs.nii.gz --report report/
@@ -318,7 +324,7 @@ pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
 
 /// Runs `flare segment`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let plan = plan(&args.input, &args.output)?;
+    let mut plan = plan(&args.input, &args.output)?;
     for job in &plan.jobs {
         flare_io::check_output(&job.output, &[&job.input])?;
     }
@@ -335,6 +341,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     if plan.jobs.is_empty() {
         anyhow::bail!("{}: no case to segment", args.input.display());
+    }
+    let batch =
+        crate::cmd::batch::Batch::start(&args.part, &mut plan, &args.output, model.describe())?;
+    if let Some(note) = plan.notes.last().filter(|_| batch.part.is_split()) {
+        eprintln!("flare: note: {note}");
     }
     if plan.batch {
         std::fs::create_dir_all(&args.output)
@@ -402,6 +413,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             png: outcome.png,
             notes: outcome.notes,
         });
+        if let Some(entry) = entries.last()
+            && let Err(e) = batch.record(entry, &job.input, &job.output, args.report.as_deref())
+        {
+            failed += 1;
+            say(&bar, format!("flare: error: {e:#}"));
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -410,7 +427,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         write_volumes_csv(csv, &volume_rows)?;
         eprintln!("flare segment: volumes in {}", csv.display());
     }
-    if let Some(dir) = &args.report {
+    if let Some(dir) = &args.report
+        && batch.part.is_split()
+    {
+        eprintln!(
+            "flare segment: pictures in {}; `flare gather` writes the index of all parts",
+            dir.display()
+        );
+    } else if let Some(dir) = &args.report {
         let title = format!("flare segment: {}", args.input.display());
         let index = flare_report::write_index_html(dir, &title, &model.describe(), &entries)
             .with_context(|| format!("{}: writing the report", dir.display()))?;
@@ -540,19 +564,7 @@ fn run_case(
 
 /// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml`, one row per case, atomically.
 fn write_volumes_csv(path: &Path, rows: &[(String, [f64; 4])]) -> anyhow::Result<()> {
-    let mut text = String::from("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml\n");
-    for (name, v) in rows {
-        let quoted = if name.contains([',', '"', '\n']) {
-            format!("\"{}\"", name.replace('"', "\"\""))
-        } else {
-            name.clone()
-        };
-        text.push_str(&format!(
-            "{quoted},{:.3},{:.3},{:.3},{:.3}\n",
-            v[0], v[1], v[2], v[3]
-        ));
-    }
-    atomic_write(path, text.as_bytes())
+    atomic_write(path, flare_batch::volumes_csv(rows).as_bytes())
 }
 
 #[cfg(test)]
