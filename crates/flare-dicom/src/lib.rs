@@ -46,6 +46,7 @@ mod error;
 mod layout;
 mod pixels;
 mod scan;
+pub mod write;
 
 use std::path::Path;
 
@@ -102,18 +103,7 @@ pub fn read_series(
 impl FolderScan {
     /// Decodes one series of this scan (see [`read_series`]).
     pub fn read(&self, series_uid: Option<&str>) -> Result<DicomSeries, DicomError> {
-        let index = match series_uid {
-            None => 0,
-            Some(uid) => self
-                .series
-                .iter()
-                .position(|s| s.uid == uid.trim())
-                .ok_or_else(|| DicomError::UnknownSeries {
-                    dir: self.dir.clone(),
-                    uid: uid.to_string(),
-                    available: self.series.iter().map(|s| s.uid.clone()).collect(),
-                })?,
-        };
+        let index = self.series_index(series_uid)?;
         let (Some(summary), Some(group)) = (self.series.get(index), self.groups.get(index)) else {
             // `scan_series` never returns an empty scan; a hand-built one reads as "no DICOM".
             return Err(DicomError::NoDicom {
@@ -131,6 +121,24 @@ impl FolderScan {
             skipped_files: self.skipped_files,
             unreadable: self.unreadable.clone(),
         })
+    }
+}
+
+impl FolderScan {
+    /// The index in `series` of the series `series_uid`, or 0 (the most slices) for `None`.
+    fn series_index(&self, series_uid: Option<&str>) -> Result<usize, DicomError> {
+        match series_uid {
+            None => Ok(0),
+            Some(uid) => self
+                .series
+                .iter()
+                .position(|s| s.uid == uid.trim())
+                .ok_or_else(|| DicomError::UnknownSeries {
+                    dir: self.dir.clone(),
+                    uid: uid.to_string(),
+                    available: self.series.iter().map(|s| s.uid.clone()).collect(),
+                }),
+        }
     }
 }
 

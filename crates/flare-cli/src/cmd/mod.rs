@@ -4,6 +4,7 @@ pub mod average;
 pub mod bench;
 pub mod bundle;
 pub mod convert;
+pub mod dicom_out;
 pub mod evaluate;
 pub mod info;
 pub mod measure;
