@@ -5,7 +5,9 @@ Nothing here comes from flare's arrays: the CT slices are read with pydicom and 
 their normal, the SEG is read with highdicom (masks by source image, colours from each segment's
 RecommendedDisplayCIELabValue, names from SegmentLabel), the RTSTRUCT with pydicom (contour
 points mapped into each referenced image's pixel grid). Panels: the SEG filled on an axial slice
-and on a coronal reformat, and the RTSTRUCT's contours on the same axial slice.
+and on a coronal reformat, and the RTSTRUCT's contours on the same axial slice, shown the
+radiological way (patient's right on the left, anterior or superior up) whatever the layout
+the series is stored in.
 
 Usage: dicom_out_picture.py SERIES_DIR SEG.dcm RTSTRUCT.dcm OUT.png
 """
@@ -42,6 +44,7 @@ def main():
         for d in slices
     ]
     ps = np.array(slices[0].PixelSpacing, float)
+    rows, cols = int(slices[0].Rows), int(slices[0].Columns)
     dz = abs(
         np.dot(
             np.array(slices[-1].ImagePositionPatient, float)
@@ -63,9 +66,24 @@ def main():
         colours[s.SegmentNumber] = np.clip(lab2rgb(np.array([[lab]]))[0, 0], 0, 1)
         names[s.SegmentNumber] = s.SegmentLabel
 
-    # Axial slice with the most segmented voxels; coronal row through the most too.
-    k = int(np.argmax(masks.sum(axis=(1, 2, 3))))
-    r = int(np.argmax(masks.sum(axis=(0, 2, 3))))
+    # Radiological display whatever the stored layout: patient's right on the image's left,
+    # anterior (axial) and superior (coronal) up. Columns run along row_dir, rows along col_dir.
+    row_dir, col_dir = iop[:3], iop[3:]
+    flip_cols = row_dir[0] < 0  # LPS: columns run towards the patient's right
+    flip_rows = col_dir[1] < 0  # rows run towards anterior
+    up = normal[2] > 0  # the stack runs towards superior
+    if flip_cols:
+        ct, masks = ct[:, :, ::-1], masks[:, :, ::-1]
+    if flip_rows:
+        ct, masks = ct[:, ::-1], masks[:, ::-1]
+
+    # Axial slice and coronal row showing the most organs, then the most voxels.
+    def best(counts):
+        present = (counts > 0).sum(axis=-1)
+        return int(np.lexsort((counts.sum(axis=-1), present))[-1])
+
+    k = best(masks.sum(axis=(1, 2)))
+    r = best(masks.sum(axis=(0, 2)))
     window = lambda a: np.clip((a + 160) / 400, 0, 1)
 
     def fill(ax, grey, sel, aspect):
@@ -80,7 +98,8 @@ def main():
     fill(axes[0], ct[k], lambda m: m[k], 1.0)
     axes[0].set_title(f"DICOM-SEG, axial (slice {k + 1} of {len(slices)})")
     # Coronal: rows of the stack, superior up (the stack runs along +normal).
-    fill(axes[1], ct[::-1, r, :], lambda m: m[::-1, r, :], dz / ps[1])
+    order = slice(None, None, -1) if up else slice(None)
+    fill(axes[1], ct[order, r, :], lambda m: m[order, r, :], dz / ps[1])
     axes[1].set_title("DICOM-SEG, coronal reformat")
 
     rt = pydicom.dcmread(rt_path)
@@ -95,8 +114,12 @@ def main():
             if by_uid[c.ContourImageSequence[0].ReferencedSOPInstanceUID] != k:
                 continue
             pts = np.array(c.ContourData, float).reshape(-1, 3) - ipp
-            x = pts @ iop[:3] / ps[1]
-            y = pts @ iop[3:] / ps[0]
+            x = pts @ row_dir / ps[1]
+            y = pts @ col_dir / ps[0]
+            if flip_cols:
+                x = cols - 1 - x
+            if flip_rows:
+                y = rows - 1 - y
             axes[2].plot(np.append(x, x[0]), np.append(y, y[0]), color=colour, lw=1.4)
     axes[2].set_title("RTSTRUCT contours, same slice")
     handles = [
