@@ -166,6 +166,16 @@ fn dciodvfy_errors(file: &Path) -> Option<Vec<String>> {
     )
 }
 
+/// The files of a series folder, sorted.
+fn source_files(series: &Path) -> Vec<PathBuf> {
+    let mut f: Vec<PathBuf> = std::fs::read_dir(series)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    f.sort();
+    f
+}
+
 /// Runs the independent oracle and returns its JSON summary, or `None` when highdicom,
 /// matplotlib or skimage are missing.
 fn oracle(
@@ -247,6 +257,17 @@ fn segment_and_check(series: &Path, work: &TempDir, what: &str) -> serde_json::V
     let stderr = text(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{what}: {stderr}");
     assert!(seg.is_file() && rt.is_file() && labels.is_file(), "{what}");
+    #[cfg(unix)]
+    for f in [&seg, &rt] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode & 0o444,
+            0o444,
+            "{what}: {} is not readable by all",
+            f.display()
+        );
+    }
     for f in [&seg, &rt] {
         if let Some(errors) = dciodvfy_errors(f) {
             assert!(
@@ -255,6 +276,18 @@ fn segment_and_check(series: &Path, work: &TempDir, what: &str) -> serde_json::V
                 f.display()
             );
         }
+    }
+    // Patient, study and frame of reference agree between the source images and the outputs.
+    match Command::new("dcentvfy")
+        .args(source_files(series).iter().chain([&seg, &rt]))
+        .output()
+    {
+        Ok(o) => {
+            let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+            let errors: Vec<&str> = all.lines().filter(|l| l.starts_with("Error")).collect();
+            assert!(errors.is_empty(), "{what}: dcentvfy: {errors:#?}");
+        }
+        Err(e) => eprintln!("SKIP dcentvfy check: cannot run dcentvfy ({e})"),
     }
     let verdict = oracle(series, &labels, Some(&seg), Some(&rt));
     if let Some(v) = &verdict {
