@@ -373,6 +373,43 @@ fn anonymised_series_with_blank_uids_use_the_file_meta_and_new_study_uid() {
     if let Some(v) = oracle(&series, &labels, Some(&seg), None) {
         assert_verdict(&v, "anonymised");
     }
+
+    // Rerun: the case is skipped (its label map exists) and the SEG left alone; without the
+    // label map the existing SEG is refused up front; --overwrite replaces both.
+    let model = phantom_model();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "segment",
+            "-i",
+            p(&series),
+            "-o",
+            p(&labels),
+            "--model",
+            p(&model),
+            "--dicom-seg",
+            p(&seg),
+        ];
+        args.extend_from_slice(extra);
+        flare(&args)
+    };
+    let before = std::fs::read(&seg).unwrap();
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("skipped"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&seg).unwrap(), before);
+    std::fs::remove_file(&labels).unwrap();
+    let o = run(&[]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("seg.dcm: already exists (use --overwrite to replace it)"),
+        "{stderr}"
+    );
+    assert!(!labels.exists());
+    let o = run(&["--overwrite"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(labels.is_file());
+    assert_ne!(std::fs::read(&seg).unwrap(), before, "a new SEG (new UIDs)");
 }
 
 #[test]
