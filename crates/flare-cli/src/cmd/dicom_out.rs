@@ -185,22 +185,30 @@ pub fn write(prepared: &Prepared, labels: &LabelMap, model: &Model) -> anyhow::R
         model: model.plan().name.clone(),
     };
     let mut parts = Vec::new();
-    // Build both before writing either, so that a failure leaves neither.
-    let seg = prepared
-        .seg
-        .as_ref()
-        .map(|p| {
-            write::seg::segmentation(&prepared.source, labels, &organs, &algorithm).map(|o| (p, o))
-        })
-        .transpose()?;
-    let rt = prepared
-        .rtstruct
-        .as_ref()
-        .map(|p| {
-            write::rtstruct::structure_set(&prepared.source, labels, &organs, &algorithm)
-                .map(|o| (p, o))
-        })
-        .transpose()?;
+    // Build both (side by side) before writing either, so that a failure leaves neither.
+    let (seg, rt) = rayon::join(
+        || {
+            prepared
+                .seg
+                .as_ref()
+                .map(|p| {
+                    write::seg::segmentation(&prepared.source, labels, &organs, &algorithm)
+                        .map(|o| (p, o))
+                })
+                .transpose()
+        },
+        || {
+            prepared
+                .rtstruct
+                .as_ref()
+                .map(|p| {
+                    write::rtstruct::structure_set(&prepared.source, labels, &organs, &algorithm)
+                        .map(|o| (p, o))
+                })
+                .transpose()
+        },
+    );
+    let (seg, rt) = (seg?, rt?);
     if let Some((p, o)) = &seg {
         create_parent(p)?;
         atomic_write(p, &o.bytes)?;
