@@ -4,9 +4,10 @@
 //! One series: `--dicom-seg FILE` and `--rtstruct FILE` name the files. A study folder with
 //! `--each-series -o OUTDIR`: every CT series becomes a case named by its SeriesInstanceUID,
 //! `OUTDIR/<uid>.nii.gz`, and the two options name folders that receive `<uid>_seg.dcm` and
-//! `<uid>_rtstruct.dcm` (they may be OUTDIR itself). The source series is read and checked
-//! (UIDs, frames of reference) before the case is segmented, so a series the outputs cannot
-//! refer to costs no segmentation and leaves no file.
+//! `<uid>_rtstruct.dcm` (they may be OUTDIR itself). The source series' headers are read and
+//! checked (UIDs, frames of reference) before the case is segmented, so a series the outputs
+//! cannot refer to costs no segmentation and leaves no file; that is a second pass over the
+//! headers (the reader's own pass stays untouched), a fraction of the pixel decoding's time.
 
 use std::{
     path::{Path, PathBuf},

@@ -244,17 +244,13 @@ fn read_header(file: &Path) -> Result<(Header, DefaultDicomObject), DicomError> 
             file: file.to_path_buf(),
             message: e.to_string(),
         })?;
-    let pick = |tag: Tag, keyword: &str, meta_value: &str, meta_keyword: &str| {
+    let pick = |tag: Tag, keyword: &'static str, meta_value: &str, meta_keyword: &str| {
         let in_dataset = text(&obj, tag);
         let in_meta = clean(meta_value).to_string();
         match (in_dataset.is_empty(), in_meta.is_empty()) {
             (true, true) => Err(DicomError::MissingAttribute {
                 file: file.to_path_buf(),
-                attribute: if keyword == "SOPClassUID" {
-                    "SOPClassUID"
-                } else {
-                    "SOPInstanceUID"
-                },
+                attribute: keyword,
             }),
             (true, false) => Ok(in_meta),
             (false, true) => Ok(in_dataset),
