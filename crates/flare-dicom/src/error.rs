@@ -266,4 +266,47 @@ pub enum DicomError {
         /// Why.
         source: flare_volume::GeometryError,
     },
+    /// UIDs that contradict each other (dataset against file meta, or between slices).
+    #[error("{}: inconsistent UIDs: {problem}", file.display())]
+    InconsistentUids {
+        /// The file.
+        file: PathBuf,
+        /// What disagrees with what.
+        problem: String,
+    },
+    /// Slices of one series in different frames of reference.
+    #[error("{}: mixed frames of reference: {problem}", file.display())]
+    MixedFrameOfReference {
+        /// The file.
+        file: PathBuf,
+        /// Which UIDs differ.
+        problem: String,
+    },
+    /// A label map to write over a series does not lie on the series' grid.
+    #[error(
+        "{}: the label map ({labels:?} voxels) does not lie on the series' grid ({series:?}); it must come from this series",
+        dir.display()
+    )]
+    LabelGridMismatch {
+        /// The series' folder.
+        dir: PathBuf,
+        /// The label map's shape.
+        labels: [usize; 3],
+        /// The series' shape.
+        series: [usize; 3],
+    },
+    /// Nothing to write: the label map holds none of the organs.
+    #[error("{}: no organ found, so there is nothing to write as {what}", dir.display())]
+    NoOrgan {
+        /// The series' folder.
+        dir: PathBuf,
+        /// The output kind (DICOM-SEG, RTSTRUCT).
+        what: &'static str,
+    },
+    /// Encoding a DICOM output failed (a bug rather than bad input).
+    #[error("cannot encode the DICOM output: {message}")]
+    Encode {
+        /// What the encoder said.
+        message: String,
+    },
 }

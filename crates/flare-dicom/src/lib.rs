@@ -34,6 +34,8 @@
 //!   straight into the volume's buffer, after [`flare_volume::memory::ensure_fits`] has approved
 //!   its size. Uncompressed, deflated, RLE, JPEG (baseline, extended, lossless) and JPEG 2000
 //!   transfer syntaxes are decoded; others (JPEG-LS, JPEG XL, video) are refused by name.
+//! - Results go back as DICOM over the same series with [`write`]: a Segmentation object and an
+//!   RT Structure Set that refer to the source images (see that module for UIDs and checks).
 //! - Refused with a [`DicomError`] naming the folder or file: no DICOM image, non-CT modality, a
 //!   single slice, mixed sizes, non-parallel slices, gantry tilt, duplicate positions, missing
 //!   slices, non-uniform spacing, missing or invalid ImageOrientationPatient, ImagePositionPatient
@@ -46,6 +48,7 @@ mod error;
 mod layout;
 mod pixels;
 mod scan;
+pub mod write;
 
 use std::path::Path;
 
@@ -102,18 +105,7 @@ pub fn read_series(
 impl FolderScan {
     /// Decodes one series of this scan (see [`read_series`]).
     pub fn read(&self, series_uid: Option<&str>) -> Result<DicomSeries, DicomError> {
-        let index = match series_uid {
-            None => 0,
-            Some(uid) => self
-                .series
-                .iter()
-                .position(|s| s.uid == uid.trim())
-                .ok_or_else(|| DicomError::UnknownSeries {
-                    dir: self.dir.clone(),
-                    uid: uid.to_string(),
-                    available: self.series.iter().map(|s| s.uid.clone()).collect(),
-                })?,
-        };
+        let index = self.series_index(series_uid)?;
         let (Some(summary), Some(group)) = (self.series.get(index), self.groups.get(index)) else {
             // `scan_series` never returns an empty scan; a hand-built one reads as "no DICOM".
             return Err(DicomError::NoDicom {
@@ -131,6 +123,24 @@ impl FolderScan {
             skipped_files: self.skipped_files,
             unreadable: self.unreadable.clone(),
         })
+    }
+}
+
+impl FolderScan {
+    /// The index in `series` of the series `series_uid`, or 0 (the most slices) for `None`.
+    fn series_index(&self, series_uid: Option<&str>) -> Result<usize, DicomError> {
+        match series_uid {
+            None => Ok(0),
+            Some(uid) => self
+                .series
+                .iter()
+                .position(|s| s.uid == uid.trim())
+                .ok_or_else(|| DicomError::UnknownSeries {
+                    dir: self.dir.clone(),
+                    uid: uid.to_string(),
+                    available: self.series.iter().map(|s| s.uid.clone()).collect(),
+                }),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //!   on a scan's grid (inside a region, slab by slab, argmax as it goes, no per-class volume).
 //! - [`label_components`], [`keep_largest_components`] and [`fill_holes`]: connected components
 //!   (6- or 26-connected) and the post-processing of a segmentation built on them.
+//! - [`outlines`]: sub-pixel outlines of a 2D mask (marching squares), holes and pieces apart,
+//!   for contour-based outputs such as DICOM RT Structure Sets.
 //!
 //! Voxel data follows flare's convention: axes `(i, j, k)`, stored `i` fastest
 //! (`index = i + nx * (j + ny * k)`). Every function here is multi-threaded with rayon.
@@ -39,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod components;
+mod contour;
 mod edt;
 mod error;
 mod export;
@@ -49,6 +52,7 @@ pub use crate::{
         Components, Connectivity, FillStats, KeepStats, fill_holes, keep_largest_components,
         label_components,
     },
+    contour::{Outline, outlines},
     edt::{distance_to_nearest, distance_to_nearest_in},
     error::ImgprocError,
     export::argmax_on_grid,

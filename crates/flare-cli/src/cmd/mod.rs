@@ -5,6 +5,7 @@ pub mod batch;
 pub mod bench;
 pub mod bundle;
 pub mod convert;
+pub mod dicom_out;
 pub mod evaluate;
 pub mod gather;
 pub mod info;

@@ -14,7 +14,10 @@ use flare_pipeline::{Model, PostProcess, SegmentOptions, Segmentation, Step};
 use flare_report::{CaseEntry, CaseStatus, OverlayOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cmd::util::{atomic_write, same_path, say};
+use crate::cmd::{
+    dicom_out,
+    util::{atomic_write, same_path, say},
+};
 
 /// Arguments of `flare segment` (its description is on the subcommand in main.rs).
 #[derive(clap::Args)]
@@ -53,6 +56,18 @@ pub struct Args {
     /// One part of a batch on a cluster (cmd/batch.rs).
     #[command(flatten)]
     pub part: crate::cmd::batch::PartArgs,
+    /// Also write a DICOM Segmentation object over the source series (DICOM input only;
+    /// with --each-series, a folder receiving <SeriesInstanceUID>_seg.dcm).
+    #[arg(long, value_name = "FILE.dcm")]
+    pub dicom_seg: Option<PathBuf>,
+    /// Also write a DICOM RT Structure Set over the source series (DICOM input only; with
+    /// --each-series, a folder receiving <SeriesInstanceUID>_rtstruct.dcm).
+    #[arg(long, value_name = "FILE.dcm")]
+    pub rtstruct: Option<PathBuf>,
+    /// INPUT is a DICOM study folder: segment every CT series in it, each written to
+    /// OUTPUT/<SeriesInstanceUID>.nii.gz (OUTPUT is a folder).
+    #[arg(long, conflicts_with = "series")]
+    pub each_series: bool,
 }
 
 /// The long help (`flare segment --help`), after the options.
@@ -69,7 +84,9 @@ cluster array task, scripts/cluster/).
 Examples:
   flare segment -i scan.nii.gz -o scan_organs.nii.gz --report report/
   flare segment -i /data/dicom/CT_series/ -o organs.nii.gz
-  flare segment -i FLARE_inputs/ -o FLARE_outputs/ --volumes volumes.csv";
+  flare segment -i FLARE_inputs/ -o FLARE_outputs/ --volumes volumes.csv
+  flare segment -i /data/dicom/CT_series/ -o organs.nii.gz --dicom-seg seg.dcm --rtstruct rtss.dcm
+  flare segment -i /data/dicom/study/ -o out/ --each-series --dicom-seg out/ --rtstruct out/";
 
 /// One case to segment.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +97,8 @@ pub struct Job {
     pub input: PathBuf,
     /// The label map to write.
     pub output: PathBuf,
+    /// For a DICOM folder, the series to read (else `--series` or the largest).
+    pub series: Option<String>,
 }
 
 /// What the command will do: the cases, and files in a batch folder that are not cases.
@@ -136,6 +155,7 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
                 name,
                 input: input.to_path_buf(),
                 output: out,
+                series: None,
             }],
             notes: Vec::new(),
             batch: false,
@@ -205,6 +225,7 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
             output: output.join(format!("{name}.nii.gz")),
             name,
             input: f,
+            series: None,
         });
     }
     Ok(out)
@@ -324,7 +345,17 @@ pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
 
 /// Runs `flare segment`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut plan = plan(&args.input, &args.output)?;
+    let mut plan = if args.each_series {
+        dicom_out::plan_series(&args.input, &args.output)?
+    } else {
+        plan(&args.input, &args.output)?
+    };
+    let dicom = dicom_out::Request::from_args(args, &plan)?;
+    // One series: a source the DICOM outputs cannot refer to is bad input, refused up front.
+    let mut early = match plan.jobs.first() {
+        Some(job) if !plan.batch => dicom.prepare(job, args.series.as_deref(), args.overwrite)?,
+        _ => None,
+    };
     for job in &plan.jobs {
         flare_io::check_output(&job.output, &[&job.input])?;
     }
@@ -361,9 +392,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             fill_holes: !args.no_fill_holes,
         },
     };
-    let read = ReadOptions {
-        series_uid: args.series.clone(),
-    };
 
     let n = plan.jobs.len() as u64;
     let bar = if n > 1 {
@@ -390,7 +418,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for job in &plan.jobs {
         bar.set_message(job.name.clone());
-        let outcome = run_case(job, &model, &read, &options, args, &bar);
+        let read = ReadOptions {
+            series_uid: job.series.clone().or_else(|| args.series.clone()),
+        };
+        let prepared = match early.take() {
+            Some(p) => Ok(Some(p)),
+            None => dicom.prepare(job, read.series_uid.as_deref(), args.overwrite),
+        };
+        let outcome = run_case(job, &model, &read, &options, args, &bar, prepared);
         match &outcome.status {
             CaseStatus::Failed(msg) => {
                 failed += 1;
@@ -462,6 +497,7 @@ fn run_case(
     options: &SegmentOptions,
     args: &Args,
     bar: &ProgressBar,
+    dicom: anyhow::Result<Option<dicom_out::Prepared>>,
 ) -> Outcome {
     if job.output.exists() && !args.overwrite {
         // Still report the existing map's volumes, so a rerun's CSV covers every case.
@@ -480,6 +516,18 @@ fn run_case(
             notes: Vec::new(),
         };
     }
+    let failed = |msg: String| Outcome {
+        status: CaseStatus::Failed(msg),
+        volumes_ml: None,
+        wall_s: None,
+        peak_rss_mb: None,
+        png: None,
+        notes: Vec::new(),
+    };
+    let dicom = match dicom {
+        Ok(d) => d,
+        Err(e) => return failed(format!("{e:#}")),
+    };
     flare_measure::reset_own_peak_rss();
     let start = Instant::now();
     let name = job.name.clone();
@@ -510,8 +558,17 @@ fn run_case(
     {
         notes.push(n.clone());
     }
+    if let Some(d) = &dicom {
+        notes.extend(d.notes().iter().cloned());
+    }
     for n in &notes {
         say(bar, format!("flare: note: {}: {n}", job.name));
+    }
+    if let Some(d) = &dicom {
+        match dicom_out::write(d, &seg.labels, model) {
+            Ok(line) => say(bar, format!("{}: {line}", job.name)),
+            Err(e) => return failed(format!("{e:#}")),
+        }
     }
     let steps = timings
         .steps()
