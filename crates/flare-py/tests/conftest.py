@@ -40,8 +40,10 @@ def built() -> dict:
     """Builds the `flare` binary and the phantom example once per session."""
     profile = os.environ.get("FLARE_CARGO_PROFILE", "dev")
     subprocess.run(
-        ["cargo", "build", "--quiet", "--profile", profile, "-p", "flare-cli", "--bin", "flare",
-         "-p", "flare-testkit", "--example", "phantoms"],
+        # --workspace: features unified as `cargo test --workspace` unifies them, so in CI
+        # these are the artifacts it built, not a second build.
+        ["cargo", "build", "--quiet", "--profile", profile, "--workspace", "--bin", "flare",
+         "--example", "phantoms"],
         cwd=ROOT, check=True,
     )
     flare_bin = Path(os.environ["FLARE_BIN"]) if os.environ.get("FLARE_BIN") else _cargo_out("bin", "flare")
