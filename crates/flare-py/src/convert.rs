@@ -142,6 +142,31 @@ fn to_flare_order<T: Voxel, O: Copy + Default + Send + Sync>(
         // Fortran-ordered input: one contiguous pass.
         return src.par_iter().map(|&v| f(v)).collect();
     }
+    if let Some(src) = view.as_slice() {
+        // C-ordered input (k fastest) to i fastest: every axis reverses. Each task fills a run
+        // of `kb_max` output planes (contiguous in the output), that many values of k being one
+        // cache line of the input; for each (j, i) it reads them once and writes them to
+        // sequential streams, one per plane. Element by element in output order every read
+        // lands on another cache line: on a 512x512x133 int16 array (loaded 2-core VM) that took
+        // 1.16 s, this 0.29 s, the Fortran-order pass above 0.10 s.
+        let kb_max = (64 / size_of::<T>()).max(8);
+        let plane = nx * ny;
+        let mut out = vec![O::default(); plane * nz];
+        out.par_chunks_mut(plane * kb_max)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let (k0, kb) = (c * kb_max, chunk.len() / plane);
+                for j in 0..ny {
+                    for i in 0..nx {
+                        let at = (i * ny + j) * nz + k0;
+                        for (kk, &v) in src[at..at + kb].iter().enumerate() {
+                            chunk[kk * plane + j * nx + i] = f(v);
+                        }
+                    }
+                }
+            });
+        return out;
+    }
     let mut out = ndarray::Array3::<O>::default((nz, ny, nx));
     Zip::from(&mut out)
         .and(&rev)

@@ -173,6 +173,10 @@ def test_one_model_serves_many_threads(phantom_model, phantoms, scans, capsys):
     assert not errors, errors
     for a, b in zip(serial, results):
         assert np.array_equal(a, b)
+    # Any thread count gives the same labels.
+    one = flare.load_model(phantom_model, threads=1)
+    assert one.threads == 1 and flare.load_model(phantom_model).threads is None
+    assert np.array_equal(one.segment(inputs[0]).labels, serial[0])
     with capsys.disabled():
         print(f"\nflare-py: {len(inputs)} segmentations from {len(inputs)} Python threads, one model (2 threads): {wall:.2f} s")
 
