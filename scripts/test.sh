@@ -7,3 +7,6 @@ python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.t
   || echo "warning: could not install the Python oracle packages; tests that need them will skip" >&2
 set -e
 cargo test --workspace
+# The Python package (crates/flare-py): built and installed with pip, then its pytest tests,
+# which compare it with the CLI built above.
+crates/flare-py/test.sh
