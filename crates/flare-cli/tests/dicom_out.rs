@@ -16,12 +16,11 @@
 
 mod common;
 
-use common::{flare, text};
+use common::{flare, p, phantom_model, text};
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
 };
 
 use flare_nifti::DataType;
@@ -31,34 +30,6 @@ use flare_testkit::{
     python_with, run_python, workspace_root,
 };
 use flare_volume::Geometry;
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// The phantom model bundled once per test process.
-fn phantom_model() -> PathBuf {
-    static MODEL: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = MODEL.get_or_init(|| {
-        let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
-        let dir = TempDir::new("dicom-out-model");
-        let out = dir.join("phantom.safetensors");
-        let o = flare(&[
-            "bundle",
-            "--stage1",
-            p(&fixtures.join("phantom-stage1.safetensors")),
-            "--stage2",
-            p(&fixtures.join("phantom-stage2.safetensors")),
-            "--out",
-            p(&out),
-            "--name",
-            "phantom",
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-        (dir, out)
-    });
-    path.clone()
-}
 
 /// Python able to make the series, or `None` (and a printed reason).
 fn series_python(test: &str) -> Option<PathBuf> {

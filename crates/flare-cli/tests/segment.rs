@@ -6,13 +6,9 @@
 
 mod common;
 
-use common::{flare, text};
+use common::{flare, p, phantom_model, text};
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    sync::OnceLock,
-};
+use std::{path::Path, process::Command};
 
 use flare_nifti::DataType;
 use flare_testkit::{
@@ -21,34 +17,6 @@ use flare_testkit::{
     python_with, run_python, workspace_root,
 };
 use flare_volume::{Geometry, LabelMap, Volume};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// The phantom model bundled once per test process (tests run in parallel threads).
-fn phantom_model() -> PathBuf {
-    static MODEL: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = MODEL.get_or_init(|| {
-        let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
-        let dir = TempDir::new("segment-model");
-        let out = dir.join("phantom.safetensors");
-        let o = flare(&[
-            "bundle",
-            "--stage1",
-            p(&fixtures.join("phantom-stage1.safetensors")),
-            "--stage2",
-            p(&fixtures.join("phantom-stage2.safetensors")),
-            "--out",
-            p(&out),
-            "--name",
-            "phantom",
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-        (dir, out)
-    });
-    path.clone()
-}
 
 /// A phantom CT written as int16 NIfTI, with its true labels.
 fn write_phantom(path: &Path, ct: &Volume<f32>) {

@@ -44,8 +44,9 @@ fn rotated_about_z(g: &Geometry, deg: f64) -> Geometry {
     Geometry::new(g.shape(), g.spacing_mm(), origin, dir).unwrap()
 }
 
-#[test]
-fn phantom_organs_are_found_where_they_are() {
+/// The committed phantom model's two stages, or `None` (with a printed reason) if they are
+/// not there.
+fn phantom_model() -> Option<Model> {
     let (s1, s2) = (
         fixture("phantom-stage1.safetensors"),
         fixture("phantom-stage2.safetensors"),
@@ -55,7 +56,7 @@ fn phantom_organs_are_found_where_they_are() {
             "skipped: the phantom-trained model ({}) is not there",
             s1.display()
         );
-        return;
+        return None;
     }
     let plan = PipelinePlan {
         roi_margin: 0.1,
@@ -63,7 +64,14 @@ fn phantom_organs_are_found_where_they_are() {
         notes: "trained on flare_testkit phantoms, for tests".into(),
         refine: None,
     };
-    let model = Model::from_stage_files(&s1, &s2, plan).unwrap();
+    Some(Model::from_stage_files(&s1, &s2, plan).unwrap())
+}
+
+#[test]
+fn phantom_organs_are_found_where_they_are() {
+    let Some(model) = phantom_model() else {
+        return;
+    };
     let ctx = Ctx::new();
     // Inside the phantom model's training range; seed 1000 was not trained on.
     let spec = PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1000);
@@ -125,24 +133,9 @@ fn constant_stage(model: &Model, class: usize) -> (flare_model::UNet, flare_mode
 /// The model with stage 3 survives a file round trip.
 #[test]
 fn refinement_stage_changes_only_its_organ_in_its_box() {
-    let (s1, s2) = (
-        fixture("phantom-stage1.safetensors"),
-        fixture("phantom-stage2.safetensors"),
-    );
-    if !(s1.is_file() && s2.is_file()) {
-        eprintln!(
-            "skipped: the phantom-trained model ({}) is not there",
-            s1.display()
-        );
+    let Some(two) = phantom_model() else {
         return;
-    }
-    let plan = PipelinePlan {
-        roi_margin: 0.1,
-        name: "phantom".into(),
-        notes: String::new(),
-        refine: None,
     };
-    let two = Model::from_stage_files(&s1, &s2, plan).unwrap();
     let ctx = Ctx::new();
     let (ct, _) = phantom(&PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1001)).unwrap();
     let opts = SegmentOptions {

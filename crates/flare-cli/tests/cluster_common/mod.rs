@@ -7,28 +7,17 @@
 use std::{
     collections::BTreeMap,
     os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
-    sync::OnceLock,
 };
 
 use flare_nifti::DataType;
-use flare_testkit::{
-    TempDir,
-    phantom::{PhantomSpec, phantom},
-    workspace_root,
-};
+use flare_testkit::phantom::{PhantomSpec, phantom};
 use flare_volume::LabelMap;
 
-/// A path as &str (test paths are UTF-8).
-pub fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 test path")
-}
-
-/// A captured stream as text.
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{p, phantom_model, text};
 
 /// The flare binary under test.
 pub fn flare_bin() -> &'static str {
@@ -57,33 +46,6 @@ pub fn flare_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     c.output().expect("run flare")
-}
-
-/// The phantom model (committed stages, bundled once per test process).
-pub fn phantom_model() -> PathBuf {
-    static MODEL: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = MODEL.get_or_init(|| {
-        let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
-        let dir = TempDir::new("cluster-model");
-        let out = dir.join("phantom.safetensors");
-        let o = flare_env(
-            &[
-                "bundle",
-                "--stage1",
-                p(&fixtures.join("phantom-stage1.safetensors")),
-                "--stage2",
-                p(&fixtures.join("phantom-stage2.safetensors")),
-                "--out",
-                p(&out),
-                "--name",
-                "phantom",
-            ],
-            &[],
-        );
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-        (dir, out)
-    });
-    path.clone()
 }
 
 /// Writes `<name>_0000.nii.gz` phantoms into `dir`; returns each case's true labels.
