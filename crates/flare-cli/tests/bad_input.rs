@@ -277,3 +277,78 @@ fn volume_larger_than_memory() {
     // 10 MB of voxels against a 1 MB limit: refused before allocating.
     assert_refused(&input, &dir, &[("FLARE_MEMORY_LIMIT_MB", "1")], "too large");
 }
+
+/// The bytes of every file in `dir`, by name (to prove nothing was written).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A folder segmented into itself, holding `a_0000.nii.gz` (case `a`) and
+/// `a_0000_0000.nii.gz` (case `a_0000`, whose output is `a_0000.nii.gz`): refused before any
+/// work, naming both files, with or without --overwrite; the CT is left as it was.
+#[test]
+fn a_batch_output_on_another_cases_input_is_refused() {
+    let dir = TempDir::new("cli-output-on-input");
+    valid_nii(&dir, "a_0000.nii");
+    let a = dir.join("a_0000.nii");
+    std::fs::rename(&a, dir.join("a_0000.nii.gz")).unwrap(); // the name is what matters here
+    std::fs::copy(dir.join("a_0000.nii.gz"), dir.join("a_0000_0000.nii.gz")).unwrap();
+    let before = snapshot(dir.path());
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let mut args = vec!["segment", "-i", dir.path().to_str().unwrap()];
+        args.extend(["-o", dir.path().to_str().unwrap()]);
+        args.extend(extra);
+        let o = flare().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains("the output of case a_0000 would overwrite")
+                && err.contains("the input of case a;"),
+            "{err}"
+        );
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "{extra:?}: the folder changed"
+        );
+    }
+}
+
+/// `flare evaluate --out` naming a ground-truth file, a prediction, a folder or a new NIfTI
+/// name in an input folder is refused before scoring; the files are untouched.
+#[test]
+fn evaluate_never_writes_its_csv_over_an_input() {
+    let dir = TempDir::new("cli-evaluate-out-on-input");
+    let (pred, gt) = (dir.join("pred"), dir.join("gt"));
+    for d in [&pred, &gt] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("c.nii.gz"), b"not really a NIfTI").unwrap();
+    }
+    let before = (snapshot(&pred), snapshot(&gt));
+    for out in [
+        gt.join("c.nii.gz"),
+        pred.join("c.nii.gz"),
+        gt.clone(),
+        gt.join("new.nii.gz"),
+    ] {
+        let o = flare()
+            .args(["evaluate", "--pred", pred.to_str().unwrap()])
+            .args(["--gt", gt.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", out.display());
+        assert!(err.contains("refusing to write the CSV there"), "{err}");
+        assert_eq!((snapshot(&pred), snapshot(&gt)), before);
+        assert!(!gt.join("new.nii.gz").exists());
+    }
+}

@@ -1,6 +1,10 @@
 //! `flare evaluate`: score a folder of predictions exactly as FLARE21 did (DSC and NSD).
 
-use std::{path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
 
 use anyhow::Context;
 use flare_metrics::{CaseOutcome, CaseResult, Summary, Tolerances, evaluate_folders, write_csv};
@@ -56,6 +60,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(text) => Tolerances::parse_per_label(text, 1.0)?,
         None => Tolerances::uniform(args.tolerance)?,
     };
+    if let Some(out) = &args.out {
+        check_csv_not_an_input(out, &[&args.pred, &args.gt])?;
+    }
     let start = Instant::now();
     let results =
         evaluate_folders(&args.pred, &args.gt, &tolerances, print_case).with_context(|| {
@@ -106,6 +113,30 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Refuses a `--out` path that is an input of the run: one of the folders, a file already in
+/// either (a prediction or a ground truth), or a NIfTI name there (it would become a case).
+fn check_csv_not_an_input(out: &Path, folders: &[&Path]) -> anyhow::Result<()> {
+    let target = crate::cmd::segment::file_target(out);
+    for folder in folders {
+        let Ok(dir) = folder.canonicalize() else {
+            continue; // reading it fails later with its own message
+        };
+        let nifti = out
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".nii.gz") || n.ends_with(".nii"));
+        let inside = target.as_ref().is_some_and(|t| t.parent() == Some(&*dir));
+        if target.as_deref() == Some(&*dir) || (inside && (out.exists() || nifti)) {
+            anyhow::bail!(
+                "{}: is in the input folder {}; refusing to write the CSV there",
+                out.display(),
+                folder.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One line per case on stdout; warnings and errors on stderr.

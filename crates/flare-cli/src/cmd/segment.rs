@@ -335,6 +335,16 @@ fn step_name(s: Step) -> &'static str {
     }
 }
 
+/// The file `path` names, absolute and with its folder's links resolved, whether or not the
+/// file exists yet (`None` when its folder does not exist: nothing can be there).
+pub fn file_target(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
+}
+
 /// Loads `--model` or the built-in model.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     match path {
@@ -358,6 +368,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     for job in &plan.jobs {
         flare_io::check_output(&job.output, &[&job.input])?;
+    }
+    // No case's output may land on any case's input (a folder segmented into itself holding
+    // `a_0000.nii.gz` and `a_0000_0000.nii.gz`: case `a_0000` would write over case `a`'s CT).
+    let inputs: Vec<(PathBuf, &Job)> = plan
+        .jobs
+        .iter()
+        .filter_map(|j| Some((std::fs::canonicalize(&j.input).ok()?, j)))
+        .collect();
+    for job in &plan.jobs {
+        let target = file_target(&job.output);
+        if let Some((_, owner)) = inputs.iter().find(|(i, _)| Some(i) == target.as_ref()) {
+            anyhow::bail!(
+                "{}: the output of case {} would overwrite {}, the input of case {}; write to another folder",
+                job.output.display(),
+                job.name,
+                owner.input.display(),
+                owner.name
+            );
+        }
     }
     // Side outputs must not land on an input either.
     for side in [&args.volumes, &args.report].into_iter().flatten() {
