@@ -206,19 +206,7 @@ impl Model {
                 "the card's architecture differs from the network's".into(),
             ));
         }
-        if card.labels != self.stages[1].card.labels {
-            return Err(unusable("its labels differ from stage 2's".into()));
-        }
-        if !card
-            .labels
-            .iter()
-            .any(|l| l.value == refine.label && l.value > 0)
-        {
-            return Err(unusable(format!(
-                "label {} is not an organ of the model",
-                refine.label
-            )));
-        }
+        check_refinement(&self.stages[1].card, &card, &refine, mem)?;
         self.plan.refine = Some(refine);
         self.plan.check(mem)?;
         self.refine = Some(StageModel::new(net, card, 3, mem)?);
@@ -288,17 +276,7 @@ impl Model {
         let refine = match &plan.refine {
             Some(r) => {
                 let s3 = load_stage(meta, p3, 3, CARD_KEY_STAGE3, origin)?;
-                let unusable = |detail: String| PipelineError::Unusable {
-                    path: origin.to_path_buf(),
-                    stage: 3,
-                    detail,
-                };
-                if s3.card.labels != s2.card.labels {
-                    return Err(unusable("its labels differ from stage 2's".into()));
-                }
-                if !s3.card.labels.iter().any(|l| l.value == r.label) {
-                    return Err(unusable(format!("label {} is not an organ", r.label)));
-                }
+                check_refinement(&s2.card, &s3.card, r, origin)?;
                 Some(s3)
             }
             None => None,
@@ -424,11 +402,7 @@ impl Model {
     /// One line: the name, the training steps of each stage, and the validation Dice per organ
     /// where the cards record it.
     pub fn describe(&self) -> String {
-        let stage = |n: usize| {
-            let c = match n {
-                0 | 1 => &self.stages[n].card,
-                _ => &self.refine.as_ref().map_or(&self.stages[1], |s| s).card,
-            };
+        let stage = |n: usize, c: &ModelCard| {
             let dsc: Vec<String> = c
                 .labels
                 .iter()
@@ -445,23 +419,15 @@ impl Model {
             };
             format!("stage {} {} steps{dsc}", n + 1, c.training.steps)
         };
-        match &self.plan.refine {
-            None => format!("{}: {}; {}", self.plan.name, stage(0), stage(1)),
-            Some(r) => format!(
-                "{}: {}; {}; {} (refines label {})",
-                self.plan.name,
-                stage(0),
-                stage(1),
-                stage(2),
-                r.label
-            ),
-        }
-    }
-
-    /// The refinement stage's card, network and plan, when the model has one.
-    pub fn refinement(&self) -> Option<(&ModelCard, &UNet, &RefinePlan)> {
-        let s = self.refine.as_ref()?;
-        Some((&s.card, &s.net, self.plan.refine.as_ref()?))
+        let stages: Vec<String> = (self.stages.iter().chain(&self.refine))
+            .enumerate()
+            .map(|(n, s)| stage(n, &s.card))
+            .collect();
+        let refines = match &self.plan.refine {
+            Some(r) => format!(" (refines label {})", r.label),
+            None => String::new(),
+        };
+        format!("{}: {}{refines}", self.plan.name, stages.join("; "))
     }
 
     /// The model cards of stage 1 and stage 2.
@@ -507,6 +473,35 @@ impl ModelFile {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The checks a stage 3 must pass against stage 2, whether added in memory or read from a file:
+/// the same labels, and the refined label one of its organs.
+fn check_refinement(
+    stage2: &ModelCard,
+    stage3: &ModelCard,
+    refine: &RefinePlan,
+    path: &Path,
+) -> Result<()> {
+    let unusable = |detail: String| PipelineError::Unusable {
+        path: path.to_path_buf(),
+        stage: 3,
+        detail,
+    };
+    if stage3.labels != stage2.labels {
+        return Err(unusable("its labels differ from stage 2's".into()));
+    }
+    if !stage3
+        .labels
+        .iter()
+        .any(|l| l.value == refine.label && l.value > 0)
+    {
+        return Err(unusable(format!(
+            "label {} is not an organ of the model",
+            refine.label
+        )));
+    }
+    Ok(())
 }
 
 /// Rebuilds one stage's single-stage file bytes and validates them with `flare_model::file`.

@@ -73,8 +73,8 @@ pub struct StageTimings {
     pub stage2_s: f64,
     /// [`Step::Export`].
     pub export_s: f64,
-    /// [`Step::Refine`] (0 for a two-stage model), its export included.
-    pub refine_s: f64,
+    /// [`Step::Refine`], its export included; `None` for a model without stage 3.
+    pub refine_s: Option<f64>,
     /// [`Step::PostProcess`].
     pub postprocess_s: f64,
 }
@@ -160,7 +160,7 @@ pub fn segment(
                 plan.label
             ));
         }
-        timings.refine_s = t.elapsed().as_secs_f64();
+        timings.refine_s = Some(t.elapsed().as_secs_f64());
     }
 
     on_step(Step::PostProcess);

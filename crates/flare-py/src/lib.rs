@@ -385,7 +385,7 @@ fn outcome_dict(py: Python<'_>, out: Outcome) -> PyResult<Bound<'_, PyDict>> {
         ("stage1", t.stage1_s),
         ("stage2", t.stage2_s),
         ("export", t.export_s),
-        ("stage3", t.refine_s),
+        ("stage3", t.refine_s.unwrap_or(0.0)),
         ("postprocess", t.postprocess_s),
         ("total", out.total_s),
     ] {

@@ -87,7 +87,7 @@ fn bench_segment(args: &SegmentArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{:<14} {:>10} {:>8}", "step", "median s", "share");
     let wall_med = median(runs.iter().map(|r| r.0).collect());
-    let names = runs[0].1.steps().map(|(n, _)| n);
+    let names: Vec<&str> = runs[0].1.steps().iter().map(|(n, _)| *n).collect();
     let mut accounted = 0.0;
     for (i, name) in names.iter().enumerate() {
         let m = median(runs.iter().map(|r| r.1.steps()[i].1).collect());

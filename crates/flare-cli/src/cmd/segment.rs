@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cmd::{
     dicom_out,
-    util::{atomic_write, same_path, say},
+    util::{atomic_write, file_target, same_path, say},
 };
 
 /// Arguments of `flare segment` (its description is on the subcommand in main.rs).
@@ -254,8 +254,8 @@ pub struct CaseTimings {
     pub stage2_s: f64,
     /// Logits back to the input grid.
     pub export_s: f64,
-    /// Stage 3 (refinement) network and its export; 0 for a two-stage model.
-    pub refine_s: f64,
+    /// Stage 3 (refinement) network and its export; `None` for a two-stage model.
+    pub refine_s: Option<f64>,
     /// Connected components, hole filling.
     pub postprocess_s: f64,
     /// Encoding and writing the label map.
@@ -277,18 +277,21 @@ impl CaseTimings {
         }
     }
 
-    /// `(name, seconds)` in pipeline order.
-    pub fn steps(&self) -> [(&'static str, f64); 8] {
-        [
+    /// `(name, seconds)` in pipeline order; `stage 3` only for a model that has one.
+    pub fn steps(&self) -> Vec<(&'static str, f64)> {
+        let mut steps = vec![
             ("read", self.read_s),
             ("preprocess", self.preprocess_s),
             ("stage 1", self.stage1_s),
             ("stage 2", self.stage2_s),
             ("export", self.export_s),
-            ("stage 3", self.refine_s),
+        ];
+        steps.extend(self.refine_s.map(|s| (step_name(Step::Refine), s)));
+        steps.extend([
             ("post-process", self.postprocess_s),
             ("write", self.write_s),
-        ]
+        ]);
+        steps
     }
 }
 
@@ -335,16 +338,6 @@ fn step_name(s: Step) -> &'static str {
     }
 }
 
-/// The file `path` names, absolute and with its folder's links resolved, whether or not the
-/// file exists yet (`None` when its folder does not exist: nothing can be there).
-pub fn file_target(path: &Path) -> Option<PathBuf> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
-}
-
 /// Loads `--model` or the built-in model.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     match path {
@@ -366,17 +359,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(job) if !plan.batch => dicom.prepare(job, args.series.as_deref(), args.overwrite)?,
         _ => None,
     };
-    for job in &plan.jobs {
-        flare_io::check_output(&job.output, &[&job.input])?;
-    }
-    // No case's output may land on any case's input (a folder segmented into itself holding
-    // `a_0000.nii.gz` and `a_0000_0000.nii.gz`: case `a_0000` would write over case `a`'s CT).
+    // No case's output may land on any case's input, its own or another's (a folder
+    // segmented into itself holding `a_0000.nii.gz` and `a_0000_0000.nii.gz`: case `a_0000`
+    // would write over case `a`'s CT).
     let inputs: Vec<(PathBuf, &Job)> = plan
         .jobs
         .iter()
         .filter_map(|j| Some((std::fs::canonicalize(&j.input).ok()?, j)))
         .collect();
     for job in &plan.jobs {
+        flare_io::check_output(&job.output, &[&job.input])?;
         let target = file_target(&job.output);
         if let Some((_, owner)) = inputs.iter().find(|(i, _)| Some(i) == target.as_ref()) {
             anyhow::bail!(
@@ -599,11 +591,9 @@ fn run_case(
             Err(e) => return failed(format!("{e:#}")),
         }
     }
-    // A two-stage model has no stage 3: its line stays as it was.
     let steps = timings
         .steps()
         .iter()
-        .filter(|(s, t)| !(*s == "stage 3" && *t == 0.0))
         .map(|(s, t)| format!("{s} {t:.2}"))
         .collect::<Vec<_>>()
         .join(", ");

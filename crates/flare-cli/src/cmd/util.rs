@@ -1,6 +1,9 @@
 //! Small pieces the subcommands share.
 
-use std::{io::Write, path::Path};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
 use indicatif::ProgressBar;
@@ -39,6 +42,16 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// The file `path` names, absolute and with its folder's links resolved, whether or not the
+/// file exists yet (`None` when its folder does not exist: nothing can be there).
+pub fn file_target(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
 }
 
 /// Refuses an output that exists (unless `overwrite`) or that is one of `inputs`: the checks
