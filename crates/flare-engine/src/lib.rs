@@ -12,9 +12,9 @@
 //! - Convolution ([`conv3d_forward`], [`conv3d_backward_data`], [`conv3d_backward_weight`]):
 //!   kernels 1 or 3 (any size works) per axis, stride 1 or 2, zero padding, bias.
 //! - Transposed convolution with stride = kernel ([`conv_transpose3d_forward`] and backward),
-//!   trilinear resize ([`resize_trilinear`]), max/avg pooling ([`max_pool3d_forward`], ...).
-//! - Instance norm ([`instance_norm_forward`]/[`instance_norm_backward`]), batch norm folded
-//!   into a convolution ([`fold_batch_norm`]), LeakyReLU/ReLU, residual add, channel concat.
+//!   and trilinear resize ([`resize_trilinear`]).
+//! - Instance norm ([`instance_norm_forward`]/[`instance_norm_backward`]), LeakyReLU/ReLU,
+//!   residual add, channel concat.
 //! - Inference fusion: [`instance_norm_act_inplace`] (instance norm + LeakyReLU in place on a
 //!   convolution's output), and [`conv3d_forward_accumulate`] with [`Conv3dWeight::split_input_channels`] to convolve a
 //!   skip-connection concat without materialising it; `*_into` variants reuse output buffers.
@@ -34,7 +34,7 @@
 //! `FLARE_ISA=scalar|avx2|avx512`, decided once and cached), [`Ctx::with_isa`] forces one (the
 //! tests run every supported path and compare it with the scalar one). Kernels are the only
 //! `unsafe` code; the safe drivers around them check every offset a kernel call will touch.
-//! Memory-bound layers (norms, activations, pooling, losses) are plain Rust that the compiler
+//! Memory-bound layers (norms, activations, losses) are plain Rust that the compiler
 //! vectorises.
 //!
 //! # Threads
@@ -67,7 +67,6 @@ mod loss;
 mod norm;
 mod optim;
 mod peak;
-mod pool;
 mod resize;
 mod shape;
 mod tensor;
@@ -90,11 +89,7 @@ pub use crate::{
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
     optim::{AdamState, AdamW, LrSchedule, Sgd, SgdState},
     peak::fma_ceiling,
-    pool::{
-        avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward, max_pool3d_forward,
-        pool_output_shape,
-    },
-    resize::{BatchNorm, fold_batch_norm, resize_trilinear, resize_trilinear_backward},
+    resize::{resize_trilinear, resize_trilinear_backward},
     shape::Conv3dSpec,
     tensor::{Shape5, Tensor},
 };

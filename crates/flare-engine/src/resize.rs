@@ -1,5 +1,5 @@
 //! Trilinear resizing (PyTorch's `interpolate(mode="trilinear", align_corners=False)`), forward
-//! and backward, and batch-norm folding into a convolution for inference.
+//! and backward.
 //!
 //! Trilinear interpolation is separable, so it runs as three 1D passes (w, h, d), each a gather
 //! from a precomputed table of (source, weight) pairs; backward runs the transposed tables, also
@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::{Conv3dWeight, Ctx, EngineError, Result, Shape5, Tensor};
+use crate::{Ctx, EngineError, Result, Shape5, Tensor};
 
 /// 1D linear interpolation from `n_in` to `n_out` samples, `align_corners=False`: for each
 /// output, two sources and their weights.
@@ -131,53 +131,4 @@ pub fn resize_trilinear_backward(_ctx: &Ctx, gy: &Tensor, input: Shape5) -> Resu
     let g = pass_back(gy, 0, input.d)?;
     let g = pass_back(&g, 1, input.h)?;
     pass_back(&g, 2, input.w)
-}
-
-/// Running statistics and affine parameters of a batch norm (evaluation mode).
-#[derive(Clone, Copy, Debug)]
-pub struct BatchNorm<'a> {
-    /// Scale per channel.
-    pub gamma: &'a [f32],
-    /// Shift per channel.
-    pub beta: &'a [f32],
-    /// Running mean per channel.
-    pub mean: &'a [f32],
-    /// Running variance per channel.
-    pub var: &'a [f32],
-    /// Added to the variance.
-    pub eps: f32,
-}
-
-/// Folds an evaluation-mode batch norm that follows a convolution into the convolution's
-/// weights and bias: `bn(conv(x, w) + b) = conv(x, w * s) + (b - mean) * s + beta` with
-/// `s = gamma / sqrt(var + eps)` per output channel.
-pub fn fold_batch_norm(
-    w: &Conv3dWeight,
-    bias: Option<&[f32]>,
-    bn: &BatchNorm,
-) -> Result<(Conv3dWeight, Vec<f32>)> {
-    let c = w.cout();
-    let lens = [bn.gamma.len(), bn.beta.len(), bn.mean.len(), bn.var.len()];
-    if lens.iter().any(|&l| l != c) || bias.is_some_and(|b| b.len() != c) {
-        return Err(EngineError::Shape {
-            op: "fold batch norm",
-            detail: format!("batch-norm vectors {lens:?} for {c} output channels"),
-        });
-    }
-    let s: Vec<f64> = (0..c)
-        .map(|i| bn.gamma[i] as f64 / (bn.var[i] as f64 + bn.eps as f64).sqrt())
-        .collect();
-    let mut data = w.data().to_vec();
-    for row in data.chunks_exact_mut(c) {
-        for (v, &si) in row.iter_mut().zip(&s) {
-            *v = (*v as f64 * si) as f32;
-        }
-    }
-    let b: Vec<f32> = (0..c)
-        .map(|i| {
-            let b0 = bias.map_or(0.0, |b| b[i] as f64);
-            ((b0 - bn.mean[i] as f64) * s[i] + bn.beta[i] as f64) as f32
-        })
-        .collect();
-    Ok((Conv3dWeight::from_dhwio(w.kernel(), w.cin(), c, data)?, b))
 }

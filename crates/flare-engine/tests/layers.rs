@@ -289,33 +289,6 @@ fn trilinear_resize_matches_pytorch() {
     }
 }
 
-#[test]
-fn folded_batch_norm_matches_pytorch() {
-    use flare_engine::{BatchNorm, Conv3dSpec, conv3d_forward, fold_batch_norm};
-    let fx = Fixtures::load("resize");
-    let case = fx
-        .cases
-        .iter()
-        .find(|c| c["name"] == "conv_bn_fold")
-        .unwrap();
-    let x = tensor(&fx, case, "x");
-    let w = Conv3dWeight::from_torch([3; 3], 4, 6, &fx.array(case, "w").1).unwrap();
-    let (gamma, beta) = (fx.array(case, "gamma").1, fx.array(case, "beta").1);
-    let (mean, var) = (fx.array(case, "mean").1, fx.array(case, "var").1);
-    let bn = BatchNorm {
-        gamma: &gamma,
-        beta: &beta,
-        mean: &mean,
-        var: &var,
-        eps: 1e-5,
-    };
-    let (wf, bf) = fold_batch_norm(&w, Some(&fx.array(case, "b").1), &bn).unwrap();
-    let spec = Conv3dSpec::same([3; 3]).unwrap();
-    let y = conv3d_forward(&Ctx::new(), &x, &wf, Some(&bf), &spec).unwrap();
-    let e = rel_l2(y.data(), &fx.array(case, "y").1);
-    assert!(e < 1e-5, "folded conv + bn: {e:e}");
-}
-
 /// Channels with a mean far from zero (CT intensities before normalisation are in the
 /// hundreds) must keep their small variance: compare with a two-pass f64 formula.
 #[test]

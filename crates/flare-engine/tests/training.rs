@@ -1,46 +1,17 @@
-//! Pooling, softmax, losses and optimisers against PyTorch (fixtures from
+//! Softmax, losses and optimisers against PyTorch (fixtures from
 //! `scripts/fixtures/engine_fixtures.py`), plus finite-difference checks of the loss gradients.
 
 mod common;
 
-use common::{Fixtures, Rng, arr3, rel_l2};
+use common::{Fixtures, Rng, rel_l2};
 use flare_engine::{
-    AdamState, AdamW, Ctx, LrSchedule, Sgd, SgdState, Shape5, Tensor, avg_pool3d_backward,
-    avg_pool3d_forward, cross_entropy, max_pool3d_backward, max_pool3d_forward, soft_dice, softmax,
+    AdamState, AdamW, Ctx, LrSchedule, Sgd, SgdState, Shape5, Tensor, cross_entropy, soft_dice,
+    softmax,
 };
 
 fn tensor(fx: &Fixtures, case: &serde_json::Value, name: &str) -> Tensor {
     let (s, d) = fx.array(case, name);
     Tensor::from_vec(Shape5::new(s[0], s[1], s[2], s[3], s[4]), d).unwrap()
-}
-
-#[test]
-fn pooling_matches_pytorch() {
-    let fx = Fixtures::load("pool");
-    let ctx = Ctx::new();
-    for case in &fx.cases {
-        let name = case["name"].as_str().unwrap();
-        let k = arr3(&case["kernel"]);
-        let x = tensor(&fx, case, "x");
-        let gy = tensor(&fx, case, "gy");
-        let (y, gx) = if case["kind"] == "max" {
-            let (y, arg) = max_pool3d_forward(&ctx, &x, k).unwrap();
-            let gx = max_pool3d_backward(&ctx, &gy, &arg, k, x.shape()).unwrap();
-            (y, gx)
-        } else {
-            let y = avg_pool3d_forward(&ctx, &x, k).unwrap();
-            (y, avg_pool3d_backward(&ctx, &gy, k, x.shape()).unwrap())
-        };
-        assert_eq!(y.shape(), gy.shape(), "{name}");
-        assert!(
-            rel_l2(y.data(), &fx.array(case, "y").1) < 1e-6,
-            "{name}: forward"
-        );
-        assert!(
-            rel_l2(gx.data(), &fx.array(case, "gx").1) < 1e-6,
-            "{name}: backward"
-        );
-    }
 }
 
 fn labels(fx: &Fixtures, case: &serde_json::Value) -> Vec<u8> {

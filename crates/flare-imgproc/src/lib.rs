@@ -1,8 +1,5 @@
-//! Image processing on [`flare_volume::Volume`]s, shared by preprocessing, export and metrics.
+//! Image processing on [`flare_volume::Volume`]s, shared by preprocessing, export and the outputs.
 //!
-//! - [`distance_to_nearest`]: the exact Euclidean distance transform with anisotropic spacing,
-//!   bit-for-bit what `scipy.ndimage.distance_transform_edt` returns (the FLARE NSD compares
-//!   these distances with `<=`, so an ulp matters).
 //! - [`resample_linear`] and [`resample_labels`]: any grid onto any other (trilinear for images;
 //!   nearest or per-label linear-then-argmax for label maps), with a fast separable path for
 //!   grids that share their axes.
@@ -42,7 +39,6 @@
 
 mod components;
 mod contour;
-mod edt;
 mod error;
 mod export;
 mod resample;
@@ -53,7 +49,6 @@ pub use crate::{
         label_components,
     },
     contour::{Outline, outlines},
-    edt::{distance_to_nearest, distance_to_nearest_in},
     error::ImgprocError,
     export::argmax_on_grid,
     resample::{LabelInterp, resample_labels, resample_linear},

@@ -384,9 +384,50 @@ mod tests {
         (*seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Without a bound the transform is SciPy's `distance_transform_edt`, bit for bit, on the
+    /// masks and spacings of the oracle fixture (`scripts/fixtures/metrics_oracle.py`): the NSD
+    /// compares these distances with `<=`, so an ulp matters.
+    #[test]
+    fn unbounded_distances_are_scipys_bit_for_bit() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/metrics_oracle.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let fx: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let floats = |v: &serde_json::Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        for e in fx["edt"].as_array().unwrap() {
+            let s = floats(&e["shape"]);
+            let shape = [s[0] as usize, s[1] as usize, s[2] as usize];
+            let sp = floats(&e["spacing"]);
+            let spacing = [sp[0], sp[1], sp[2]];
+            // The mask is run-length encoded: [value, count, value, count, ...].
+            let runs = floats(&e["mask"]);
+            let mask: Vec<bool> = runs
+                .chunks(2)
+                .flat_map(|r| std::iter::repeat_n(r[0] != 0.0, r[1] as usize))
+                .collect();
+            let got: Vec<f64> = bounded_squared_distances(&mask, shape, spacing, INF)
+                .iter()
+                .map(|d| d.sqrt())
+                .collect();
+            assert_eq!(
+                got,
+                floats(&e["distances"]),
+                "shape {shape:?} spacing {spacing:?}"
+            );
+        }
+    }
+
     #[test]
     fn equals_the_full_transform_within_the_bound() {
-        // flare-imgproc's transform is SciPy's bit for bit (its own fixtures prove it).
+        // The unbounded transform is SciPy's bit for bit (the test above).
         let mut seed = 42;
         for (shape, spacing, density, tol) in [
             ([23, 17, 11], [0.7, 0.9, 5.0], 0.01, 1.0),
@@ -403,7 +444,10 @@ mod tests {
         ] {
             let n: usize = shape.iter().product();
             let mask: Vec<bool> = (0..n).map(|_| lcg(&mut seed) < density).collect();
-            let full = flare_imgproc::distance_to_nearest(&mask, shape, spacing).unwrap();
+            let full: Vec<f64> = bounded_squared_distances(&mask, shape, spacing, INF)
+                .iter()
+                .map(|d| d.sqrt())
+                .collect();
             let b = bound_sq(tol);
             let got = bounded_squared_distances(&mask, shape, spacing, b);
             for idx in 0..n {
