@@ -246,7 +246,7 @@ fn checkpoint_and_resume_repeat_the_uninterrupted_run_bit_for_bit() {
     let a = flare_train::checkpoint::load(&ckpt).unwrap();
     let b = flare_train::checkpoint::load(&dir.join("whole.ckpt")).unwrap();
     assert!(a.net.slots() == b.net.slots());
-    assert!((a.opt.t, &a.opt.m, &a.opt.v) == (b.opt.t, &b.opt.m, &b.opt.v));
+    assert!(a.opt == b.opt); // AdamW's update count and moments
     assert_eq!(a.state.step, 8);
     assert_eq!(a.state.sampler, b.state.sampler);
 }

@@ -131,6 +131,16 @@ impl AdamState {
     pub fn into_parts(self) -> (Vec<f32>, Vec<f32>, u32) {
         (self.m, self.v, self.t)
     }
+
+    /// First and second moments, for saving without giving the state up.
+    pub fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.m, &self.v)
+    }
+
+    /// Updates taken (Adam's `t`).
+    pub fn steps(&self) -> u32 {
+        self.t
+    }
 }
 
 impl AdamW {

@@ -109,6 +109,9 @@ pub enum ModelError {
     /// An input (image, labels, gradients) does not fit the network.
     #[error("{0}")]
     Input(String),
+    /// A training step's loss is NaN or infinite (nothing was updated).
+    #[error("the loss is not finite ({0})")]
+    NonFiniteLoss(f64),
     /// An engine operation refused its operands; `layer` names the network layer.
     #[error("{layer}: {source}")]
     Engine {

@@ -566,7 +566,7 @@ impl Forward {
 }
 
 /// An optimiser over every parameter of a network: hyper-parameters and per-parameter state.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Optimizer {
     /// SGD with momentum (optionally Nesterov) and L2 weight decay.
@@ -593,6 +593,34 @@ impl Optimizer {
                 .map(|s| AdamState::new(s.len()))
                 .collect(),
         )
+    }
+
+    /// AdamW restored from saved state (a checkpoint's): one [`AdamState`] per parameter of
+    /// `net`, in [`UNet::slots`] order, each of its parameter's length.
+    pub fn adamw_from_states(net: &UNet, hp: AdamW, states: Vec<AdamState>) -> Result<Optimizer> {
+        let slots = net.slots();
+        let fits = states.len() == slots.len()
+            && states
+                .iter()
+                .zip(&slots)
+                .all(|(st, p)| st.moments().0.len() == p.len());
+        if !fits {
+            return Err(ModelError::Input(format!(
+                "optimiser state for {} parameters does not fit the network's {}",
+                states.len(),
+                slots.len()
+            )));
+        }
+        Ok(Optimizer::AdamW(hp, states))
+    }
+
+    /// AdamW's per-parameter state in [`UNet::slots`] order, what a checkpoint saves (`None`
+    /// for SGD).
+    pub fn adam_states(&self) -> Option<&[AdamState]> {
+        match self {
+            Optimizer::AdamW(_, st) => Some(st),
+            Optimizer::Sgd(..) => None,
+        }
     }
 
     /// One update of every parameter of `net` from `grads` (from [`UNet::backward`]).
@@ -625,7 +653,8 @@ impl Optimizer {
     }
 }
 
-/// One training step: forward, loss, backward, optimiser update. Returns the loss.
+/// One training step: forward, loss, backward, optimiser update. Returns the loss; a loss
+/// that is not finite is [`ModelError::NonFiniteLoss`], before anything is updated.
 pub fn train_step(
     ctx: &Ctx,
     net: &mut UNet,
@@ -637,6 +666,9 @@ pub fn train_step(
 ) -> Result<f64> {
     let fwd = net.forward_train(ctx, x)?;
     let lg = fwd.loss(ctx, net, labels, loss)?;
+    if !lg.loss.is_finite() {
+        return Err(ModelError::NonFiniteLoss(lg.loss));
+    }
     let grads = net.backward(ctx, &fwd, &lg.logits, &lg.ds)?;
     drop(fwd);
     opt.step(net, &grads, lr)?;
@@ -684,5 +716,62 @@ mod tests {
         assert!(opt.step(&mut net, &other, lr).is_err());
         let mut big = other.clone();
         assert!(opt.step(&mut big, &other, lr).is_err());
+    }
+
+    /// AdamW's saved state resumes bit for bit: three steps, the states saved and restored into
+    /// a new optimiser, two more steps, equal five steps taken at once.
+    #[test]
+    fn adamw_resumes_bit_for_bit_from_its_saved_states() {
+        let cfg = UNetConfig::standard(1, 5, &[4, 8]);
+        let net0 = UNet::init(&cfg, 3).unwrap();
+        let mut grads = UNet::zeros(&cfg).unwrap();
+        for (i, g) in grads.slots_mut().into_iter().enumerate() {
+            for (j, v) in g.iter_mut().enumerate() {
+                *v = ((i * 31 + j * 7) % 13) as f32 * 0.01 - 0.06;
+            }
+        }
+        let hp = AdamW::default();
+        let (mut a, mut b) = (net0.clone(), net0.clone());
+        let mut whole = Optimizer::adamw(&a, hp);
+        for _ in 0..5 {
+            whole.step(&mut a, &grads, 1e-3).unwrap();
+        }
+        let mut first = Optimizer::adamw(&b, hp);
+        for _ in 0..3 {
+            first.step(&mut b, &grads, 1e-3).unwrap();
+        }
+        let saved: Vec<AdamState> = first
+            .adam_states()
+            .unwrap()
+            .iter()
+            .map(|st| {
+                let (m, v) = st.moments();
+                AdamState::from_parts(m.to_vec(), v.to_vec(), st.steps()).unwrap()
+            })
+            .collect();
+        assert!(saved.iter().all(|st| st.steps() == 3));
+        drop(first);
+        let mut resumed = Optimizer::adamw_from_states(&b, hp, saved).unwrap();
+        for _ in 0..2 {
+            resumed.step(&mut b, &grads, 1e-3).unwrap();
+        }
+        assert_eq!(a.slots(), b.slots());
+        assert_ne!(a.slots(), net0.slots());
+        // State for another architecture is refused.
+        let other = UNet::zeros(&UNetConfig::standard(1, 5, &[4, 8, 16])).unwrap();
+        let states = resumed.adam_states().unwrap().to_vec();
+        assert!(Optimizer::adamw_from_states(&other, hp, states).is_err());
+        assert!(
+            Optimizer::sgd(
+                &other,
+                Sgd {
+                    momentum: 0.9,
+                    nesterov: false,
+                    weight_decay: 0.0,
+                },
+            )
+            .adam_states()
+            .is_none()
+        );
     }
 }

@@ -1,8 +1,8 @@
-//! Writing a file all at once or not at all.
+//! Writing a file all at once or not at all, and the PNG encoding every picture here shares.
 
 use std::{io::Write, path::Path};
 
-use crate::error::{Result, io_err};
+use crate::error::{ReportError, Result, io_err};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 /// reader (a browser refreshing the report, a batch that is killed) never sees half a file.
@@ -32,4 +32,21 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     // On failure the temporary file is dropped, which deletes it.
     tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     Ok(())
+}
+
+/// An RGB picture (row-major, 8 bits per channel) as PNG bytes; `out` names the picture in
+/// errors.
+pub(crate) fn rgb_png(out: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<Vec<u8>> {
+    let png_err = |source| ReportError::Png {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, width as u32, height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(png_err)?;
+    writer.write_image_data(rgb).map_err(png_err)?;
+    writer.finish().map_err(png_err)?;
+    Ok(bytes)
 }

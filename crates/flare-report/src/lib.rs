@@ -5,6 +5,7 @@
 //!   convention and true proportions whatever the scan's orientation and voxel spacing.
 //! - [`write_index_html`]: a self-contained index.html for a batch: legend, a table of status,
 //!   organ volumes, wall time and peak memory per case, and each case's picture.
+//! - [`write_training_curves_png`]: a training run's loss and validation Dice per organ.
 //!
 //! Both write through a temporary file and a rename, so a report is never half-written.
 
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod atomic;
+mod curves;
 mod error;
 mod html;
 mod overlay;
@@ -21,6 +23,7 @@ mod view;
 mod tests;
 
 pub use crate::{
+    curves::{TrainingCurves, write_training_curves_png},
     error::{ReportError, Result},
     html::{CaseEntry, CaseStatus, write_index_html},
     overlay::{OverlayInfo, OverlayOptions, write_overlay_png},

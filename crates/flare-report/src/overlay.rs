@@ -130,18 +130,7 @@ impl Picture {
     }
 
     fn encode_png(&self, out: &Path) -> Result<Vec<u8>> {
-        let png_err = |source| ReportError::Png {
-            path: out.to_path_buf(),
-            source,
-        };
-        let mut bytes = Vec::new();
-        let mut enc = png::Encoder::new(&mut bytes, self.width as u32, self.height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(png_err)?;
-        writer.write_image_data(&self.rgb).map_err(png_err)?;
-        writer.finish().map_err(png_err)?;
-        Ok(bytes)
+        crate::atomic::rgb_png(out, self.width, self.height, &self.rgb)
     }
 }
 

@@ -12,8 +12,8 @@
 use std::{sync::Arc, time::Instant};
 
 use flare_engine::{Ctx, Shape5, Tensor};
-use flare_model::{UNet, UNetConfig};
-use flare_train::{AdamW, Cache, Dataset, Sampler, Stage, TrainConfig};
+use flare_model::{Optimizer, UNet, UNetConfig, train_step};
+use flare_train::{Cache, Dataset, Sampler, Stage, TrainConfig};
 
 fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
     let a: Vec<String> = std::env::args().collect();
@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let [d, h, w] = cfg.sample.grid_dhw;
         let n = cfg.batch;
         let mut net = UNet::init(&cfg.architecture, 0)?;
-        let mut opt = AdamW::new(&net, cfg.adamw);
+        let mut opt = Optimizer::adamw(&net, cfg.adamw.rule());
         let loss = cfg.loss();
         let per = d * h * w;
         // Labels: a few slabs of each class, so every loss term is exercised.
@@ -94,11 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let x = Tensor::from_vec(Shape5::new(n, d, h, w, 1), image.clone())?;
             let t = Instant::now();
             pool.install(|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-                let fwd = net.forward_train(&ctx, x)?;
-                let lg = fwd.loss(&ctx, &net, &labels, &loss)?;
-                let grads = net.backward(&ctx, &fwd, &lg.logits, &lg.ds)?;
-                drop(fwd);
-                opt.step(&mut net, &grads, 1e-3)?;
+                train_step(&ctx, &mut net, &mut opt, x, &labels, &loss, 1e-3)?;
                 Ok(())
             })
             .map_err(|e| e.to_string())?;

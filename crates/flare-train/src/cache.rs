@@ -216,8 +216,10 @@ impl Cache {
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut index = read_index(dir)?;
-        let config_json =
-            serde_json::to_string(config).map_err(|e| TrainError::Config(e.to_string()))?;
+        let config_json = serde_json::to_string(config).map_err(|e| TrainError::Serialise {
+            what: "the preprocessing configuration",
+            detail: e.to_string(),
+        })?;
         let keys: Vec<String> = dataset
             .cases()
             .iter()

@@ -9,13 +9,13 @@
 
 use std::{collections::HashMap, path::Path};
 
-use flare_model::UNet;
+use flare_engine::AdamState;
+use flare_model::{Optimizer, UNet};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::{
     error::{Result, TrainError, io_err},
-    optim::AdamW,
-    trainer::RunState,
+    state::RunState,
 };
 
 /// The metadata key that holds the run state's JSON.
@@ -29,7 +29,7 @@ pub struct Checkpoint {
     /// The network's parameters.
     pub net: UNet,
     /// The optimiser's state.
-    pub opt: AdamW,
+    pub opt: Optimizer,
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> TrainError {
@@ -45,25 +45,36 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
 
 /// Serialises a checkpoint.
 pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
-    let state = serde_json::to_string(&ck.state)
-        .map_err(|e| TrainError::Config(format!("cannot serialise the run state: {e}")))?;
+    let state = serde_json::to_string(&ck.state).map_err(|e| TrainError::Serialise {
+        what: "the run state",
+        detail: e.to_string(),
+    })?;
     let mut named: Vec<(String, Vec<u8>, usize)> = Vec::new();
     for (i, s) in ck.net.slots().iter().enumerate() {
         named.push((format!("p.{i}"), le_bytes(s), s.len()));
     }
-    for (i, (m, v)) in ck.opt.m.iter().zip(&ck.opt.v).enumerate() {
+    let states = ck.opt.adam_states().ok_or_else(|| {
+        TrainError::Config("a checkpoint saves AdamW's state; this optimiser is not AdamW".into())
+    })?;
+    for (i, st) in states.iter().enumerate() {
+        let (m, v) = st.moments();
         named.push((format!("m.{i}"), le_bytes(m), m.len()));
         named.push((format!("v.{i}"), le_bytes(v), v.len()));
     }
     let mut views = Vec::with_capacity(named.len());
     for (name, bytes, len) in &named {
-        let view = TensorView::new(Dtype::F32, vec![*len], bytes)
-            .map_err(|e| TrainError::Config(format!("tensor {name}: {e}")))?;
+        let view =
+            TensorView::new(Dtype::F32, vec![*len], bytes).map_err(|e| TrainError::Serialise {
+                what: "a checkpoint tensor",
+                detail: format!("{name}: {e}"),
+            })?;
         views.push((name.clone(), view));
     }
     let meta = HashMap::from([(STATE_KEY.to_string(), state)]);
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| TrainError::Config(format!("cannot serialise the checkpoint: {e}")))
+    safetensors::serialize(views, Some(meta)).map_err(|e| TrainError::Serialise {
+        what: "the checkpoint",
+        detail: e.to_string(),
+    })
 }
 
 /// Writes a checkpoint atomically (temporary file, then rename).
@@ -99,8 +110,6 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let state: RunState =
         serde_json::from_str(json).map_err(|e| bad(path, format!("run state: {e}")))?;
     let mut net = UNet::zeros(&state.config.architecture)?;
-    let mut opt = AdamW::new(&net, state.config.adamw);
-    opt.t = state.adam_t;
     let read = |name: &str, out: &mut [f32]| -> Result<()> {
         let t = st
             .tensor(name)
@@ -124,10 +133,15 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     for (i, s) in net.slots_mut().into_iter().enumerate() {
         read(&format!("p.{i}"), s)?;
     }
-    for (i, (m, v)) in opt.m.iter_mut().zip(opt.v.iter_mut()).enumerate() {
-        read(&format!("m.{i}"), m)?;
-        read(&format!("v.{i}"), v)?;
+    let mut states = Vec::with_capacity(net.slots().len());
+    for (i, len) in net.slots().iter().map(|s| s.len()).enumerate() {
+        let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
+        read(&format!("m.{i}"), &mut m)?;
+        read(&format!("v.{i}"), &mut v)?;
+        states
+            .push(AdamState::from_parts(m, v, state.adam_t).map_err(|e| bad(path, e.to_string()))?);
     }
+    let opt = Optimizer::adamw_from_states(&net, state.config.adamw.rule(), states)?;
     let expected = 3 * net.slots().len();
     if st.len() != expected {
         return Err(bad(

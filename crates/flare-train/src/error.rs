@@ -157,6 +157,27 @@ pub enum TrainError {
     /// Reading a NIfTI file failed.
     #[error(transparent)]
     Nifti(#[from] flare_nifti::NiftiError),
+    /// Writing the curves' picture failed.
+    #[error(transparent)]
+    Report(#[from] flare_report::ReportError),
+    /// The engine refused a tensor (a batch that does not fit its shape).
+    #[error(transparent)]
+    Engine(#[from] flare_engine::EngineError),
+    /// The run state, a configuration or a checkpoint could not be serialised.
+    #[error("cannot serialise {what}: {detail}")]
+    Serialise {
+        /// What was being serialised.
+        what: &'static str,
+        /// The serialiser's reason.
+        detail: String,
+    },
+    /// Predicting a validation case failed in the pipeline (other than in the network,
+    /// resampling or geometry, which keep their own variants).
+    #[error("inference: {0}")]
+    Inference(flare_pipeline::PipelineError),
+    /// The thread preparing batches stopped without an error of its own.
+    #[error("the sampler thread stopped")]
+    SamplerStopped,
     /// Resampling failed.
     #[error(transparent)]
     Imgproc(#[from] flare_imgproc::ImgprocError),

@@ -38,11 +38,13 @@
 pub mod augment;
 pub mod cache;
 pub mod checkpoint;
+pub mod config;
 pub mod dataset;
 mod error;
 pub mod log;
 pub mod optim;
 pub mod sampler;
+pub mod state;
 pub mod trainer;
 pub mod validate;
 
@@ -50,11 +52,13 @@ pub use crate::{
     augment::{AugmentConfig, Crop, SampleConfig, sample_into},
     cache::{BuildReport, Cache, CachedCase, CaseMeta, PreprocessConfig, preprocess_volumes},
     checkpoint::Checkpoint,
+    config::{Stage, TrainConfig},
     dataset::{Case, Dataset, Layout, Split, SplitSpec},
     error::{Problem, ProblemKind, Result, TrainError},
     log::LogRow,
-    optim::{AdamW, AdamWConfig, Decay, LrPlan},
+    optim::{AdamWConfig, Decay, LrPlan},
     sampler::{Batch, Sampler, SamplerState},
-    trainer::{Best, Event, Outputs, RunLimits, RunState, Stage, TrainConfig, Trainer},
+    state::{Best, RunState},
+    trainer::{Event, Outputs, RunLimits, Trainer},
     validate::{ValRegion, ValScore, predict_roi, predict_whole, validate},
 };

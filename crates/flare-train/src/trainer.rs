@@ -16,186 +16,18 @@ use std::{
 };
 
 use flare_engine::{Ctx, Shape5, Tensor};
-use flare_model::{LossConfig, ModelCard, UNet, UNetConfig, card::TargetGrid, file};
-use serde::{Deserialize, Serialize};
+use flare_model::{ModelCard, ModelError, Optimizer, UNet, card::TargetGrid, file, train_step};
 
 use crate::{
-    augment::{Crop, SampleConfig},
-    cache::{Cache, CachedCase, PreprocessConfig},
+    cache::{Cache, CachedCase},
     checkpoint::{self, Checkpoint},
+    config::{Stage, TrainConfig},
     error::{Result, TrainError},
     log::{LogRow, append_csv, write_csv, write_plot},
-    optim::{AdamW, AdamWConfig, Decay, LrPlan},
     sampler::{Sampler, SamplerState},
-    validate::{ValRegion, ValScore, validate},
+    state::{Best, RunState},
+    validate::{ValScore, validate},
 };
-
-/// Which network of the two-stage model a run trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Localisation: the whole scan on a fixed small grid.
-    Whole,
-    /// Fine: the organs' region of interest on a fixed grid.
-    Roi,
-}
-
-/// Everything that defines a training run (saved in every checkpoint).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// The stage.
-    pub stage: Stage,
-    /// The network.
-    pub architecture: UNetConfig,
-    /// What a sample looks like (grid, crop, augmentation).
-    pub sample: SampleConfig,
-    /// The cache's preprocessing.
-    pub preprocess: PreprocessConfig,
-    /// Samples per step.
-    pub batch: usize,
-    /// Learning rate per step.
-    pub lr: LrPlan,
-    /// Optimiser.
-    pub adamw: AdamWConfig,
-    /// Cross-entropy weight per class (`None`: all 1).
-    pub ce_class_weights: Option<Vec<f32>>,
-    /// Validate every this many steps (0: only at the end).
-    pub val_every: u64,
-    /// Seed of the initial weights and of the sampler.
-    pub seed: u64,
-    /// Training cases.
-    pub train_cases: Vec<String>,
-    /// Validation cases.
-    pub val_cases: Vec<String>,
-    /// Where the initial weights came from when they were not drawn from the seed
-    /// (fine-tuning: a model file, see [`Trainer::fine_tune`]); `None`: from the seed.
-    #[serde(default)]
-    pub init_from: Option<String>,
-}
-
-impl TrainConfig {
-    /// The default plan of a stage, `steps` long: a 4-level U-Net (widths 8-16-32-64, 3x3x3,
-    /// deep supervision) on 64 x 96 x 96 (stage 1, whole scan) or 64 x 128 x 128 (stage 2,
-    /// organ box + 10% margin, pancreas 3x in the cross-entropy), batch 2, AdamW 2e-3 with 50
-    /// warm-up steps then cosine to 1e-5.
-    /// Sized so that a step takes about a second on one core.
-    pub fn default_for(stage: Stage, steps: u64, seed: u64) -> TrainConfig {
-        let mut architecture = UNetConfig::standard(1, 5, &[8, 16, 32, 64]);
-        architecture.deep_supervision = true;
-        let sample = match stage {
-            Stage::Whole => SampleConfig::whole_scan([64, 96, 96]),
-            // The grid and pancreas weight of the built-in model's stage 2 (TRAINING.md).
-            Stage::Roi => SampleConfig::roi([64, 128, 128]),
-        };
-        TrainConfig {
-            stage,
-            architecture,
-            sample,
-            preprocess: PreprocessConfig::default(),
-            batch: 2,
-            lr: LrPlan {
-                base: 2e-3,
-                warmup: 50.min(steps / 10),
-                total: steps,
-                decay: Decay::Cosine { min_lr: 1e-5 },
-            },
-            adamw: AdamWConfig::default(),
-            // Pancreas is the smallest organ and the last one learnt; stage 2 weighs it 3x in
-            // the cross-entropy (the Dice term is unweighted).
-            ce_class_weights: match stage {
-                Stage::Whole => None,
-                Stage::Roi => Some(vec![1.0, 1.0, 1.0, 1.0, 3.0]),
-            },
-            val_every: 200,
-            seed,
-            train_cases: Vec::new(),
-            val_cases: Vec::new(),
-            init_from: None,
-        }
-    }
-
-    /// Checks that the pieces fit together before any work starts.
-    pub fn validate(&self) -> Result<()> {
-        self.architecture.validate()?;
-        let [d, h, w] = self.sample.grid_dhw;
-        self.architecture
-            .check_input([d, h, w], 1)
-            .map_err(|e| TrainError::Config(format!("grid {d}x{h}x{w}: {e}")))?;
-        if self.architecture.in_channels != 1 || self.architecture.num_classes != 5 {
-            return Err(TrainError::Config(
-                "the network must take 1 channel (CT) and output 5 classes (FLARE)".into(),
-            ));
-        }
-        self.sample.validate()?;
-        self.lr.validate()?;
-        if self.batch == 0 {
-            return Err(TrainError::Config("batch size 0".into()));
-        }
-        if let Some(w) = &self.ce_class_weights
-            && (w.len() != 5 || w.iter().any(|v| !(v.is_finite() && *v >= 0.0)))
-        {
-            return Err(TrainError::Config(
-                "cross-entropy class weights: 5 non-negative values (background first)".into(),
-            ));
-        }
-        match (self.stage, &self.sample.crop) {
-            (Stage::Whole, Crop::WholeScan { .. }) | (Stage::Roi, Crop::Roi { .. }) => Ok(()),
-            _ => Err(TrainError::Config(
-                "stage 1 samples whole scans, stage 2 organ regions: the crop does not fit the stage"
-                    .into(),
-            )),
-        }
-    }
-
-    /// The loss: CE + soft Dice over the four organs.
-    pub fn loss(&self) -> LossConfig {
-        LossConfig {
-            ce_class_weights: self.ce_class_weights.clone(),
-            ..LossConfig::default()
-        }
-    }
-
-    /// The region validation shows the network.
-    pub fn val_region(&self) -> ValRegion {
-        match self.sample.crop {
-            Crop::Roi {
-                margin, ref organs, ..
-            } => ValRegion::OrganBox {
-                margin,
-                organs: organs.clone(),
-            },
-            _ => ValRegion::WholeScan,
-        }
-    }
-}
-
-/// The best validation so far.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
-    /// After this step.
-    pub step: u64,
-    /// Mean Dice over organs.
-    pub mean_dsc: f64,
-    /// Dice per organ.
-    pub dsc: [f64; 4],
-}
-
-/// A run's state apart from tensors (the JSON part of a checkpoint).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunState {
-    /// The run's configuration.
-    pub config: TrainConfig,
-    /// Steps done (the next step to run).
-    pub step: u64,
-    /// The sampler's state.
-    pub sampler: SamplerState,
-    /// AdamW's update count.
-    pub adam_t: u32,
-    /// Best validation so far.
-    pub best: Option<Best>,
-    /// Every step's row so far.
-    pub log: Vec<LogRow>,
-}
 
 /// Where a run writes, all derived from the model path `X.safetensors`.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,7 +100,7 @@ pub struct RunLimits {
 pub struct Trainer {
     state: RunState,
     net: UNet,
-    opt: AdamW,
+    opt: Optimizer,
     train: Arc<Cache>,
     val: Vec<CachedCase>,
     outputs: Outputs,
@@ -318,7 +150,7 @@ impl Trainer {
         val: Vec<CachedCase>,
         outputs: Outputs,
     ) -> Result<Trainer> {
-        let opt = AdamW::new(&net, config.adamw);
+        let opt = Optimizer::adamw(&net, config.adamw.rule());
         let state = RunState {
             sampler: SamplerState {
                 seed: config.seed,
@@ -430,7 +262,12 @@ impl Trainer {
     }
 
     fn save_checkpoint(&mut self) -> Result<()> {
-        self.state.adam_t = self.opt.t;
+        // Every parameter's state has taken the same updates; the run state records the count.
+        self.state.adam_t = self
+            .opt
+            .adam_states()
+            .and_then(|st| st.first())
+            .map_or(0, |st| st.steps());
         self.state.sampler.next_step = self.state.step;
         let ck = Checkpoint {
             state: self.state.clone(),
@@ -489,28 +326,27 @@ impl Trainer {
             let mut last_ckpt = Instant::now();
             for s in start..end {
                 let t0 = Instant::now();
-                let batch = rx
-                    .recv()
-                    .map_err(|_| TrainError::Config("the sampler thread stopped".into()))??;
+                let batch = rx.recv().map_err(|_| TrainError::SamplerStopped)??;
                 let lr = cfg.lr.lr(s);
-                let x = Tensor::from_vec(Shape5::new(batch.n, d, h, w, 1), batch.image)
-                    .map_err(|e| TrainError::Config(format!("batch tensor: {e}")))?;
-                let fwd = self.net.forward_train(&self.ctx, x)?;
-                let lg = fwd.loss(&self.ctx, &self.net, &batch.labels, &loss_cfg)?;
-                if !lg.loss.is_finite() {
-                    return Err(TrainError::Diverged {
-                        step: s,
-                        loss: lg.loss,
-                    });
-                }
-                let grads = self.net.backward(&self.ctx, &fwd, &lg.logits, &lg.ds)?;
-                drop(fwd);
-                self.opt.step(&mut self.net, &grads, lr as f32)?;
+                let x = Tensor::from_vec(Shape5::new(batch.n, d, h, w, 1), batch.image)?;
+                let loss = train_step(
+                    &self.ctx,
+                    &mut self.net,
+                    &mut self.opt,
+                    x,
+                    &batch.labels,
+                    &loss_cfg,
+                    lr as f32,
+                )
+                .map_err(|e| match e {
+                    ModelError::NonFiniteLoss(loss) => TrainError::Diverged { step: s, loss },
+                    e => e.into(),
+                })?;
                 self.state.step = s + 1;
                 let dt = t0.elapsed().as_secs_f64();
                 let mut row = LogRow {
                     step: s,
-                    loss: lg.loss,
+                    loss,
                     lr,
                     samples_per_s: batch.n as f64 / dt.max(1e-9),
                     val: None,

@@ -52,7 +52,7 @@ fn pipeline_err(e: PipelineError) -> TrainError {
         PipelineError::Model(m) => TrainError::Model(m),
         PipelineError::Imgproc(i) => TrainError::Imgproc(i),
         PipelineError::Geometry(g) => TrainError::Geometry(g),
-        other => TrainError::Config(format!("inference: {other}")),
+        other => TrainError::Inference(other),
     }
 }
 
