@@ -25,11 +25,11 @@
 use flare_volume::{Geometry, GeometryError, LabelMap, Roi, Volume, memory};
 use rayon::prelude::*;
 
-use crate::ImgprocError;
+use crate::{
+    ImgprocError,
+    interp::{Tap, lerp},
+};
 
-/// Same tolerances as the resampler's, so both agree on what is inside.
-const EDGE_TOL: f64 = 1e-6;
-const SNAP_TOL: f64 = 1e-9;
 /// Largest drift (source voxels, over the whole region) of the index map's dropped terms for
 /// the per-row fast path.
 const AXIS_TOL: f64 = 1e-6;
@@ -187,66 +187,6 @@ impl IndexMap {
         }
         Some(axis_of)
     }
-}
-
-/// Where a continuous source index falls along one axis (the resampler's rule).
-#[derive(Clone, Copy)]
-struct Tap {
-    i0: usize,
-    i1: usize,
-    w: f32,
-    inside: bool,
-}
-
-impl Tap {
-    #[inline(always)]
-    fn new(p: f64, n: usize) -> Tap {
-        let inside = p >= -0.5 - EDGE_TOL && p <= n as f64 - 0.5 + EDGE_TOL;
-        if !inside || n == 1 {
-            // NaN lands here (as outside): never index with it.
-            return Tap {
-                i0: 0,
-                i1: 0,
-                w: 0.0,
-                inside,
-            };
-        }
-        let mut q = p.clamp(0.0, (n - 1) as f64);
-        // `q >= 0`, so truncation is floor (and a single instruction, unlike `f64::floor`).
-        let rounded = (q + 0.5) as i64 as f64;
-        if (q - rounded).abs() < SNAP_TOL {
-            q = rounded;
-        }
-        let i0 = (q as i64 as usize).min(n - 2);
-        let w = (q - i0 as f64) as f32;
-        if w <= 0.0 {
-            Tap {
-                i0,
-                i1: i0,
-                w: 0.0,
-                inside,
-            }
-        } else if w >= 1.0 {
-            Tap {
-                i0: i0 + 1,
-                i1: i0 + 1,
-                w: 0.0,
-                inside,
-            }
-        } else {
-            Tap {
-                i0,
-                i1: i0 + 1,
-                w,
-                inside,
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    a * (1.0 - w) + b * w
 }
 
 /// The class that is strictly larger than every other, or [`TIE`].

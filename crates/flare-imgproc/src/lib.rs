@@ -3,6 +3,8 @@
 //! - [`resample_linear`] and [`resample_labels`]: any grid onto any other (trilinear for images;
 //!   nearest or per-label linear-then-argmax for label maps), with a fast separable path for
 //!   grids that share their axes.
+//! - [`interp`]: the one linear-interpolation rule (where a source index falls, how two
+//!   neighbours blend) that resampling, export, the network input and training samples share.
 //! - [`argmax_on_grid`]: the lean export of per-class scores on a network grid to a label map
 //!   on a scan's grid (inside a region, slab by slab, argmax as it goes, no per-class volume).
 //! - [`label_components`], [`keep_largest_components`] and [`fill_holes`]: connected components
@@ -41,6 +43,7 @@ mod components;
 mod contour;
 mod error;
 mod export;
+pub mod interp;
 mod resample;
 
 pub use crate::{

@@ -25,16 +25,14 @@
 use flare_volume::{Geometry, LabelMap, Volume, memory};
 use rayon::prelude::*;
 
-use crate::ImgprocError;
+use crate::{
+    ImgprocError,
+    interp::{Tap, lerp},
+};
 
 /// The separable path drops the index map's off-diagonal terms; it is taken only when that
 /// moves no target voxel by more than this (in source voxels) anywhere on the target grid.
 const SEPARABLE_TOL: f64 = 1e-6;
-/// Source indices this close to an integer are snapped to it, so that an identity or
-/// integer-shift grid reproduces voxels exactly despite rounding in the composed affine.
-const SNAP_TOL: f64 = 1e-9;
-/// Slack on the `[-0.5, n - 0.5]` inside test, absorbing rounding in the composed affine.
-const EDGE_TOL: f64 = 1e-6;
 
 /// How a label map is interpolated by [`resample_labels`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,80 +155,6 @@ impl IndexMap {
                 .collect()
         })
     }
-}
-
-/// Where one source coordinate falls among the source voxels along one axis.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Tap {
-    /// Lower neighbour.
-    i0: usize,
-    /// Upper neighbour (equal to `i0` when the weight is 0).
-    i1: usize,
-    /// Weight of `i1`, in `[0, 1)`.
-    w: f32,
-    /// Nearest voxel (halves round up).
-    near: usize,
-    /// Within the source's field of view along this axis.
-    inside: bool,
-}
-
-impl Tap {
-    fn new(p: f64, n: usize) -> Tap {
-        let inside = p >= -0.5 - EDGE_TOL && p <= n as f64 - 0.5 + EDGE_TOL;
-        if !inside || n == 1 {
-            // NaN lands here too (as outside): never index with it.
-            return Tap {
-                i0: 0,
-                i1: 0,
-                w: 0.0,
-                near: 0,
-                inside: inside && n == 1,
-            };
-        }
-        let last = (n - 1) as f64;
-        let mut q = p.clamp(0.0, last);
-        // `q >= 0`, so truncation is floor; `f64::floor`/`round` would be libm calls on
-        // baseline x86-64, and this runs for every voxel on the general path.
-        // `as i64` is one instruction; `as usize` from f64 needs a range fix-up.
-        let rounded = (q + 0.5) as i64 as f64;
-        if (q - rounded).abs() < SNAP_TOL {
-            q = rounded;
-        }
-        let near = ((q + 0.5) as i64 as usize).min(n - 1);
-        let i0 = (q as i64 as usize).min(n - 2);
-        let w = (q - i0 as f64) as f32;
-        if w <= 0.0 {
-            Tap {
-                i0,
-                i1: i0,
-                w: 0.0,
-                near,
-                inside,
-            }
-        } else if w >= 1.0 {
-            Tap {
-                i0: i0 + 1,
-                i1: i0 + 1,
-                w: 0.0,
-                near,
-                inside,
-            }
-        } else {
-            Tap {
-                i0,
-                i1: i0 + 1,
-                w,
-                near,
-                inside,
-            }
-        }
-    }
-}
-
-/// `a` and `b` weighted `1 - w` and `w`; exact when `w` is 0 (the taps then also set `b = a`).
-#[inline(always)]
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    a * (1.0 - w) + b * w
 }
 
 /// Trilinear interpolation through the full affine (any grid relation). The interpolation
@@ -611,24 +535,6 @@ mod tests {
         assert!(!IndexMap::new(&src, &tilted(1e-7, 40)).unwrap().separable);
         assert!(IndexMap::new(&src, &tilted(1e-8, 40)).unwrap().separable);
         assert!(!IndexMap::new(&src, &tilted(1e-8, 400)).unwrap().separable);
-    }
-
-    #[test]
-    fn taps_clamp_snap_and_reject() {
-        let t = Tap::new(-0.3, 5);
-        assert!(t.inside);
-        assert_eq!((t.i0, t.i1, t.w, t.near), (0, 0, 0.0, 0));
-        let t = Tap::new(4.4, 5);
-        assert_eq!((t.i0, t.i1, t.w, t.near, t.inside), (4, 4, 0.0, 4, true));
-        assert!(!Tap::new(4.6, 5).inside);
-        assert!(!Tap::new(-0.6, 5).inside);
-        assert!(!Tap::new(f64::NAN, 5).inside);
-        let t = Tap::new(2.0 - 1e-13, 5);
-        assert_eq!((t.i0, t.i1, t.w), (2, 2, 0.0));
-        let t = Tap::new(1.5, 5);
-        assert_eq!((t.i0, t.i1, t.w, t.near), (1, 2, 0.5, 2));
-        let t = Tap::new(0.2, 1);
-        assert_eq!((t.i0, t.i1, t.inside), (0, 0, true));
     }
 
     #[test]

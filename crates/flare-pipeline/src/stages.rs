@@ -18,7 +18,9 @@
 
 use flare_engine::{Ctx, Shape5, Tensor};
 use flare_imgproc::{
-    Connectivity, LabelInterp, argmax_on_grid, keep_largest_components, resample_labels,
+    Connectivity, LabelInterp, argmax_on_grid,
+    interp::{Tap, lerp},
+    keep_largest_components, resample_labels,
 };
 use flare_model::{
     ModelCard, UNet, argmax_labels,
@@ -247,41 +249,21 @@ pub fn network_input(
                         let r = &map[a];
                         r[0] * t[0] + r[1] * t[1] + r[2] * t[2] + r[3]
                     });
-                    let (Some(x), Some(y), Some(z)) = (tap(p[0], sx), tap(p[1], sy), tap(p[2], sz))
-                    else {
+                    let (x, y, z) = (Tap::new(p[0], sx), Tap::new(p[1], sy), Tap::new(p[2], sz));
+                    if !(x.inside && y.inside && z.inside) {
                         continue; // outside the scan: `fill`
-                    };
+                    }
                     let at =
                         |i: usize, j: usize, k: usize| intensity.apply(data[i + sx * (j + sy * k)]);
-                    let c00 = lerp(at(x.0, y.0, z.0), at(x.1, y.0, z.0), x.2);
-                    let c10 = lerp(at(x.0, y.1, z.0), at(x.1, y.1, z.0), x.2);
-                    let c01 = lerp(at(x.0, y.0, z.1), at(x.1, y.0, z.1), x.2);
-                    let c11 = lerp(at(x.0, y.1, z.1), at(x.1, y.1, z.1), x.2);
-                    *o = lerp(lerp(c00, c10, y.2), lerp(c01, c11, y.2), z.2);
+                    let c00 = lerp(at(x.i0, y.i0, z.i0), at(x.i1, y.i0, z.i0), x.w);
+                    let c10 = lerp(at(x.i0, y.i1, z.i0), at(x.i1, y.i1, z.i0), x.w);
+                    let c01 = lerp(at(x.i0, y.i0, z.i1), at(x.i1, y.i0, z.i1), x.w);
+                    let c11 = lerp(at(x.i0, y.i1, z.i1), at(x.i1, y.i1, z.i1), x.w);
+                    *o = lerp(lerp(c00, c10, y.w), lerp(c01, c11, y.w), z.w);
                 }
             }
         });
     Ok(Tensor::from_vec(Shape5::new(1, tnz, tny, tnx, 1), out)?)
-}
-
-/// `(i0, i1, w)` for continuous index `p` on an axis of `n` voxels, `None` outside
-/// `[-0.5, n - 0.5]` (flare-imgproc's rule: the outer half voxel repeats the edge).
-#[inline(always)]
-fn tap(p: f64, n: usize) -> Option<(usize, usize, f32)> {
-    if !(p >= -0.5 - 1e-6 && p <= n as f64 - 0.5 + 1e-6) {
-        return None;
-    }
-    if n == 1 {
-        return Some((0, 0, 0.0));
-    }
-    let q = p.clamp(0.0, (n - 1) as f64);
-    let i0 = (q as usize).min(n - 2);
-    Some((i0, i0 + 1, (q - i0 as f64) as f32))
-}
-
-#[inline(always)]
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    a * (1.0 - w) + b * w
 }
 
 /// Runs `net` on what it sees of `image` on `grid`: logits `[1, D, H, W, classes]`.

@@ -25,6 +25,7 @@
 //! noise uses one stream per output slice derived from one draw, so the result does not
 //! depend on the thread count.
 
+use flare_imgproc::interp::{Tap, lerp};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -36,8 +37,6 @@ use crate::{
     error::{Result, TrainError},
 };
 
-/// Slack on the inside test, as in `flare_imgproc`.
-const EDGE_TOL: f64 = 1e-6;
 /// Tries at finding a voxel of an organ inside its bounding box before taking the box centre.
 const ORGAN_TRIES: usize = 256;
 
@@ -575,30 +574,6 @@ pub(crate) fn draw_mapping(
     }
 }
 
-/// Where a coordinate falls along one source axis whose voxels `lo..=hi` are inside the scan:
-/// `(i0, i1, w, nearest)`, or `None` outside.
-#[inline(always)]
-fn tap(p: f64, [lo, hi]: [usize; 2]) -> Option<(usize, usize, f32, usize)> {
-    // Written so that NaN fails the test too.
-    if !(p >= lo as f64 - 0.5 - EDGE_TOL && p <= hi as f64 + 0.5 + EDGE_TOL) {
-        return None;
-    }
-    if lo == hi {
-        return Some((lo, lo, 0.0, lo));
-    }
-    let q = p.clamp(lo as f64, hi as f64);
-    // `q >= 0`, so truncation is floor; `as i64` is one instruction where `as usize` from a
-    // float needs a range fix-up, and this runs three times per output voxel.
-    let near = ((q + 0.5) as i64 as usize).min(hi);
-    let i0 = (q as i64 as usize).min(hi - 1);
-    Some((i0, i0 + 1, (q - i0 as f64) as f32, near))
-}
-
-#[inline(always)]
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    a * (1.0 - w) + b * w
-}
-
 /// Resamples `case` through `m` into `img` (`[0, 1]` units) and `lab`, shape `out` `(i, j, k)`.
 pub(crate) fn resample(
     case: &CachedCase,
@@ -665,23 +640,27 @@ pub(crate) fn resample(
                                 + m.a[r][2] * d[2] as f64;
                         }
                     }
-                    let (Some(x), Some(y), Some(z)) =
-                        (tap(p[0], x_range), tap(p[1], y_range), tap(p[2], m.k_range))
-                    else {
+                    // The scan's voxels along x and y, and its (possibly cut) slices along z.
+                    let (x, y, z) = (
+                        Tap::within(p[0], x_range),
+                        Tap::within(p[1], y_range),
+                        Tap::within(p[2], m.k_range),
+                    );
+                    if !(x.inside && y.inside && z.inside) {
                         *iv = 0.0;
                         *lv = 0;
                         continue;
-                    };
+                    }
                     // Corner (x0, y0, z0) and the strides to the other seven corners.
-                    let base = x.0 + sx * (y.0 + sy * z.0);
-                    let (dx, dy, dz) = (x.1 - x.0, (y.1 - y.0) * sx, (z.1 - z.0) * sx * sy);
+                    let base = x.i0 + sx * (y.i0 + sy * z.i0);
+                    let (dx, dy, dz) = (x.i1 - x.i0, (y.i1 - y.i0) * sx, (z.i1 - z.i0) * sx * sy);
                     let at = |o: usize| src[base + o] as f32;
-                    let c00 = lerp(at(0), at(dx), x.2);
-                    let c10 = lerp(at(dy), at(dy + dx), x.2);
-                    let c01 = lerp(at(dz), at(dz + dx), x.2);
-                    let c11 = lerp(at(dz + dy), at(dz + dy + dx), x.2);
-                    *iv = lerp(lerp(c00, c10, y.2), lerp(c01, c11, y.2), z.2) * INTENSITY_SCALE;
-                    *lv = labels[x.3 + sx * (y.3 + sy * z.3)];
+                    let c00 = lerp(at(0), at(dx), x.w);
+                    let c10 = lerp(at(dy), at(dy + dx), x.w);
+                    let c01 = lerp(at(dz), at(dz + dx), x.w);
+                    let c11 = lerp(at(dz + dy), at(dz + dy + dx), x.w);
+                    *iv = lerp(lerp(c00, c10, y.w), lerp(c01, c11, y.w), z.w) * INTENSITY_SCALE;
+                    *lv = labels[x.near + sx * (y.near + sy * z.near)];
                 }
             }
         });
@@ -695,14 +674,9 @@ fn resize_taps(n: usize, m: usize) -> AxisTaps {
     let ratio = n as f64 / m as f64;
     (0..m)
         .map(|o| {
-            let p = ((o as f64 + 0.5) * ratio - 0.5).clamp(0.0, (n - 1) as f64);
-            let i0 = (p as usize).min(n.saturating_sub(2));
-            let w = (p - i0 as f64) as f32;
-            if n == 1 {
-                vec![(0, 1.0)]
-            } else {
-                vec![(i0, 1.0 - w), (i0 + 1, w)]
-            }
+            // Always inside: the centres of `m` voxels over the extent of `n`.
+            let t = Tap::new((o as f64 + 0.5) * ratio - 0.5, n);
+            vec![(t.i0, 1.0 - t.w), (t.i1, t.w)]
         })
         .collect()
 }
