@@ -3,6 +3,10 @@
 //! A thin binary: it parses arguments, sets up the thread pool, runs one subcommand from
 //! [`cmd`] and maps its outcome to an exit code. All real work lives in the library crates.
 
+// The arguments' doc comments are clap's --help texts, whose `<case>` placeholders are for
+// people, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cmd;
 
 use std::process::ExitCode;
@@ -57,14 +61,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global()
-        {
-            eprintln!("flare: error: cannot start {n} threads: {e}");
-            return ExitCode::from(2);
-        }
+    {
+        eprintln!("flare: error: cannot start {n} threads: {e}");
+        return ExitCode::from(2);
     }
     let outcome: anyhow::Result<ExitCode> = match cli.command {
         Command::Segment(args) => cmd::segment::run(&args),

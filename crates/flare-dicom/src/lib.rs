@@ -34,7 +34,7 @@
 //!   straight into the volume's buffer, after [`flare_volume::memory::ensure_fits`] has approved
 //!   its size. Uncompressed, deflated, RLE, JPEG (baseline, extended, lossless) and JPEG 2000
 //!   transfer syntaxes are decoded; others (JPEG-LS, JPEG XL, video) are refused by name.
-//! - Results go back as DICOM over the same series with [`write`]: a Segmentation object and an
+//! - Results go back as DICOM over the same series with [`write`](mod@write): a Segmentation object and an
 //!   RT Structure Set that refer to the source images (see that module for UIDs and checks).
 //! - Refused with a [`DicomError`] naming the folder or file: no DICOM image, non-CT modality, a
 //!   single slice, mixed sizes, non-parallel slices, gantry tilt, duplicate positions, missing

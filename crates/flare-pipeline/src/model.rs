@@ -447,6 +447,8 @@ impl Model {
 }
 
 /// What a model file holds: a two-stage model, or one network as `flare train` writes it.
+// Read once per command: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ModelFile {
     /// A two-stage model (`flare bundle`, the built-in model).

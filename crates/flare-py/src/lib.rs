@@ -3,7 +3,7 @@
 //! The Python half (`python/flare/__init__.py`) is the public API: it accepts paths, nibabel
 //! images and numpy arrays, and shapes the results. This module does the work with flare's
 //! own crates, with the GIL released: reading a file (`flare_io`), turning an array into a
-//! volume ([`convert`]), segmenting (`flare_pipeline::segment`) and scoring (`flare_metrics`).
+//! volume (its `convert` module), segmenting (`flare_pipeline::segment`) and scoring (`flare_metrics`).
 //!
 //! Errors become Python exceptions with the CLI's one-line messages: `OSError` (or
 //! `FileNotFoundError`) for files, `ValueError` for arrays and arguments. Nothing here panics on

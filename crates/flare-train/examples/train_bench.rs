@@ -24,6 +24,8 @@ fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 /// Convolution FLOPs of one forward pass on `n` samples of `grid_dhw`.
+// Level indices are the formula's own.
+#[allow(clippy::needless_range_loop)]
 fn forward_flops(c: &UNetConfig, grid_dhw: [usize; 3], n: usize) -> f64 {
     let levels = c.levels();
     let mut vox = Vec::with_capacity(levels);

@@ -50,7 +50,7 @@ pub struct TrainConfig {
     /// Validation cases.
     pub val_cases: Vec<String>,
     /// Where the initial weights came from when they were not drawn from the seed
-    /// (fine-tuning: a model file, see [`Trainer::fine_tune`]); `None`: from the seed.
+    /// (fine-tuning: a model file, see [`crate::Trainer::fine_tune`]); `None`: from the seed.
     #[serde(default)]
     pub init_from: Option<String>,
 }

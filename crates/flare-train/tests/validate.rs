@@ -51,7 +51,7 @@ fn validation_input_matches_an_unaugmented_training_sample() {
     let worst = worst(&input, &batch.image);
     assert!(worst < 2e-5, "largest difference {worst}");
     // The labels line up too: the organ voxels of the sample are organ voxels of the case.
-    assert!(batch.labels.iter().any(|&l| l == 1));
+    assert!(batch.labels.contains(&1));
 }
 
 /// Stage 2: the organ box grown by the plan's margin, as training crops it and as inference

@@ -121,6 +121,8 @@ pub(crate) fn inverse3(a: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
         return None;
     }
     let mut inv = [[0.0; 3]; 3];
+    // Row and column indices are the cofactor formula's own.
+    #[allow(clippy::needless_range_loop)]
     for r in 0..3 {
         for c in 0..3 {
             // Cofactor of (c, r), i.e. the adjugate's (r, c) entry.

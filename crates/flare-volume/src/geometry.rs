@@ -135,6 +135,8 @@ impl Geometry {
     /// The voxel-to-world affine.
     pub fn affine(&self) -> Affine {
         let mut rows = [[0.0; 4]; 3];
+        // Row and column indices are the formula's own.
+        #[allow(clippy::needless_range_loop)]
         for r in 0..3 {
             for c in 0..3 {
                 rows[r][c] = self.direction[r][c] * self.spacing_mm[c];

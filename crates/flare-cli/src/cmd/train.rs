@@ -362,6 +362,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The weights --init names: one stage's network or a two-stage model's pair.
+// One value per run: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum InitWeights {
     /// A single-stage file: the network serves whichever stage is trained.
     Stage { net: UNet, from: String },
