@@ -2,7 +2,6 @@
 //! atomically when the case ends, whichever part did it.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -192,16 +191,7 @@ impl Records {
             detail: e.to_string(),
         })?;
         json.push(b'\n');
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.json.", record.case))
-            .suffix(".tmp")
-            .tempfile_in(&self.dir)
-            .map_err(io_err(&self.dir, "cannot create a temporary file"))?;
-        tmp.write_all(&json)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(io_err(tmp.path(), "cannot write"))?;
-        tmp.persist(&path)
-            .map_err(|e| io_err(&path, "cannot move the finished record into place")(e.error))?;
+        flare_atomic::write(&path, &json).map_err(io_err(&path, "cannot write"))?;
         Ok(path)
     }
 

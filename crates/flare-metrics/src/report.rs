@@ -62,14 +62,7 @@ pub fn write_csv(
         path: path.to_path_buf(),
         source,
     };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, csv_text(results, tolerances)).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    flare_atomic::write(path, csv_text(results, tolerances).as_bytes()).map_err(io)
 }
 
 /// Mean and (population) standard deviation of a list of values.

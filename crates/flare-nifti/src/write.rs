@@ -16,10 +16,8 @@
 //! and streamed through zlib-rs level 2 otherwise.
 
 use std::{
-    fs::{File, OpenOptions},
     io::{BufWriter, Write},
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
+    path::Path,
 };
 
 use flare_volume::{LabelMap, Volume, memory::ensure_fits};
@@ -257,20 +255,6 @@ fn output_is_gzip(path: &Path) -> Result<bool> {
     }
 }
 
-/// A temporary file next to the output; removed on drop unless renamed into place.
-struct TempFile {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Writes the file through `body` into a temporary file in the same folder, then renames it
 /// over `path`. A `.nii.gz` output is gzip-compressed on the way at `level`, unless `level` is
 /// `None` (the body writes compressed bytes itself). On any error the temporary file is removed
@@ -280,7 +264,6 @@ fn atomic_write(
     level: Option<u32>,
     body: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let gzip = output_is_gzip(path)?;
     let io = |action: &'static str| {
         move |source| NiftiError::Io {
@@ -289,30 +272,11 @@ fn atomic_write(
             source,
         }
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp_path = dir.join(format!(
-        ".{name}.{}-{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    // `create_new` never opens an existing file (an input, say) for writing.
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
+    // `flare_atomic` never opens an existing file (an input, say) for writing: its temporary
+    // file is created new, with a unique name.
+    let file = flare_atomic::AtomicFile::create(path)
         .map_err(io("cannot create a temporary file in its folder"))?;
-    let mut tmp = TempFile {
-        path: tmp_path,
-        committed: false,
-    };
-    let written = (|| -> std::io::Result<File> {
+    let written = (|| -> std::io::Result<flare_atomic::AtomicFile> {
         let mut w = BufWriter::with_capacity(1 << 20, file);
         if let (true, Some(level)) = (gzip, level) {
             let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::new(level));
@@ -323,10 +287,10 @@ fn atomic_write(
         }
         w.into_inner().map_err(|e| e.into_error())
     })();
+    // On an error the temporary file is dropped, which deletes it.
     let file = written.map_err(io("cannot write"))?;
-    drop(file);
-    std::fs::rename(&tmp.path, path).map_err(io("cannot move the finished file into place"))?;
-    tmp.committed = true;
+    file.commit()
+        .map_err(io("cannot move the finished file into place"))?;
     Ok(())
 }
 

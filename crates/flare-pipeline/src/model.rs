@@ -379,18 +379,9 @@ impl Model {
     /// place, so a crash never leaves half a model under the name.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_bytes()?;
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = path.with_file_name(format!(".{}", name.to_string_lossy()));
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| PipelineError::Io { path: p, source }
-        };
-        std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            // Leave nothing behind on failure; the rename's error is the one to report.
-            let _ = std::fs::remove_file(&tmp);
-            io(path)(e)
+        flare_atomic::write(path, &bytes).map_err(|source| PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
         })
     }
 

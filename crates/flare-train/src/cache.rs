@@ -401,16 +401,10 @@ fn read_index(dir: &Path) -> Result<Index> {
     }
 }
 
-/// Writes through a temporary file renamed into place, so a crash never leaves half a file
-/// under a valid name. The temporary name carries the whole file name and the process id: two
-/// runs sharing a cache (stage 1 and stage 2 side by side) once swapped an image and a label
-/// file through a shared `X.tmp`.
+/// Writes all at once or not at all (`flare_atomic`: unique temporary names, since two runs
+/// sharing a cache once swapped an image and a label file through a shared `X.tmp`).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    flare_atomic::write(path, bytes).map_err(io_err(path))
 }
 
 fn write_index(dir: &Path, index: &Index) -> Result<()> {

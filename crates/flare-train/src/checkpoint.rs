@@ -77,14 +77,10 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     })
 }
 
-/// Writes a checkpoint atomically (temporary file, then rename).
+/// Writes a checkpoint all at once or not at all (`flare_atomic`).
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     let bytes = to_bytes(ck)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    flare_atomic::write(path, &bytes).map_err(io_err(path))
 }
 
 /// Reads a checkpoint, checking every tensor against the architecture in its state.

@@ -54,9 +54,7 @@ pub fn write_csv(path: &Path, rows: &[LogRow]) -> Result<()> {
         text.push_str(&csv_line(r));
         text.push('\n');
     }
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    flare_atomic::write(path, text.as_bytes()).map_err(io_err(path))
 }
 
 /// Appends one row to a CSV written by [`write_csv`].

@@ -405,9 +405,5 @@ fn row_has_val(log: &[LogRow]) -> bool {
 /// Writes a model file atomically.
 fn save_model(path: &Path, net: &UNet, card: &ModelCard) -> Result<()> {
     let bytes = file::to_bytes(net, card)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(crate::error::io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(crate::error::io_err(path))
+    flare_atomic::write(path, &bytes).map_err(crate::error::io_err(path))
 }

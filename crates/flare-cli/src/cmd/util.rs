@@ -1,39 +1,14 @@
 //! Small pieces the subcommands share.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::ProgressBar;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, renamed into place,
-/// so a crash or a full disk never leaves half a file under the final name.
+/// Writes `bytes` to `path` all at once or not at all (`flare_atomic`), so a crash or a full
+/// disk never leaves half a file under the final name.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".flare-").suffix(".tmp");
-    // tempfile creates 0600 files; outputs are meant to be shared (a CSV, a DICOM file a PACS
-    // import service picks up), so they get the usual 0644 (less the umask).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a file in this folder", path.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.flush())
-        .with_context(|| format!("{}: writing", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{}: writing", path.display()))?;
-    Ok(())
+    flare_atomic::write(path, bytes).with_context(|| format!("{}: writing", path.display()))
 }
 
 /// Whether two paths name one file (compared canonically where both exist).
