@@ -58,7 +58,7 @@ fn child_reads_with_no_memory() {
     assert_eq!(
         msg,
         format!(
-            "{}: the volume ([8, 6, 5] voxels, f32) needs 1 MB but only 0 MB of memory is available",
+            "{}: the volume ([8, 6, 5] voxels, f32) with a slice being decoded needs 1 MB but only 0 MB of memory is available",
             dir.display()
         )
     );
