@@ -271,10 +271,14 @@ impl Walker {
                     "the file ends at byte {pos} inside a sequence or item (truncated?)"
                 ));
             }
-            // A few stray bytes after the last element cannot be an element; dicom-rs decides
-            // about them, nothing is sized from them.
+            // A few bytes after the last element cannot be an element: the file was cut inside
+            // an element header. dicom-rs 0.10.1 ends the data set there without a word, which
+            // is how a cut slice used to vanish from a series (issue 12).
             if stack.is_empty() && total - pos < 8 {
-                break;
+                return Err(format!(
+                    "the file ends with {} byte(s) that are no element (truncated file)",
+                    total - pos
+                ));
             }
             let (header, n) = decoder
                 .decode_header(src)

@@ -158,6 +158,14 @@ pub(crate) fn slice_format(h: &SliceHeader) -> Result<SliceFormat, DicomError> {
     if slope < 0.0 {
         return Err(bad(file, "RescaleSlope", slope, "must be positive"));
     }
+    if slope > MAX_SLOPE {
+        return Err(bad(
+            file,
+            "RescaleSlope",
+            slope,
+            &format!("a stored step of more than {MAX_SLOPE} HU is not a CT rescale"),
+        ));
+    }
     let intercept = match &h.rescale_intercept {
         Ok(v) => v.unwrap_or(0.0),
         Err(raw) => return Err(bad(file, "RescaleIntercept", raw, "not a number")),
@@ -173,16 +181,21 @@ pub(crate) fn slice_format(h: &SliceHeader) -> Result<SliceFormat, DicomError> {
     })
 }
 
+/// The coarsest stored step accepted, in HU. Scanners store 1 HU per unit (a few 0.5 or 2); a
+/// step of 100 HU could not tell fat (-100) from water (0), so a larger slope is a corrupt
+/// header (issue 12: 1e30).
+const MAX_SLOPE: f64 = 100.0;
+
 /// HU that every CT of a body holds: air (-1000) to dense bone (+1000).
 const HU_BODY: [f64; 2] = [-1000.0, 1000.0];
 
 /// Refuses a rescale under which the stored values cannot express a CT: the range BitsStored
 /// and PixelRepresentation allow, mapped through `slope` and `intercept`, must reach from air to
 /// bone ([`HU_BODY`]). Real CT maps its range to about [-1024, 3071] (12 bits unsigned, intercept
-/// -1024) or [-32768, 32767] (16 bits signed); a corrupt header with a slope of 1e30, 1e-30 or an
-/// intercept of -1e38 cannot reach both ends, while any scanner's encoding does. The test does
-/// not bound how far beyond the ends the range goes, since padding values such as -32768 are
-/// legitimate stored values.
+/// -1024) or [-32768, 32767] (16 bits signed); a corrupt header with a slope of 1e-30 or an
+/// intercept of -1e38 cannot reach both ends, while any scanner's encoding does. How far beyond
+/// the ends the range goes is bounded by [`MAX_SLOPE`] only, since padding values such as -32768
+/// are legitimate stored values and 32-bit data spans billions.
 fn check_hu_range(
     file: &Path,
     bits_stored: i64,

@@ -337,6 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_dicom_rs_becomes_an_error() {
+        // The codestream check is bypassed: Columns 16 on the 40-wide J2K fixture, decoded
+        // straight by dicom-rs 0.10.1, panics at adapters/jpeg2k.rs:90 (slice index out of range).
+        let file =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/j2k/IM0003");
+        let mut obj = dicom_object::OpenFileOptions::new()
+            .open_file(&file)
+            .unwrap();
+        obj.put(dicom_core::DataElement::new(
+            tags::COLUMNS,
+            dicom_core::VR::US,
+            PrimitiveValue::from(16u16),
+        ));
+        let e = contain_panic(|| obj.decode_pixel_data().map(|_| ())).unwrap_err();
+        assert!(
+            e.starts_with("the decoder failed (a panic in dicom-rs, contained: range end index"),
+            "{e}"
+        );
+        // Other panics still reach the previous hook and unwind as before; a contained one
+        // leaves the thread able to contain the next.
+        assert_eq!(contain_panic(|| 7), Ok(7));
+        let e = contain_panic(|| panic!("boom {}", 1)).unwrap_err();
+        assert!(e.ends_with("contained: boom 1)"), "{e}");
+    }
+
+    #[test]
     fn short_or_mismatched_data_is_refused() {
         let e = run(Samples::Bytes(&[1, 2, 3]), &fmt(16, true, 1.0, 0.0)).unwrap_err();
         assert_eq!(

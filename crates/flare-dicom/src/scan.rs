@@ -19,6 +19,13 @@ use crate::DicomError;
 /// Media Storage Directory Storage: the SOP class of a DICOMDIR.
 const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
 
+/// CT Image, Enhanced CT Image and Legacy Converted Enhanced CT Image Storage.
+const CT_IMAGE_SOP_CLASSES: [&str; 3] = [
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.2.1",
+    "1.2.840.10008.5.1.4.1.1.2.2",
+];
+
 /// A header value: absent (`Ok(None)`), usable (`Ok(Some)`), or present but unparsable (`Err`
 /// holding the text found), so that only the chosen series' bad values become errors.
 pub(crate) type Attr<T> = Result<Option<T>, String>;
@@ -258,9 +265,21 @@ fn scan_file(path: &Path) -> Found {
             });
         }
     };
-    if obj.meta().media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS
-        || obj.element_opt(tags::ROWS).ok().flatten().is_none()
-    {
+    let sop_class = obj.meta().media_storage_sop_class_uid();
+    let sop_class = sop_class.trim_end_matches(['\0', ' ']);
+    if sop_class == DICOMDIR_SOP_CLASS {
+        return Found::NotImage;
+    }
+    if obj.element_opt(tags::ROWS).ok().flatten().is_none() {
+        // A CT image without Rows was cut short at an element boundary (dicom-rs then ends the
+        // data set quietly): damaged, not "no image".
+        if CT_IMAGE_SOP_CLASSES.contains(&sop_class) {
+            return Found::Unreadable(DamagedFile {
+                path: path.to_path_buf(),
+                series_uid: text(&obj, tags::SERIES_INSTANCE_UID),
+                reason: "a CT image without Rows or pixel data (truncated file?)".into(),
+            });
+        }
         return Found::NotImage;
     }
     Found::Image(Box::new(SliceHeader {
