@@ -39,7 +39,10 @@
 //! - Refused with a [`DicomError`] naming the folder or file: no DICOM image, non-CT modality, a
 //!   single slice, mixed sizes, non-parallel slices, gantry tilt, duplicate positions, missing
 //!   slices, non-uniform spacing, missing or invalid ImageOrientationPatient, ImagePositionPatient
-//!   or PixelSpacing, missing or truncated pixel data, unsupported pixel formats.
+//!   or PixelSpacing, missing or truncated pixel data, unsupported pixel formats, a non-CT slice
+//!   in the series, a damaged file of the series, and headers that contradict the pixels
+//!   (lengths beyond the file, the codestream's own size or depth, invalid BitsStored, HighBit,
+//!   PixelRepresentation or rescale; see `guard`, `layout` and `pixels::codestream`).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
