@@ -352,3 +352,135 @@ fn evaluate_never_writes_its_csv_over_an_input() {
         assert!(!gt.join("new.nii.gz").exists());
     }
 }
+
+/// A copy of a committed fixture series of flare-dicom (written by
+/// `scripts/fixtures/dicom_fixtures.py`) in `dir/name`, each file passed through `edit`.
+fn fixture_series(dir: &TempDir, fixture: &str, edit: impl Fn(&str, &mut Vec<u8>)) -> PathBuf {
+    let src = workspace_root()
+        .join("crates/flare-dicom/tests/fixtures")
+        .join(fixture);
+    let out = dir.join("series");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let mut bytes = std::fs::read(&p).unwrap();
+        edit(&name, &mut bytes);
+        std::fs::write(out.join(&name), bytes).unwrap();
+    }
+    out
+}
+
+/// Where the first occurrence of a tag's value lies in an explicit VR little endian file: past
+/// tag, VR and a 2-byte length for short VRs, or at an OB/OW element's 4-byte length field.
+fn explicit_value_at(bytes: &[u8], group: u16, element: u16) -> usize {
+    let mut pat = group.to_le_bytes().to_vec();
+    pat.extend_from_slice(&element.to_le_bytes());
+    bytes.windows(4).position(|w| w == pat.as_slice()).unwrap() + 8
+}
+
+/// `flare segment` on a bad series: the case fails (exit 1, as a failed case of a batch), one
+/// error line naming the file, no output.
+fn segment_refused(series: &Path, dir: &TempDir, expect: &str) {
+    let out = dir.join("labels.nii.gz");
+    let o = flare()
+        .arg("segment")
+        .arg("-i")
+        .arg(series)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(expect), "{expect:?} in {stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn j2k_header_that_disagrees_with_the_codestream() {
+    // Columns 16 on the 40-wide JPEG 2000 fixture: dicom-rs 0.10.1 panicked (exit 101).
+    let dir = TempDir::new("cli-j2k-columns");
+    let series = fixture_series(&dir, "j2k", |_, b| {
+        let at = explicit_value_at(b, 0x0028, 0x0011);
+        b[at..at + 2].copy_from_slice(&16u16.to_le_bytes());
+    });
+    let expect = "the header contradicts the pixel data: Columns x Rows is 16 x 32 but the JPEG 2000 data is 40 x 32";
+    assert_refused(&series, &dir, &[], expect);
+    segment_refused(&series, &dir, expect);
+}
+
+#[test]
+fn corrupt_pixel_data_length() {
+    // 0xFFFFFFF0 bytes declared in a file of about 1 KB: refused before anything is allocated.
+    let dir = TempDir::new("cli-dicom-length");
+    let series = fixture_series(&dir, "shuffled", |_, b| {
+        let at = explicit_value_at(b, 0x7fe0, 0x0010);
+        b[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    });
+    assert_refused(
+        &series,
+        &dir,
+        &[],
+        "declares 4294967280 bytes but only 96 remain",
+    );
+}
+
+#[test]
+fn truncated_slice_of_the_series_is_refused() {
+    // IM0010 is the top slice of the shuffled fixture (z = -300): cut inside its header after
+    // the SeriesInstanceUID, it used to vanish from the volume without a word.
+    let dir = TempDir::new("cli-dicom-cut");
+    let series = fixture_series(&dir, "shuffled", |name, b| {
+        if name == "IM0010" {
+            let at = explicit_value_at(b, 0x0020, 0x0032);
+            b.truncate(at);
+        }
+    });
+    assert_refused(&series, &dir, &[], "damaged slice of series");
+    segment_refused(&series, &dir, "IM0010: damaged slice of series");
+}
+
+#[test]
+fn damaged_file_of_unknown_series_is_a_warning() {
+    // Cut before its SeriesInstanceUID: the series is read, and convert and segment say which
+    // file was skipped and what it may cost.
+    let dir = TempDir::new("cli-dicom-cut-unknown");
+    let series = fixture_series(&dir, "shuffled", |name, b| {
+        if name == "IM0010" {
+            let at = explicit_value_at(b, 0x0008, 0x0060);
+            b.truncate(at);
+        }
+    });
+    let warning = format!(
+        "flare: warning: {}: skipped, not readable as DICOM (",
+        series.join("IM0010").display()
+    );
+    let o = flare()
+        .arg("convert")
+        .arg(&series)
+        .arg(dir.join("ct.nii.gz"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&warning), "{stderr}");
+    assert!(stderr.contains("the volume lacks it"), "{stderr}");
+    let o = flare()
+        .arg("segment")
+        .arg("-i")
+        .arg(&series)
+        .arg("-o")
+        .arg(dir.join("labels.nii.gz"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("flare: warning: ") && stderr.contains("IM0010: skipped, not readable"),
+        "{stderr}"
+    );
+}

@@ -56,6 +56,42 @@ pub enum DicomError {
         /// Its modality (`(none)` when absent).
         modality: String,
     },
+    /// A slice of a CT series whose own Modality is not CT.
+    #[error(
+        "{}: modality {modality} inside CT series {series_uid}; every slice of the series must be CT",
+        file.display()
+    )]
+    SliceNotCt {
+        /// The slice.
+        file: PathBuf,
+        /// The series.
+        series_uid: String,
+        /// The slice's modality (`(none)` when absent).
+        modality: String,
+    },
+    /// A file of the series that cannot be parsed (truncated, corrupt): reading without it would
+    /// silently lose a slice.
+    #[error(
+        "{}: damaged slice of series {series_uid} ({reason}); the volume would lack it, so the series is not read: restore or remove the file",
+        file.display()
+    )]
+    DamagedSlice {
+        /// The damaged file.
+        file: PathBuf,
+        /// The series its header names.
+        series_uid: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The header's description of the pixels (size, samples, bit depth) disagrees with the
+    /// pixel data itself (its length, or the codestream's own header).
+    #[error("{}: the header contradicts the pixel data: {problem}", file.display())]
+    HeaderContradictsPixels {
+        /// The file.
+        file: PathBuf,
+        /// What disagrees with what.
+        problem: String,
+    },
     /// The series has a single slice: not a volume.
     #[error(
         "{}: series {series_uid} has only one slice; a volume needs at least two",
@@ -249,7 +285,10 @@ pub enum DicomError {
         tolerance_mm: f64,
     },
     /// The volume would not fit in memory.
-    #[error("{}: the volume ({shape:?} voxels, f32) {source}", dir.display())]
+    #[error(
+        "{}: the volume ({shape:?} voxels, f32) with a slice being decoded {source}",
+        dir.display()
+    )]
     Memory {
         /// The folder.
         dir: PathBuf,

@@ -108,7 +108,46 @@ pub(crate) fn slice_format(h: &SliceHeader) -> Result<SliceFormat, DicomError> {
     if !matches!(bits, 8 | 16 | 32) {
         return Err(unsupported(format!("BitsAllocated {bits}")));
     }
-    let repr = h.pixel_representation.clone().ok().flatten().unwrap_or(0);
+    let bits_stored = match &h.bits_stored {
+        Ok(v) => v.unwrap_or(bits),
+        Err(raw) => return Err(bad(file, "BitsStored", raw, "not a number")),
+    };
+    if !(1..=bits).contains(&bits_stored) {
+        return Err(bad(
+            file,
+            "BitsStored",
+            bits_stored,
+            &format!("must be 1 to BitsAllocated ({bits})"),
+        ));
+    }
+    // PS3.3 C.7.6.3.1: HighBit shall be BitsStored - 1 (the stored bits sit at the bottom of
+    // each sample). Samples are read at their full BitsAllocated width, so bits placed higher
+    // (an old encoding the standard has retired) would scale every value: refused.
+    match &h.high_bit {
+        Ok(Some(hb)) if *hb != bits_stored - 1 => {
+            return Err(bad(
+                file,
+                "HighBit",
+                hb,
+                &format!("must be BitsStored - 1 ({})", bits_stored - 1),
+            ));
+        }
+        Ok(_) => {}
+        Err(raw) => return Err(bad(file, "HighBit", raw, "not a number")),
+    }
+    let repr = match &h.pixel_representation {
+        Ok(None) => 0,
+        Ok(Some(r @ (0 | 1))) => *r,
+        Ok(Some(r)) => {
+            return Err(bad(
+                file,
+                "PixelRepresentation",
+                r,
+                "must be 0 (unsigned) or 1 (two's complement)",
+            ));
+        }
+        Err(raw) => return Err(bad(file, "PixelRepresentation", raw, "not a number")),
+    };
     let slope = match &h.rescale_slope {
         Ok(v) => v.unwrap_or(1.0),
         Err(raw) => return Err(bad(file, "RescaleSlope", raw, "not a number")),
@@ -116,10 +155,22 @@ pub(crate) fn slice_format(h: &SliceHeader) -> Result<SliceFormat, DicomError> {
     if slope == 0.0 {
         return Err(bad(file, "RescaleSlope", slope, "must not be zero"));
     }
+    if slope < 0.0 {
+        return Err(bad(file, "RescaleSlope", slope, "must be positive"));
+    }
+    if slope > MAX_SLOPE {
+        return Err(bad(
+            file,
+            "RescaleSlope",
+            slope,
+            &format!("a stored step of more than {MAX_SLOPE} HU is not a CT rescale"),
+        ));
+    }
     let intercept = match &h.rescale_intercept {
         Ok(v) => v.unwrap_or(0.0),
         Err(raw) => return Err(bad(file, "RescaleIntercept", raw, "not a number")),
     };
+    check_hu_range(file, bits_stored, repr == 1, slope, intercept)?;
     let size = h.size().ok_or_else(|| bad_size(h))?;
     Ok(SliceFormat {
         size,
@@ -127,6 +178,61 @@ pub(crate) fn slice_format(h: &SliceHeader) -> Result<SliceFormat, DicomError> {
         signed: repr == 1,
         slope,
         intercept,
+    })
+}
+
+/// The coarsest stored step accepted, in HU. Scanners store 1 HU per unit (a few 0.5 or 2); a
+/// step of 100 HU could not tell fat (-100) from water (0), so a larger slope is a corrupt
+/// header (issue 12: 1e30).
+const MAX_SLOPE: f64 = 100.0;
+
+/// HU that every CT of a body holds: air (-1000) to dense bone (+1000).
+const HU_BODY: [f64; 2] = [-1000.0, 1000.0];
+
+/// Refuses a rescale under which the stored values cannot express a CT: the range BitsStored
+/// and PixelRepresentation allow, mapped through `slope` and `intercept`, must reach from air to
+/// bone ([`HU_BODY`]). Real CT maps its range to about [-1024, 3071] (12 bits unsigned, intercept
+/// -1024) or [-32768, 32767] (16 bits signed); a corrupt header with a slope of 1e-30 or an
+/// intercept of -1e38 cannot reach both ends, while any scanner's encoding does. How far beyond
+/// the ends the range goes is bounded by [`MAX_SLOPE`] only, since padding values such as -32768
+/// are legitimate stored values and 32-bit data spans billions.
+fn check_hu_range(
+    file: &Path,
+    bits_stored: i64,
+    signed: bool,
+    slope: f64,
+    intercept: f64,
+) -> Result<(), DicomError> {
+    let span = 2f64.powi(bits_stored as i32);
+    let (lo, hi) = if signed {
+        (-span / 2.0, span / 2.0 - 1.0)
+    } else {
+        (0.0, span - 1.0)
+    };
+    let (hu_lo, hu_hi) = (lo * slope + intercept, hi * slope + intercept);
+    if hu_lo <= HU_BODY[0] && hu_hi >= HU_BODY[1] {
+        return Ok(());
+    }
+    // Plain numbers where they are readable, exponents where they are absurd.
+    let show = |v: f64| {
+        if v.abs() < 1e7 {
+            format!("{v}")
+        } else {
+            format!("{v:e}")
+        }
+    };
+    Err(DicomError::BadAttribute {
+        file: file.to_path_buf(),
+        attribute: "RescaleSlope/RescaleIntercept",
+        value: format!("{}/{}", show(slope), show(intercept)),
+        problem: format!(
+            "maps the {} {bits_stored}-bit stored values to {}..{} HU, which does not reach from air ({}) to bone ({}); not a CT rescale",
+            if signed { "signed" } else { "unsigned" },
+            show(hu_lo),
+            show(hu_hi),
+            HU_BODY[0],
+            HU_BODY[1]
+        ),
     })
 }
 
@@ -272,6 +378,17 @@ pub(crate) fn arrange(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<Layout
             ));
         }
         slice_format(h)?;
+        if h.modality != first.modality {
+            return Err(DicomError::SliceNotCt {
+                file: h.path.clone(),
+                series_uid: first.series_uid.clone(),
+                modality: if h.modality.is_empty() {
+                    "(none)".into()
+                } else {
+                    h.modality.clone()
+                },
+            });
+        }
     }
     let normal = {
         let n = cross(r0, c0);
@@ -411,6 +528,8 @@ mod tests {
             columns: Ok(Some(4)),
             samples_per_pixel: Ok(Some(1)),
             bits_allocated: Ok(Some(16)),
+            bits_stored: Ok(Some(16)),
+            high_bit: Ok(Some(15)),
             pixel_representation: Ok(Some(1)),
             number_of_frames: Ok(None),
             photometric: Some("MONOCHROME2".into()),
@@ -420,6 +539,7 @@ mod tests {
             rescale_slope: Ok(None),
             rescale_intercept: Ok(None),
             has_float_pixels: false,
+            parse_bytes: Some(1000),
         }
     }
 

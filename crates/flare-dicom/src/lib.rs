@@ -39,12 +39,16 @@
 //! - Refused with a [`DicomError`] naming the folder or file: no DICOM image, non-CT modality, a
 //!   single slice, mixed sizes, non-parallel slices, gantry tilt, duplicate positions, missing
 //!   slices, non-uniform spacing, missing or invalid ImageOrientationPatient, ImagePositionPatient
-//!   or PixelSpacing, missing or truncated pixel data, unsupported pixel formats.
+//!   or PixelSpacing, missing or truncated pixel data, unsupported pixel formats, a non-CT slice
+//!   in the series, a damaged file of the series, and headers that contradict the pixels
+//!   (lengths beyond the file, the codestream's own size or depth, invalid BitsStored, HighBit,
+//!   PixelRepresentation or rescale; see `guard`, `layout` and `pixels::codestream`).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod error;
+mod guard;
 mod layout;
 mod pixels;
 mod scan;
@@ -76,9 +80,28 @@ pub struct DicomSeries {
     pub skipped_files: usize,
     /// Skipped files that start like DICOM but could not be parsed (`"path: reason"`).
     pub unreadable: Vec<String>,
+    /// Those of them whose series could not be told (see [`DicomSeries::warnings`]).
+    unattributed: Vec<scan::DamagedFile>,
 }
 
 impl DicomSeries {
+    /// One line per damaged file whose series could not be told, for the CLI to print as a
+    /// warning: it may have been a slice of this series, now missing from the volume. (A damaged
+    /// file known to belong to the series refuses the read instead; see [`FolderScan::read`].)
+    pub fn warnings(&self) -> Vec<String> {
+        self.unattributed
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: skipped, not readable as DICOM ({}); if it was a slice of series {}, the volume lacks it",
+                    d.path.display(),
+                    d.reason,
+                    self.series.uid
+                )
+            })
+            .collect()
+    }
+
     /// A line saying which series was taken when the folder holds several and none was named,
     /// for the CLI to print; `None` when there was no choice to make.
     pub fn choice_note(&self) -> Option<String> {
@@ -104,6 +127,13 @@ pub fn read_series(
 
 impl FolderScan {
     /// Decodes one series of this scan (see [`read_series`]).
+    ///
+    /// A damaged file (one that starts like DICOM but cannot be parsed) whose header names this
+    /// series refuses the read: without it the volume silently loses a slice, and when that slice
+    /// is the first or the last no gap shows, so the organ volumes and the DICOM outputs would
+    /// cover less than the scan. A gap in the middle is refused as missing slices already; an
+    /// engineer re-sending the series expects the same for its ends. Damaged files whose series
+    /// cannot be told are kept for [`DicomSeries::warnings`].
     pub fn read(&self, series_uid: Option<&str>) -> Result<DicomSeries, DicomError> {
         let index = self.series_index(series_uid)?;
         let (Some(summary), Some(group)) = (self.series.get(index), self.groups.get(index)) else {
@@ -114,6 +144,17 @@ impl FolderScan {
                 unreadable: None,
             });
         };
+        if let Some(d) = self
+            .damaged
+            .iter()
+            .find(|d| d.series_uid.as_deref() == Some(summary.uid.as_str()))
+        {
+            return Err(DicomError::DamagedSlice {
+                file: d.path.clone(),
+                series_uid: summary.uid.clone(),
+                reason: d.reason.clone(),
+            });
+        }
         let volume = decode(&self.dir, group.clone())?;
         Ok(DicomSeries {
             volume,
@@ -122,6 +163,12 @@ impl FolderScan {
             chosen_by_default: series_uid.is_none(),
             skipped_files: self.skipped_files,
             unreadable: self.unreadable.clone(),
+            unattributed: self
+                .damaged
+                .iter()
+                .filter(|d| d.series_uid.is_none())
+                .cloned()
+                .collect(),
         })
     }
 }
@@ -144,6 +191,15 @@ impl FolderScan {
     }
 }
 
+/// Bytes one slice holds while it is decoded, besides its parsed file: the codec's output (at
+/// most Rows x Columns x 4 bytes: one sample of at most 32 bits) and the codec's own copy
+/// (openjpeg keeps each component as i32), so twice Rows x Columns x 4.
+fn codec_bytes(shape: [usize; 3]) -> u64 {
+    (shape[0] as u64)
+        .saturating_mul(shape[1] as u64)
+        .saturating_mul(8)
+}
+
 fn decode(dir: &Path, slices: Vec<scan::SliceHeader>) -> Result<Volume<f32>, DicomError> {
     let layout = layout::arrange(dir, slices)?;
     for h in &layout.slices {
@@ -151,17 +207,49 @@ fn decode(dir: &Path, slices: Vec<scan::SliceHeader>) -> Result<Volume<f32>, Dic
     }
     let geometry = layout.geometry;
     let shape = geometry.shape();
-    let bytes = (geometry.n_voxels() as u64).saturating_mul(std::mem::size_of::<f32>() as u64);
-    flare_volume::memory::ensure_fits(bytes).map_err(|source| DicomError::Memory {
+    let volume = (geometry.n_voxels() as u64).saturating_mul(std::mem::size_of::<f32>() as u64);
+    // Every slice's file was walked by the scan, so its parse is bounded by its length; slices
+    // in flight at once each hold that plus the codec's buffers. As many are decoded at once as
+    // fit beside the volume (at most one per thread), so that parallel reading cannot multiply
+    // the memory past the limit.
+    let per_slice = layout
+        .slices
+        .iter()
+        .map(|h| h.parse_bytes.unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+        .saturating_add(codec_bytes(shape));
+    let threads = rayon::current_num_threads().clamp(1, shape[2].max(1));
+    let mut in_flight = threads;
+    let fits = |k: usize| {
+        flare_volume::memory::ensure_fits(volume.saturating_add(per_slice.saturating_mul(k as u64)))
+    };
+    while in_flight > 1 && fits(in_flight).is_err() {
+        in_flight -= 1;
+    }
+    fits(in_flight).map_err(|source| DicomError::Memory {
         dir: dir.to_path_buf(),
         shape,
         source,
     })?;
     // Zeroed allocation is lazily backed by the OS, so each page is touched once, by its slice.
     let mut data = vec![0.0f32; geometry.n_voxels()];
-    data.par_chunks_mut(shape[0] * shape[1])
-        .zip(layout.slices.par_iter())
-        .try_for_each(|(out, h)| pixels::decode_slice(h, out))?;
+    let plane = shape[0] * shape[1];
+    if in_flight >= threads {
+        // A rayon worker decodes one slice at a time: at most `threads` in flight.
+        data.par_chunks_mut(plane)
+            .zip(layout.slices.par_iter())
+            .try_for_each(|(out, h)| pixels::decode_slice(h, out))?;
+    } else {
+        for (out, hs) in data
+            .chunks_mut(plane * in_flight)
+            .zip(layout.slices.chunks(in_flight))
+        {
+            out.par_chunks_mut(plane)
+                .zip(hs.par_iter())
+                .try_for_each(|(out, h)| pixels::decode_slice(h, out))?;
+        }
+    }
     Volume::new(geometry, data).map_err(|source| DicomError::Geometry {
         dir: dir.to_path_buf(),
         source,

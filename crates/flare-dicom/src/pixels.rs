@@ -10,9 +10,10 @@ use std::path::Path;
 
 use dicom_core::value::{DicomValueType, PrimitiveValue, Value};
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+
+mod codestream;
 
 use crate::{
     DicomError,
@@ -61,12 +62,10 @@ impl Samples<'_> {
 pub(crate) fn decode_slice(h: &SliceHeader, out: &mut [f32]) -> Result<(), DicomError> {
     let file = h.path.as_path();
     let fmt = slice_format(h)?;
-    let obj = OpenFileOptions::new()
-        .open_file(file)
-        .map_err(|e| DicomError::Unreadable {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let obj = crate::guard::open_full(file).map_err(|d| DicomError::Unreadable {
+        file: file.to_path_buf(),
+        message: d.message,
+    })?;
     let Some(elem) = obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
         return Err(DicomError::MissingPixelData {
             file: file.to_path_buf(),
@@ -94,11 +93,22 @@ pub(crate) fn decode_slice(h: &SliceHeader, out: &mut [f32]) -> Result<(), Dicom
             };
             convert(file, &samples, &fmt, out)
         }
-        Value::PixelSequence(_) => {
-            let decoded = obj.decode_pixel_data().map_err(|e| DicomError::Decode {
+        Value::PixelSequence(seq) => {
+            let first = seq.fragments().first().map(Vec::as_slice).unwrap_or(&[]);
+            let contradiction = |problem: String| DicomError::HeaderContradictsPixels {
                 file: file.to_path_buf(),
-                message: e.to_string(),
-            })?;
+                problem,
+            };
+            codestream::check(&h.transfer_syntax, first, &fmt).map_err(contradiction)?;
+            let decoded = contain_panic(|| obj.decode_pixel_data())
+                .map_err(|message| DicomError::Decode {
+                    file: file.to_path_buf(),
+                    message,
+                })?
+                .map_err(|e| DicomError::Decode {
+                    file: file.to_path_buf(),
+                    message: e.to_string(),
+                })?;
             let decoded_size = [decoded.columns() as usize, decoded.rows() as usize];
             if decoded_size != fmt.size || decoded.samples_per_pixel() != 1 {
                 return Err(DicomError::Decode {
@@ -128,7 +138,46 @@ pub(crate) fn decode_slice(h: &SliceHeader, out: &mut [f32]) -> Result<(), Dicom
     }
 }
 
-/// Converts `out.len()` (= columns x rows) stored samples to HU.
+thread_local! {
+    /// Set while this thread runs a codec under [`contain_panic`]: its panics are errors, not
+    /// messages on stderr.
+    static IN_CODEC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a dicom-rs codec, turning a panic inside it into an error message.
+///
+/// The header checks of [`codestream`] prevent the panics known in dicom-transfer-syntax-registry
+/// 0.10.1 (see there); this is the net for the unknown ones. It relies on unwinding: the
+/// workspace sets no `panic = "abort"` in any profile (Cargo.toml), and must not. The panic hook
+/// is wrapped once so that a contained panic prints nothing (the error says it all, in one line)
+/// while every other panic still reaches the previous hook.
+fn contain_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CODEC.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    IN_CODEC.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_CODEC.with(|c| c.set(false));
+    result.map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("the decoder failed (a panic in dicom-rs, contained: {what})")
+    })
+}
+
+/// Converts `out.len()` (= columns x rows) stored samples to HU. The samples must be exactly that
+/// many (plus the one padding byte that makes an odd length even): more means the header
+/// describes fewer pixels than the file holds (e.g. Columns 16 on 512-wide data), which would read
+/// as a scrambled image.
 fn convert(
     file: &Path,
     samples: &Samples<'_>,
@@ -137,14 +186,24 @@ fn convert(
 ) -> Result<(), DicomError> {
     let n = out.len();
     let bps = fmt.bits_allocated / 8;
-    if samples.len_bytes() < n * bps {
+    let (expected, actual) = (n * bps, samples.len_bytes());
+    if actual < expected {
         return Err(DicomError::TruncatedPixelData {
             file: file.to_path_buf(),
             rows: fmt.size[1],
             columns: fmt.size[0],
             bytes_per_sample: bps,
-            expected: n * bps,
-            actual: samples.len_bytes(),
+            expected,
+            actual,
+        });
+    }
+    if actual > expected + expected % 2 {
+        return Err(DicomError::HeaderContradictsPixels {
+            file: file.to_path_buf(),
+            problem: format!(
+                "pixel data holds {actual} bytes but {} rows x {} columns x {bps} bytes make {expected}",
+                fmt.size[1], fmt.size[0]
+            ),
         });
     }
     let (s, i) = (fmt.slope, fmt.intercept);
@@ -278,16 +337,62 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_dicom_rs_becomes_an_error() {
+        // The codestream check is bypassed: Columns 16 on the 40-wide J2K fixture, decoded
+        // straight by dicom-rs 0.10.1, panics at adapters/jpeg2k.rs:90 (slice index out of range).
+        let file =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/j2k/IM0003");
+        let mut obj = dicom_object::OpenFileOptions::new()
+            .open_file(&file)
+            .unwrap();
+        obj.put(dicom_core::DataElement::new(
+            tags::COLUMNS,
+            dicom_core::VR::US,
+            PrimitiveValue::from(16u16),
+        ));
+        let e = contain_panic(|| obj.decode_pixel_data().map(|_| ())).unwrap_err();
+        assert!(
+            e.starts_with("the decoder failed (a panic in dicom-rs, contained: range end index"),
+            "{e}"
+        );
+        // Other panics still reach the previous hook and unwind as before; a contained one
+        // leaves the thread able to contain the next.
+        assert_eq!(contain_panic(|| 7), Ok(7));
+        let e = contain_panic(|| panic!("boom {}", 1)).unwrap_err();
+        assert!(e.ends_with("contained: boom 1)"), "{e}");
+    }
+
+    #[test]
     fn short_or_mismatched_data_is_refused() {
         let e = run(Samples::Bytes(&[1, 2, 3]), &fmt(16, true, 1.0, 0.0)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "x.dcm: pixel data holds 3 bytes but 1 rows x 2 columns x 2 bytes need 4"
         );
-        let e = run(Samples::U16(&[1, 2]), &fmt(8, true, 1.0, 0.0)).unwrap_err();
+        let e = run(Samples::U16(&[1]), &fmt(8, true, 1.0, 0.0)).unwrap_err();
         assert!(
             e.to_string().contains("does not match BitsAllocated 8"),
             "{e}"
         );
+        // More data than the header describes (e.g. Columns 16 on 512-wide pixels).
+        let e = run(Samples::I16(&[1, 2, 3]), &fmt(16, true, 1.0, 0.0)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.dcm: the header contradicts the pixel data: pixel data holds 6 bytes but 1 rows x 2 columns x 2 bytes make 4"
+        );
+        // One padding byte making an odd length even is not a contradiction.
+        let f = SliceFormat {
+            size: [3, 1],
+            ..fmt(8, false, 1.0, 0.0)
+        };
+        let mut out = vec![0.0; 3];
+        convert(
+            Path::new("x.dcm"),
+            &Samples::Bytes(&[1, 2, 3, 0]),
+            &f,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [1.0, 2.0, 3.0]);
     }
 }

@@ -11,13 +11,20 @@ use std::{
 
 use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use dicom_object::{DefaultDicomObject, Tag};
 use rayon::prelude::*;
 
 use crate::DicomError;
 
 /// Media Storage Directory Storage: the SOP class of a DICOMDIR.
 const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
+
+/// CT Image, Enhanced CT Image and Legacy Converted Enhanced CT Image Storage.
+const CT_IMAGE_SOP_CLASSES: [&str; 3] = [
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.2.1",
+    "1.2.840.10008.5.1.4.1.1.2.2",
+];
 
 /// A header value: absent (`Ok(None)`), usable (`Ok(Some)`), or present but unparsable (`Err`
 /// holding the text found), so that only the chosen series' bad values become errors.
@@ -36,6 +43,8 @@ pub(crate) struct SliceHeader {
     pub columns: Attr<i64>,
     pub samples_per_pixel: Attr<i64>,
     pub bits_allocated: Attr<i64>,
+    pub bits_stored: Attr<i64>,
+    pub high_bit: Attr<i64>,
     pub pixel_representation: Attr<i64>,
     pub number_of_frames: Attr<i64>,
     pub photometric: Option<String>,
@@ -45,6 +54,9 @@ pub(crate) struct SliceHeader {
     pub rescale_slope: Attr<f64>,
     pub rescale_intercept: Attr<f64>,
     pub has_float_pixels: bool,
+    /// Bytes parsing the whole file may hold ([`crate::guard::FileLayout::parse_bytes`]); `None`
+    /// when the walk found its pixel data damaged (reading the pixels refuses the file).
+    pub parse_bytes: Option<u64>,
 }
 
 impl SliceHeader {
@@ -118,13 +130,25 @@ pub struct FolderScan {
     pub unreadable: Vec<String>,
     /// The slices of each series, in the order of `series`.
     pub(crate) groups: Vec<Vec<SliceHeader>>,
+    /// The files of `unreadable`, with the SeriesInstanceUID read before the damage, if any.
+    pub(crate) damaged: Vec<DamagedFile>,
+}
+
+/// A file that starts like DICOM but could not be parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct DamagedFile {
+    pub path: PathBuf,
+    /// The series it claims to belong to, when that was read before the damage.
+    pub series_uid: Option<String>,
+    /// What is wrong.
+    pub reason: String,
 }
 
 /// What one file turned out to be.
 enum Found {
     Image(Box<SliceHeader>),
     NotImage,
-    Unreadable(String),
+    Unreadable(DamagedFile),
 }
 
 /// Scans `dir` (recursively) and groups its DICOM images by SeriesInstanceUID, reading headers only.
@@ -138,18 +162,22 @@ pub fn scan_series(dir: impl AsRef<Path>) -> Result<FolderScan, DicomError> {
     let found: Vec<Found> = files.par_iter().map(|p| scan_file(p)).collect();
 
     let mut skipped = 0;
-    let mut unreadable = Vec::new();
+    let mut damaged = Vec::new();
     let mut by_uid: std::collections::BTreeMap<String, Vec<SliceHeader>> = Default::default();
     for f in found {
         match f {
             Found::Image(h) => by_uid.entry(h.series_uid.clone()).or_default().push(*h),
             Found::NotImage => skipped += 1,
-            Found::Unreadable(msg) => {
+            Found::Unreadable(d) => {
                 skipped += 1;
-                unreadable.push(msg);
+                damaged.push(d);
             }
         }
     }
+    let unreadable: Vec<String> = damaged
+        .iter()
+        .map(|d: &DamagedFile| format!("{}: {}", d.path.display(), d.reason))
+        .collect();
     if by_uid.is_empty() {
         return Err(DicomError::NoDicom {
             dir: dir.to_path_buf(),
@@ -167,6 +195,7 @@ pub fn scan_series(dir: impl AsRef<Path>) -> Result<FolderScan, DicomError> {
         skipped_files: skipped,
         unreadable,
         groups,
+        damaged,
     })
 }
 
@@ -226,16 +255,31 @@ fn scan_file(path: &Path) -> Found {
     if !looks_like_dicom(path) {
         return Found::NotImage;
     }
-    let obj = match OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-    {
+    let (obj, layout) = match crate::guard::open_header(path) {
         Ok(o) => o,
-        Err(e) => return Found::Unreadable(format!("{}: {e}", path.display())),
+        Err(d) => {
+            return Found::Unreadable(DamagedFile {
+                path: path.to_path_buf(),
+                series_uid: d.series_uid,
+                reason: d.message,
+            });
+        }
     };
-    if obj.meta().media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS
-        || obj.element_opt(tags::ROWS).ok().flatten().is_none()
-    {
+    let sop_class = obj.meta().media_storage_sop_class_uid();
+    let sop_class = sop_class.trim_end_matches(['\0', ' ']);
+    if sop_class == DICOMDIR_SOP_CLASS {
+        return Found::NotImage;
+    }
+    if obj.element_opt(tags::ROWS).ok().flatten().is_none() {
+        // A CT image without Rows was cut short at an element boundary (dicom-rs then ends the
+        // data set quietly): damaged, not "no image".
+        if CT_IMAGE_SOP_CLASSES.contains(&sop_class) {
+            return Found::Unreadable(DamagedFile {
+                path: path.to_path_buf(),
+                series_uid: text(&obj, tags::SERIES_INSTANCE_UID),
+                reason: "a CT image without Rows or pixel data (truncated file?)".into(),
+            });
+        }
         return Found::NotImage;
     }
     Found::Image(Box::new(SliceHeader {
@@ -249,6 +293,8 @@ fn scan_file(path: &Path) -> Found {
         columns: int(&obj, tags::COLUMNS),
         samples_per_pixel: int(&obj, tags::SAMPLES_PER_PIXEL),
         bits_allocated: int(&obj, tags::BITS_ALLOCATED),
+        bits_stored: int(&obj, tags::BITS_STORED),
+        high_bit: int(&obj, tags::HIGH_BIT),
         pixel_representation: int(&obj, tags::PIXEL_REPRESENTATION),
         number_of_frames: int(&obj, tags::NUMBER_OF_FRAMES),
         photometric: text(&obj, tags::PHOTOMETRIC_INTERPRETATION),
@@ -260,6 +306,7 @@ fn scan_file(path: &Path) -> Found {
         has_float_pixels: [tags::FLOAT_PIXEL_DATA, tags::DOUBLE_FLOAT_PIXEL_DATA]
             .iter()
             .any(|&t| obj.element_opt(t).ok().flatten().is_some()),
+        parse_bytes: layout.as_ref().map(crate::guard::FileLayout::parse_bytes),
     }))
 }
 

@@ -65,6 +65,9 @@ pub enum Source {
         all_series: Vec<SeriesSummary>,
         /// Set when the folder held several series and the largest was taken by default.
         choice_note: Option<String>,
+        /// Damaged files beside the series that may have been slices of it (see
+        /// `flare_dicom::DicomSeries::warnings`), one line each, for the CLI to print.
+        warnings: Vec<String>,
     },
 }
 
@@ -130,6 +133,7 @@ pub fn read_ct(path: &Path, options: &ReadOptions) -> Result<CtImage, IoError> {
         InputKind::DicomFolder => {
             let series = flare_dicom::read_series(path, options.series_uid.as_deref())?;
             let choice_note = series.choice_note();
+            let warnings = series.warnings();
             Ok(CtImage {
                 volume: series.volume,
                 source: Source::Dicom {
@@ -137,6 +141,7 @@ pub fn read_ct(path: &Path, options: &ReadOptions) -> Result<CtImage, IoError> {
                     series: Box::new(series.series),
                     all_series: series.all_series,
                     choice_note,
+                    warnings,
                 },
             })
         }

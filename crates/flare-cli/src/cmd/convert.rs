@@ -56,11 +56,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     if let Source::Dicom {
-        choice_note: Some(note),
+        choice_note,
+        warnings,
         ..
     } = &image.source
     {
-        eprintln!("flare: note: {note}");
+        if let Some(note) = choice_note {
+            eprintln!("flare: note: {note}");
+        }
+        for w in warnings {
+            eprintln!("flare: warning: {w}");
+        }
     }
     let datatype = match args.datatype {
         OutputType::Auto => None,

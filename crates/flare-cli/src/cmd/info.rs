@@ -88,6 +88,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             if let Some(note) = series.choice_note() {
                 println!("note:         {note}");
             }
+            for w in series.warnings() {
+                println!("warning:      {w}");
+            }
             println!("reading:      {}", series.series.uid);
             println!("datatype:     float32 (HU, rescale applied)");
             print_geometry(series.volume.geometry());

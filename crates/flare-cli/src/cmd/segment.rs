@@ -573,11 +573,15 @@ fn run_case(
     let volumes = flare_pipeline::organ_volumes_ml(&seg.labels);
     let mut notes = seg.notes.clone();
     if let Source::Dicom {
-        choice_note: Some(n),
+        choice_note,
+        warnings,
         ..
     } = &image.source
     {
-        notes.push(n.clone());
+        notes.extend(choice_note.iter().cloned());
+        for w in warnings {
+            say(bar, format!("flare: warning: {}: {w}", job.name));
+        }
     }
     if let Some(d) = &dicom {
         notes.extend(d.notes().iter().cloned());

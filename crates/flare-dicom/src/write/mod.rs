@@ -27,7 +27,7 @@ use dicom_core::{
     value::{C, DataSetSequence},
 };
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use flare_volume::{Geometry, LabelMap};
 use rayon::prelude::*;
 
@@ -237,13 +237,10 @@ fn inconsistent(file: &Path, problem: String) -> DicomError {
 }
 
 fn read_header(file: &Path) -> Result<(Header, DefaultDicomObject), DicomError> {
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(file)
-        .map_err(|e| DicomError::Unreadable {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let (obj, _) = crate::guard::open_header(file).map_err(|d| DicomError::Unreadable {
+        file: file.to_path_buf(),
+        message: d.message,
+    })?;
     let pick = |tag: Tag, keyword: &'static str, meta_value: &str, meta_keyword: &str| {
         let in_dataset = text(&obj, tag);
         let in_meta = clean(meta_value).to_string();
