@@ -31,6 +31,7 @@
 
 mod error;
 mod model;
+pub mod plausibility;
 mod segment;
 pub mod stages;
 
