@@ -21,9 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_default();
         if name.ends_with("_0000.nii.gz") {
             let ct = flare_nifti::read_image(f)?.volume;
+            let t = std::time::Instant::now();
             let s = image_stats(&ct);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
             println!(
-                "ct {name}: fov {:.0} x {:.0} x {:.0} mm, spread {:.0} HU, roughness {:.3}, body > {:.0} HU {:.0} mL, soft {:.3}, width {:.0} mm",
+                "ct {name} ({ms:.0} ms): fov {:.0} x {:.0} x {:.0} mm, spread {:.0} HU, roughness {:.3}, body > {:.0} HU {:.0} mL, soft {:.3}, width {:.0} mm",
                 s.extent_mm[0],
                 s.extent_mm[1],
                 s.extent_mm[2],
@@ -39,7 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         } else {
             let labels = flare_nifti::read_label_map(f)?.volume;
+            let t = std::time::Instant::now();
             let o = organ_stats(&labels);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
             let c = |organ: Organ| o[organ as usize].centroid_mm.unwrap_or([f64::NAN; 3]);
             let (liver, kidneys, spleen) = (c(Organ::Liver), c(Organ::Kidneys), c(Organ::Spleen));
             let z: Vec<String> = o
@@ -54,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect();
             println!(
-                "labels {name}: {} | liver right of spleen {:.0} mm, kidneys behind liver {:.0} mm, kidneys below liver {:.0} mm",
+                "labels {name} ({ms:.0} ms): {} | liver right of spleen {:.0} mm, kidneys behind liver {:.0} mm, kidneys below liver {:.0} mm",
                 z.join(", "),
                 liver[0] - spleen[0],
                 liver[1] - kidneys[1],

@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
+use flare_batch::VolumeRow;
 use flare_io::{CtImage, ReadOptions, Source};
 use flare_pipeline::{Model, PostProcess, SegmentOptions, Segmentation, Step};
 use flare_report::{CaseEntry, CaseStatus, OverlayOptions};
@@ -239,6 +240,8 @@ struct Outcome {
     peak_rss_mb: Option<f64>,
     png: Option<String>,
     notes: Vec<String>,
+    /// Plausibility warnings (flare_pipeline::plausibility).
+    warnings: Vec<String>,
 }
 
 /// Seconds of each step of one case, read to write.
@@ -435,7 +438,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut entries = Vec::with_capacity(plan.jobs.len());
-    let mut volume_rows: Vec<(String, [f64; 4])> = Vec::new();
+    let mut volume_rows: Vec<VolumeRow> = Vec::new();
     let mut failed = 0usize;
     for job in &plan.jobs {
         bar.set_message(job.name.clone());
@@ -446,7 +449,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             Some(p) => Ok(Some(p)),
             None => dicom.prepare(job, read.series_uid.as_deref(), args.overwrite),
         };
-        let outcome = run_case(job, &model, &read, &options, args, &bar, prepared);
+        let mut outcome = run_case(job, &model, &read, &options, args, &bar, prepared);
+        if matches!(outcome.status, CaseStatus::Skipped(_)) {
+            // An existing output keeps the warnings its run recorded, so a rerun's CSV and
+            // report still show them.
+            outcome.warnings = batch.recorded_warnings(&job.name);
+        }
         match &outcome.status {
             CaseStatus::Failed(msg) => {
                 failed += 1;
@@ -456,7 +464,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             CaseStatus::Done => {}
         }
         if let Some(v) = outcome.volumes_ml {
-            volume_rows.push((job.name.clone(), v));
+            volume_rows.push(VolumeRow {
+                case: job.name.clone(),
+                volumes_ml: v,
+                warnings: outcome.warnings.clone(),
+            });
         }
         entries.push(CaseEntry {
             name: job.name.clone(),
@@ -468,6 +480,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             peak_rss_mb: outcome.peak_rss_mb,
             png: outcome.png,
             notes: outcome.notes,
+            warnings: outcome.warnings,
         });
         if let Some(entry) = entries.last()
             && let Err(e) = batch.record(entry, &job.input, &job.output, args.report.as_deref())
@@ -535,6 +548,7 @@ fn run_case(
             peak_rss_mb: None,
             png: None,
             notes: Vec::new(),
+            warnings: Vec::new(),
         };
     }
     let failed = |msg: String| Outcome {
@@ -544,6 +558,7 @@ fn run_case(
         peak_rss_mb: None,
         png: None,
         notes: Vec::new(),
+        warnings: Vec::new(),
     };
     let dicom = match dicom {
         Ok(d) => d,
@@ -567,10 +582,19 @@ fn run_case(
                 peak_rss_mb,
                 png: None,
                 notes: Vec::new(),
+                warnings: Vec::new(),
             };
         }
     };
     let volumes = flare_pipeline::organ_volumes_ml(&seg.labels);
+    // Warnings only: the labels stay as the model made them.
+    let warnings: Vec<String> = flare_pipeline::plausibility::check(&image.volume, &seg.labels)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for w in &warnings {
+        say(bar, format!("flare: warning: {}: {w}", job.name));
+    }
     let mut notes = seg.notes.clone();
     if let Source::Dicom {
         choice_note: Some(n),
@@ -637,11 +661,12 @@ fn run_case(
         peak_rss_mb,
         png,
         notes,
+        warnings,
     }
 }
 
-/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml`, one row per case, atomically.
-fn write_volumes_csv(path: &Path, rows: &[(String, [f64; 4])]) -> anyhow::Result<()> {
+/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`, one row per case, atomically.
+fn write_volumes_csv(path: &Path, rows: &[VolumeRow]) -> anyhow::Result<()> {
     atomic_write(path, flare_batch::volumes_csv(rows).as_bytes())
 }
 
