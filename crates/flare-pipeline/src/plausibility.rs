@@ -10,7 +10,8 @@
 //!   as a head, a field of view too small to hold the organs.
 //! - The labels ([`OrganStats`], [`check_organs`]): an organ missing, smaller or larger than any
 //!   adult's in the data we have (an organ cut by the edge of the scan is partial and is never
-//!   called too small), the liver on the patient's left of the spleen, the kidneys in front of
+//!   called too small; where less of it is inside than any adult has, the warning says most of
+//!   it lies outside the field of view), the liver on the patient's left of the spleen, the kidneys in front of
 //!   the liver.
 //!
 //! Measured on a subsample of the CT (about 4 mm apart, the noise test on full-resolution
@@ -101,6 +102,9 @@ pub enum Reason {
     OrganMissing(Organ),
     /// The organ, whole inside the scan, is smaller than any adult's.
     OrganTooSmall(Organ),
+    /// The organ is cut by the edge of the scan and less of it is inside than any adult has:
+    /// most of it lies outside the field of view (a chest-only scan's piece of liver dome).
+    OrganMostlyOutside(Organ),
     /// The organ is larger than any adult's.
     OrganTooLarge(Organ),
     /// The liver lies on the patient's left of the spleen (a mirrored image or header).
@@ -121,6 +125,7 @@ impl Reason {
             Reason::FieldOfViewTooSmall => "field-of-view-too-small",
             Reason::OrganMissing(_) => "organ-missing",
             Reason::OrganTooSmall(_) => "organ-too-small",
+            Reason::OrganMostlyOutside(_) => "organ-mostly-outside",
             Reason::OrganTooLarge(_) => "organ-too-large",
             Reason::LiverLeftOfSpleen => "liver-left-of-spleen",
             Reason::KidneysInFrontOfLiver => "kidneys-in-front-of-liver",
@@ -492,6 +497,15 @@ pub fn check_organs(organs: &[OrganStats; 4]) -> Vec<Warning> {
                     ml(o.volume_ml)
                 ),
             });
+        } else if o.volume_ml < low {
+            out.push(Warning {
+                reason: Reason::OrganMostlyOutside(o.organ),
+                text: format!(
+                    "{name}: only {} mL inside the scan, which cuts it (an adult's is {low:.0} mL \
+                     or more): most of it lies outside the field of view",
+                    ml(o.volume_ml)
+                ),
+            });
         } else if o.volume_ml > high {
             out.push(Warning {
                 reason: Reason::OrganTooLarge(o.organ),
@@ -697,15 +711,39 @@ mod tests {
             reasons(&check_organs(&organ_stats(&empty))),
             Organ::ALL.map(Reason::OrganMissing)
         );
-        // Only the top 2 cm of the liver, cut by the scan's top slice: partial, no warning
-        // for it; the other organs are missing.
+        // Only the top of the liver, cut by the scan's bottom slice: partial, not too small,
+        // but mostly outside the scan; the kidneys and pancreas, lower down, are missing (the
+        // spleen, cut too, keeps an adult-sized part).
         let top = labels
             .crop(&Roi::new([0, 0, 55], [100, 90, 80]).expect("valid roi"))
             .expect("inside");
         let stats = organ_stats(&top);
         assert!(stats[0].cut && stats[0].volume_ml > 0.0, "{:?}", stats[0]);
         let w = reasons(&check_organs(&stats));
-        assert!(!w.contains(&Reason::OrganTooSmall(Organ::Liver)), "{w:?}");
+        assert_eq!(
+            w,
+            [
+                Reason::OrganMostlyOutside(Organ::Liver),
+                Reason::OrganMissing(Organ::Kidneys),
+                Reason::OrganMissing(Organ::Pancreas),
+            ]
+        );
+        // The whole phantom cut through its liver's lower half: an adult-sized part of it
+        // remains, so no warning for it.
+        let upper = labels
+            .crop(&Roi::new([0, 0, 45], [100, 90, 80]).expect("valid roi"))
+            .expect("inside");
+        let upper = organ_stats(&upper);
+        assert!(
+            upper[0].cut && upper[0].volume_ml >= 500.0,
+            "{:?}",
+            upper[0]
+        );
+        assert!(
+            !reasons(&check_organs(&upper))
+                .iter()
+                .any(|r| matches!(r, Reason::OrganMostlyOutside(Organ::Liver))),
+        );
         // Nor does that piece say where the liver is: no position warning from it, even with
         // a spleen placed on its right.
         let mut stats = stats;
