@@ -617,10 +617,7 @@ fn run_case(
         Ok(d) => d,
         Err(e) => return failed(error_text(&e)),
     };
-    // One process per output at a time: a second `flare segment` on the same folder skips the
-    // cases the first is doing rather than redoing them and replacing its outputs. Skipping,
-    // not waiting: once the first is done the output exists, and waiting would only end in
-    // skipping it (or, with --overwrite, in doing the same work twice).
+    // The lock file lives beside the output.
     if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty())
         && let Err(e) = std::fs::create_dir_all(parent)
     {
@@ -629,6 +626,10 @@ fn run_case(
             parent.display()
         ));
     }
+    // One process per output at a time: a second `flare segment` on the same folder skips the
+    // cases the first is doing rather than redoing them and replacing its outputs. Skipping,
+    // not waiting: once the first is done the output exists, and waiting would only end in
+    // skipping it (or, with --overwrite, in doing the same work twice).
     let _lock = match OutputLock::try_acquire(&job.output) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
