@@ -82,11 +82,18 @@ impl Gathered {
         self.cases.iter().filter(|c| f(&c.state)).count()
     }
 
-    /// `(case, volumes)` of every complete case, in plan order, for [`volumes_csv`].
-    pub fn volume_rows(&self) -> Vec<(String, [f64; 4])> {
+    /// The row of every complete case, in plan order, for [`volumes_csv`] (the plausibility
+    /// warnings from its record).
+    pub fn volume_rows(&self) -> Vec<VolumeRow> {
         self.cases
             .iter()
-            .filter_map(|c| c.volumes_ml.map(|v| (c.case.name.clone(), v)))
+            .filter_map(|c| {
+                c.volumes_ml.map(|v| VolumeRow {
+                    case: c.case.name.clone(),
+                    volumes_ml: v,
+                    warnings: c.warnings(),
+                })
+            })
             .collect()
     }
 
@@ -132,10 +139,22 @@ impl Gathered {
                         None
                     },
                     notes: c.notes.clone(),
+                    warnings: c.warnings(),
                 }
             })
             .collect()
     }
+}
+
+/// One row of the volumes CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeRow {
+    /// Case name.
+    pub case: String,
+    /// Liver, kidneys, spleen, pancreas in mL.
+    pub volumes_ml: [f64; 4],
+    /// Plausibility warnings (`flare_pipeline::plausibility`), none for a plausible case.
+    pub warnings: Vec<String>,
 }
 
 /// Looks at every planned case in `output_dir`: its label map and its record. A case is
@@ -264,21 +283,39 @@ impl GatheredCase {
     pub fn part(&self, count: u32) -> u32 {
         part_of(&self.case.name, count)
     }
+
+    /// The plausibility warnings its record carries (none without a record).
+    pub fn warnings(&self) -> Vec<String> {
+        self.record
+            .as_ref()
+            .map(|r| r.warnings.clone())
+            .unwrap_or_default()
+    }
 }
 
-/// The volumes CSV: `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml`, one row per case, three
-/// decimals; a name with a comma, quote or line break is quoted as RFC 4180 says.
-pub fn volumes_csv(rows: &[(String, [f64; 4])]) -> String {
-    let mut text = String::from("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml\n");
-    for (name, v) in rows {
-        let quoted = if name.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", name.replace('"', "\"\""))
+/// The volumes CSV: `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`, one row per case.
+/// `warnings` holds the case's plausibility warnings joined by `; ` (empty when there are
+/// none); it comes last so the volume columns stay where they always were. Fields are quoted
+/// as RFC 4180 wants where they hold a comma, quote or line break.
+pub fn volumes_csv(rows: &[VolumeRow]) -> String {
+    let quote = |text: &str| {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
         } else {
-            name.clone()
-        };
+            text.to_string()
+        }
+    };
+    let mut text = String::from("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings\n");
+    for r in rows {
+        let v = r.volumes_ml;
         text.push_str(&format!(
-            "{quoted},{:.3},{:.3},{:.3},{:.3}\n",
-            v[0], v[1], v[2], v[3]
+            "{},{:.3},{:.3},{:.3},{:.3},{}\n",
+            quote(&r.case),
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            quote(&r.warnings.join("; "))
         ));
     }
     text

@@ -23,7 +23,7 @@ mod tests;
 
 pub use crate::{
     error::{BatchError, Result},
-    gather::{CaseState, Gathered, GatheredCase, PlannedCase, gather, volumes_csv},
+    gather::{CaseState, Gathered, GatheredCase, PlannedCase, VolumeRow, gather, volumes_csv},
     part::{Engine, Part, engine_job, part_of},
     record::{CaseRecord, OrganVolumes, RECORDS_DIR, RecordStatus, Records},
 };

@@ -88,6 +88,10 @@ pub struct CaseRecord {
     /// Anything a reader should know (post-processing effects, DICOM series choice).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Plausibility warnings (`flare_pipeline::plausibility`): the input does not look like an
+    /// abdominal CT, or an organ is missing, too small, too large or misplaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The part of the batch that did it.
     pub part: Part,
     /// The model that segmented it (`flare segment` prints the same description).
@@ -128,6 +132,7 @@ impl CaseRecord {
             volumes_ml: None,
             png: None,
             notes: Vec::new(),
+            warnings: Vec::new(),
             part,
             model: None,
             job: None,

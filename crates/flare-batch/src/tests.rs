@@ -58,11 +58,11 @@ fn every_state_a_killed_part_can_leave_is_named() {
     let records = Records::of_output(&out);
     let part = Part::new(0, 4).unwrap();
     let by = |n: &str| cases.iter().find(|c| c.name == n).unwrap();
-    // Done: map and record.
+    // Done: map and record (with a plausibility warning).
     std::fs::write(&by("done").output, b"map").unwrap();
-    records
-        .write(&record(by("done"), RecordStatus::Done, part))
-        .unwrap();
+    let mut done = record(by("done"), RecordStatus::Done, part);
+    done.warnings = vec!["no spleen found".to_string()];
+    records.write(&done).unwrap();
     // Map written, part killed before its record.
     std::fs::write(&by("unrecorded").output, b"mapmap").unwrap();
     // Failed.
@@ -104,13 +104,19 @@ fn every_state_a_killed_part_can_leave_is_named() {
         state("broken")
     );
     assert_eq!((g.complete(), g.failed(), g.missing()), (3, 2, 2));
-    // Volumes from the record where it has them, else read from the map.
+    // Volumes from the record where it has them, else read from the map; warnings from the
+    // record.
+    let row = |case: &str, volumes_ml, warnings: &[&str]| VolumeRow {
+        case: case.to_string(),
+        volumes_ml,
+        warnings: warnings.iter().map(|w| w.to_string()).collect(),
+    };
     assert_eq!(
         g.volume_rows(),
         [
-            ("done".to_string(), [1.0, 2.0, 3.0, 4.0]),
-            ("unrecorded".to_string(), [6.0, 0.0, 0.0, 0.0]),
-            ("retried".to_string(), [1.0, 0.0, 0.0, 0.0]),
+            row("done", [1.0, 2.0, 3.0, 4.0], &["no spleen found"]),
+            row("unrecorded", [6.0, 0.0, 0.0, 0.0], &[]),
+            row("retried", [1.0, 0.0, 0.0, 0.0], &[]),
         ]
     );
     assert_eq!(g.part_count, Some(4));
@@ -130,6 +136,7 @@ fn every_state_a_killed_part_can_leave_is_named() {
         (e.status.clone(), e.wall_s),
         (flare_report::CaseStatus::Done, Some(2.0))
     );
+    assert_eq!(e.warnings, ["no spleen found"]);
     // Gathering writes nothing.
     let mut listing: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -181,14 +188,23 @@ fn records_that_disagree_on_the_part_count_give_none() {
 
 #[test]
 fn volumes_csv_quotes_odd_names() {
+    let row = |case: &str, volumes_ml, warnings: &[&str]| VolumeRow {
+        case: case.to_string(),
+        volumes_ml,
+        warnings: warnings.iter().map(|w| w.to_string()).collect(),
+    };
     let csv = volumes_csv(&[
-        ("a".to_string(), [1.0, 2.5, 3.25, 0.0]),
-        ("b,\"c\"".to_string(), [0.0; 4]),
+        row("a", [1.0, 2.5, 3.25, 0.0], &[]),
+        row(
+            "b,\"c\"",
+            [0.0; 4],
+            &["no liver found", "kidneys 3 mL, smaller"],
+        ),
     ]);
     assert_eq!(
         csv,
-        "case,liver_ml,kidney_ml,spleen_ml,pancreas_ml\n\
-         a,1.000,2.500,3.250,0.000\n\
-         \"b,\"\"c\"\"\",0.000,0.000,0.000,0.000\n"
+        "case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings\n\
+         a,1.000,2.500,3.250,0.000,\n\
+         \"b,\"\"c\"\"\",0.000,0.000,0.000,0.000,\"no liver found; kidneys 3 mL, smaller\"\n"
     );
 }

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // One line: the context chain, outermost first ("reading X: gzip stream truncated").
-            eprintln!("flare: error: {e:#}");
+            eprintln!("flare: error: {}", cmd::util::error_text(&e));
             ExitCode::from(2)
         }
     }

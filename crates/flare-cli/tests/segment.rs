@@ -288,7 +288,7 @@ fn a_flare_batch_goes_on_past_a_corrupt_case_and_names_outputs_the_flare_way() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml")
+        Some("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings")
     );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 3, "{csv}");

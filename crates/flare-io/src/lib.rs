@@ -150,7 +150,11 @@ pub fn read_ct(path: &Path, options: &ReadOptions) -> Result<CtImage, IoError> {
 
 /// Checks that `output` is a NIfTI name and is none of `inputs` (also through links).
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), IoError> {
-    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // Lossy: the suffixes are ASCII, and a name that is not UTF-8 is still a good name.
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) || name.starts_with(".nii") {
         return Err(IoError::BadOutputName {
             path: output.to_path_buf(),

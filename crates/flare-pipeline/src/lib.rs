@@ -8,6 +8,8 @@
 //! - [`segment`]: preprocess, stage 1 (coarse organs on the whole scan, their box), stage 2
 //!   (the box with a margin, finely), the lean export onto the scan's grid
 //!   (`flare_imgproc::argmax_on_grid`), post-processing; timed per step.
+//! - [`plausibility`]: whether the input looks like an abdominal CT and the organs found are
+//!   adult-sized and in place; warnings only, the labels are never changed.
 //! - [`stages`]: each step on its own. Training's validation calls these, so validation Dice
 //!   is the Dice of this code.
 //!
@@ -31,6 +33,7 @@
 
 mod error;
 mod model;
+pub mod plausibility;
 mod segment;
 pub mod stages;
 

@@ -75,6 +75,16 @@ struct Outcome {
     read_s: f64,
     total_s: f64,
     notes: Vec<String>,
+    /// Plausibility warnings (`flare_pipeline::plausibility`), as the CLI prints them.
+    warnings: Vec<String>,
+}
+
+/// The plausibility warnings of a segmented CT, as text.
+fn warnings(ct: &Volume<f32>, seg: &Segmentation) -> Vec<String> {
+    flare_pipeline::plausibility::check(ct, &seg.labels)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// A loaded two-stage model (see `flare.Model`); safe to share between Python threads.
@@ -159,6 +169,7 @@ impl NativeModel {
             }
             let seg = self.run(&image.volume, &options, &path.display().to_string())?;
             Ok(Outcome {
+                warnings: warnings(&image.volume, &seg),
                 seg,
                 affine,
                 read_s,
@@ -195,6 +206,7 @@ impl NativeModel {
                 let seg = self.run(&volume, &options, &name)?;
                 let affine = Affine::from_rows([affine[0], affine[1], affine[2]]);
                 Ok(Outcome {
+                    warnings: warnings(&volume, &seg),
                     seg,
                     affine,
                     read_s,
@@ -410,6 +422,7 @@ fn outcome_dict(py: Python<'_>, out: Outcome) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("volumes_ml", vol)?;
     d.set_item("timings", timings)?;
     d.set_item("notes", notes)?;
+    d.set_item("warnings", out.warnings)?;
     d.set_item("roi", roi)?;
     Ok(d)
 }

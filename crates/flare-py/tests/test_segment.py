@@ -273,6 +273,7 @@ def test_builtin_model_on_a_real_scan_matches_cli(flare_cli, data_dir, capsys):
     r = model.segment(scan)
     call_s = time.perf_counter() - t
     assert np.array_equal(r.labels, expected)
+    assert r.warnings == [], r.warnings  # a real abdominal CT: nothing implausible
     img = nib.load(scan)
     r2 = model.segment(img)
     assert np.array_equal(r2.labels, expected)
@@ -286,6 +287,14 @@ def test_builtin_model_on_a_real_scan_matches_cli(flare_cli, data_dir, capsys):
             f"the CLI's steps (read to post-process) on the same scan {cli_s:.2f} s "
             f"(machine shared with other jobs)"
         )
+
+
+def test_an_air_cube_is_warned_about_and_its_labels_kept(model):
+    air = np.full((48, 48, 40), -1024, np.int16)
+    r = model.segment(air, np.diag([5.0, 5.0, 5.0, 1.0]))
+    assert r.warnings and r.warnings[0].startswith("the image is uniform"), r.warnings
+    # Warnings only: the labels are whatever the model found.
+    assert r.labels.shape == air.shape and r.labels.dtype == np.uint8
 
 
 def test_import_time_and_call_overhead_are_printed(model, phantoms, capsys):

@@ -37,12 +37,16 @@ pub struct CaseEntry {
     pub peak_rss_mb: Option<f64>,
     /// The overlay picture, relative to the report folder.
     pub png: Option<String>,
-    /// Anything a reader should know (warnings, post-processing effects).
+    /// Anything a reader should know (post-processing effects, a picture not written).
     pub notes: Vec<String>,
+    /// Plausibility warnings: the input does not look like an abdominal CT, or an organ is
+    /// missing, too small, too large or misplaced. Shown in red in the table and above the
+    /// case's picture.
+    pub warnings: Vec<String>,
 }
 
 /// Writes `dir/index.html` for a batch: a title, a colour legend, a table (case, status, volumes
-/// in mL per organ, wall s, peak RSS MB, notes), and each case's overlay below (lazy-loaded
+/// in mL per organ, wall s, peak RSS MB, warnings and notes), and each case's overlay below (lazy-loaded
 /// images). Self-contained (inline CSS, no scripts); every text is escaped; written atomically;
 /// `dir` is created if missing. Returns the path of the file.
 pub fn write_index_html(
@@ -117,6 +121,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 td.zero{background:#fde2e2;font-weight:bold}
 tr.failed td{background:#fde2e2}
 tr.skipped td{color:#777}
+.warn{color:#b42318;font-weight:bold}
 .st-done{color:#1a7f37}.st-failed{color:#b42318;font-weight:bold}.st-skipped{color:#777}
 section{margin:2em 0}
 section h2{font-size:1.1em;margin:0 0 .2em}
@@ -186,7 +191,12 @@ fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {
                 number(v, 1)
             );
         }
-        let notes: Vec<String> = case.notes.iter().map(|s| escape(s)).collect();
+        let notes: Vec<String> = case
+            .warnings
+            .iter()
+            .map(|s| format!("<span class=\"warn\">warning: {}</span>", escape(s)))
+            .chain(case.notes.iter().map(|s| escape(s)))
+            .collect();
         let _ = writeln!(
             h,
             "<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
@@ -208,6 +218,9 @@ fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {
                 .map(|o| format!(" \u{2192} {}", escape(o)))
                 .unwrap_or_default()
         );
+        for w in &case.warnings {
+            let _ = writeln!(h, "<p class=\"warn\">warning: {}</p>", escape(w));
+        }
         match (&case.png, &case.status) {
             (Some(png), _) => {
                 let _ = writeln!(

@@ -19,6 +19,7 @@ fn case(name: &str, status: CaseStatus) -> CaseEntry {
         peak_rss_mb: Some(812.6),
         png: Some(format!("{name}.png")),
         notes: vec!["kept 2 of 5 kidney components".to_string()],
+        warnings: Vec::new(),
     }
 }
 
@@ -34,9 +35,11 @@ fn index_lists_every_case_and_escapes_all_text() {
     failed.volumes_ml = None;
     failed.wall_s = None;
     failed.peak_rss_mb = None;
+    let mut odd = case(hostile, CaseStatus::Done);
+    odd.warnings = vec!["liver 92 mL <small>".to_string()];
     let cases = vec![
         case("case_001", CaseStatus::Done),
-        case(hostile, CaseStatus::Done),
+        odd,
         failed,
         case("old one", CaseStatus::Skipped("output exists".into())),
     ];
@@ -50,6 +53,12 @@ fn index_lists_every_case_and_escapes_all_text() {
     assert!(html.contains("<title>Batch &lt;1&gt;</title>"));
     assert!(html.contains("flare-default v1 &lt;tiny&gt;"));
     assert!(html.contains("truncated gzip &lt;eof&gt;"));
+    // A plausibility warning: in the table and above the case's picture, in red, escaped.
+    assert_eq!(
+        html.matches("class=\"warn\">warning: liver 92 mL &lt;small&gt;<")
+            .count(),
+        2
+    );
     // One table row per case plus the header, and one section per case.
     assert_eq!(html.matches("<tr").count(), cases.len() + 1);
     assert_eq!(html.matches("<section").count(), cases.len());

@@ -105,6 +105,18 @@ impl Batch {
         })
     }
 
+    /// The plausibility warnings the record of `case` holds (none without a readable record,
+    /// or outside a batch).
+    pub fn recorded_warnings(&self, case: &str) -> Vec<String> {
+        match &self.records {
+            Some(records) => match records.read(case) {
+                Ok(Some(r)) => r.warnings,
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        }
+    }
+
     /// Writes the record of a case that just ended. An existing output whose record already
     /// says complete keeps its record untouched, so reruns rewrite nothing that is done.
     pub fn record(
@@ -139,6 +151,7 @@ impl Batch {
             _ => None,
         };
         r.notes = entry.notes.clone();
+        r.warnings = entry.warnings.clone();
         r.job = self.job.clone();
         r.model = Some(self.model.clone());
         records

@@ -2,6 +2,7 @@
 
 use std::{
     collections::BTreeMap,
+    ffi::{OsStr, OsString},
     io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -9,6 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
+use flare_batch::VolumeRow;
 use flare_io::{CtImage, ReadOptions, Source};
 use flare_pipeline::{Model, PostProcess, SegmentOptions, Segmentation, Step};
 use flare_report::{CaseEntry, CaseStatus, OverlayOptions};
@@ -16,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cmd::{
     dicom_out,
-    util::{atomic_write, file_target, same_path, say},
+    util::{OutputLock, atomic_write, check_writable, error_text, file_target, same_path, say},
 };
 
 /// Arguments of `flare segment` (its description is on the subcommand in main.rs).
@@ -75,7 +77,10 @@ const DETAILS: &str = "\
 Output, per case, one line on stdout: the output file, wall time, peak resident memory
 (RSS) and the organ volumes in mL. Existing outputs are skipped unless --overwrite. A case
 that cannot be read or segmented is reported and skipped; the others go on, and the exit
-code is 1 if any case failed (2 for a usage error). Inputs are never modified; every output
+code is 1 if any case failed (2 for a usage error). A case that does not look plausible (the
+input is not like a CT of an adult abdomen; an organ is missing, too small or large for an
+adult, or misplaced) gets `flare: warning: CASE: ...` lines on stderr and the same text in
+the CSV's last column, `warnings`; the labels are left as they are. Inputs are never modified; every output
 is written to a temporary file and renamed. For a folder of cases, each case also leaves a
 record in OUTPUT/.flare-records/<case>.json (status, error, seconds, peak RSS, volumes), which
 `flare gather` reads; --num-parts/--part-id/--part-from-env do one part of the folder (a
@@ -112,31 +117,57 @@ pub struct Plan {
     pub batch: bool,
 }
 
-fn nifti_stem(name: &str) -> Option<&str> {
-    name.strip_suffix(".nii.gz")
-        .or_else(|| name.strip_suffix(".nii"))
-        .filter(|s| !s.is_empty())
-}
-
-/// A FLARE channel suffix `_NNNN`; channel 0 is the CT.
-fn channel_of(stem: &str) -> Option<(&str, &str)> {
-    let (case, ch) = stem.rsplit_once('_')?;
-    (ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) && !case.is_empty())
-        .then_some((case, ch))
-}
-
-fn case_name(stem: &str) -> String {
-    match channel_of(stem) {
-        Some((case, "0000")) => case.to_string(),
-        _ => stem.to_string(),
+/// `name` without the ASCII `suffix`, byte for byte: file names need not be UTF-8 (a folder
+/// copied from an old system in Latin-1), and such a case keeps its exact bytes in its
+/// output's name; only messages show it lossily.
+fn strip_suffix_os<'a>(name: &'a OsStr, suffix: &str) -> Option<&'a OsStr> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        name.as_bytes()
+            .strip_suffix(suffix.as_bytes())
+            .map(OsStr::from_bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        name.to_str()?.strip_suffix(suffix).map(OsStr::new)
     }
 }
 
+fn nifti_stem(name: &OsStr) -> Option<&OsStr> {
+    strip_suffix_os(name, ".nii.gz")
+        .or_else(|| strip_suffix_os(name, ".nii"))
+        .filter(|s| !s.is_empty())
+}
+
+/// A FLARE channel suffix `_NNNN`: the case and the channel; channel 0 is the CT.
+fn channel_of(stem: &OsStr) -> Option<(&OsStr, String)> {
+    let lossy = stem.to_string_lossy();
+    let (_, ch) = lossy.rsplit_once('_')?;
+    if ch.len() != 4 || !ch.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let case = strip_suffix_os(stem, &format!("_{ch}"))?;
+    (!case.is_empty()).then(|| (case, ch.to_string()))
+}
+
+/// The case a NIfTI stem names: without `_0000`, else the whole stem.
+fn case_stem(stem: &OsStr) -> &OsStr {
+    match channel_of(stem) {
+        Some((case, ch)) if ch == "0000" => case,
+        _ => stem,
+    }
+}
+
+/// `<case>.nii.gz`, byte for byte.
+fn output_name(case: &OsStr) -> OsString {
+    let mut name = case.to_os_string();
+    name.push(".nii.gz");
+    name
+}
+
 fn is_nifti_name(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(nifti_stem)
-        .is_some()
+    path.file_name().and_then(nifti_stem).is_some()
 }
 
 /// Works out the cases from INPUT and OUTPUT.
@@ -144,15 +175,15 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
     let meta = std::fs::metadata(input)
         .with_context(|| format!("{}: no such file or folder", input.display()))?;
     let output_is_file = is_nifti_name(output);
-    let single = |name: String| -> anyhow::Result<Plan> {
+    let single = |case: &OsStr| -> anyhow::Result<Plan> {
         let out = if output_is_file {
             output.to_path_buf()
         } else {
-            output.join(format!("{name}.nii.gz"))
+            output.join(output_name(case))
         };
         Ok(Plan {
             jobs: vec![Job {
-                name,
+                name: case.to_string_lossy().into_owned(),
                 input: input.to_path_buf(),
                 output: out,
                 series: None,
@@ -162,14 +193,13 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
         })
     };
     if !meta.is_dir() {
-        let file_name = input.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some(stem) = nifti_stem(file_name) else {
+        let Some(stem) = input.file_name().and_then(nifti_stem) else {
             anyhow::bail!(
                 "{}: not a .nii/.nii.gz file or a folder (DICOM series or FLARE cases)",
                 input.display()
             );
         };
-        return single(case_name(stem));
+        return single(case_stem(stem));
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(input)
         .with_context(|| format!("{}: cannot list the folder", input.display()))?
@@ -182,9 +212,9 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
         let name = input
             .canonicalize()
             .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "case".to_string());
-        return single(name);
+            .and_then(|p| p.file_name().map(OsStr::to_os_string))
+            .unwrap_or_else(|| OsString::from("case"));
+        return single(&name);
     }
     if output_is_file {
         anyhow::bail!(
@@ -196,10 +226,9 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
         batch: true,
         ..Plan::default()
     };
-    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut seen: BTreeMap<OsString, PathBuf> = BTreeMap::new();
     for f in files {
-        let file_name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some(stem) = nifti_stem(file_name) else {
+        let Some(stem) = f.file_name().and_then(nifti_stem) else {
             continue;
         };
         if let Some((_, ch)) = channel_of(stem)
@@ -211,8 +240,9 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
             ));
             continue;
         }
-        let name = case_name(stem);
-        if let Some(first) = seen.get(&name) {
+        let case = case_stem(stem).to_os_string();
+        let name = case.to_string_lossy().into_owned();
+        if let Some(first) = seen.get(&case) {
             out.notes.push(format!(
                 "{}: ignored (case {name} is already {})",
                 f.display(),
@@ -220,13 +250,13 @@ pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
             ));
             continue;
         }
-        seen.insert(name.clone(), f.clone());
         out.jobs.push(Job {
-            output: output.join(format!("{name}.nii.gz")),
+            output: output.join(output_name(&case)),
             name,
-            input: f,
+            input: f.clone(),
             series: None,
         });
+        seen.insert(case, f);
     }
     Ok(out)
 }
@@ -239,6 +269,10 @@ struct Outcome {
     peak_rss_mb: Option<f64>,
     png: Option<String>,
     notes: Vec<String>,
+    /// Plausibility warnings (flare_pipeline::plausibility).
+    warnings: Vec<String>,
+    /// Skipped because another flare process holds its lock: that process writes its record.
+    busy: bool,
 }
 
 /// Seconds of each step of one case, read to write.
@@ -386,6 +420,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{}: is an input; refusing to write there", side.display());
         }
     }
+    // ... and must be writable, found out now rather than after the whole batch.
+    if let Some(csv) = &args.volumes {
+        if csv.is_dir() {
+            anyhow::bail!(
+                "{}: is a folder; --volumes takes a file name",
+                csv.display()
+            );
+        }
+        let dir = csv.parent().filter(|p| !p.as_os_str().is_empty());
+        check_writable(dir.unwrap_or(Path::new(".")), false)
+            .with_context(|| format!("{}: cannot write the volumes here", csv.display()))?;
+    }
+    if let Some(dir) = &args.report {
+        check_writable(dir, true)?;
+    }
     let model = load_model(args.model.as_deref())?;
     eprintln!("flare segment: model {}", model.describe());
     for n in &plan.notes {
@@ -435,7 +484,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut entries = Vec::with_capacity(plan.jobs.len());
-    let mut volume_rows: Vec<(String, [f64; 4])> = Vec::new();
+    let mut volume_rows: Vec<VolumeRow> = Vec::new();
     let mut failed = 0usize;
     for job in &plan.jobs {
         bar.set_message(job.name.clone());
@@ -446,7 +495,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             Some(p) => Ok(Some(p)),
             None => dicom.prepare(job, read.series_uid.as_deref(), args.overwrite),
         };
-        let outcome = run_case(job, &model, &read, &options, args, &bar, prepared);
+        let mut outcome = run_case(job, &model, &read, &options, args, &bar, prepared);
+        let busy = outcome.busy;
+        if matches!(outcome.status, CaseStatus::Skipped(_)) {
+            // An existing output keeps the warnings its run recorded, so a rerun's CSV and
+            // report still show them.
+            outcome.warnings = batch.recorded_warnings(&job.name);
+        }
         match &outcome.status {
             CaseStatus::Failed(msg) => {
                 failed += 1;
@@ -456,7 +511,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             CaseStatus::Done => {}
         }
         if let Some(v) = outcome.volumes_ml {
-            volume_rows.push((job.name.clone(), v));
+            volume_rows.push(VolumeRow {
+                case: job.name.clone(),
+                volumes_ml: v,
+                warnings: outcome.warnings.clone(),
+            });
         }
         entries.push(CaseEntry {
             name: job.name.clone(),
@@ -468,12 +527,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             peak_rss_mb: outcome.peak_rss_mb,
             png: outcome.png,
             notes: outcome.notes,
+            warnings: outcome.warnings,
         });
-        if let Some(entry) = entries.last()
+        // A case another process holds is that process's to record.
+        if let Some(entry) = entries.last().filter(|_| !busy)
             && let Err(e) = batch.record(entry, &job.input, &job.output, args.report.as_deref())
         {
             failed += 1;
-            say(&bar, format!("flare: error: {e:#}"));
+            say(&bar, format!("flare: error: {}", error_text(&e)));
         }
         bar.inc(1);
     }
@@ -520,12 +581,12 @@ fn run_case(
     bar: &ProgressBar,
     dicom: anyhow::Result<Option<dicom_out::Prepared>>,
 ) -> Outcome {
-    if job.output.exists() && !args.overwrite {
+    let existing = || {
         // Still report the existing map's volumes, so a rerun's CSV covers every case.
         let volumes_ml = flare_nifti::read_label_map(&job.output)
             .ok()
             .map(|m| flare_pipeline::organ_volumes_ml(&m.volume));
-        return Outcome {
+        Outcome {
             status: CaseStatus::Skipped(format!(
                 "{} exists; --overwrite replaces it",
                 job.output.display()
@@ -535,7 +596,12 @@ fn run_case(
             peak_rss_mb: None,
             png: None,
             notes: Vec::new(),
-        };
+            warnings: Vec::new(),
+            busy: false,
+        }
+    };
+    if job.output.exists() && !args.overwrite {
+        return existing();
     }
     let failed = |msg: String| Outcome {
         status: CaseStatus::Failed(msg),
@@ -544,11 +610,44 @@ fn run_case(
         peak_rss_mb: None,
         png: None,
         notes: Vec::new(),
+        warnings: Vec::new(),
+        busy: false,
     };
     let dicom = match dicom {
         Ok(d) => d,
-        Err(e) => return failed(format!("{e:#}")),
+        Err(e) => return failed(error_text(&e)),
     };
+    // The lock file lives beside the output.
+    if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Err(e) = std::fs::create_dir_all(parent)
+    {
+        return failed(format!(
+            "{}: cannot create the folder: {e}",
+            parent.display()
+        ));
+    }
+    // One process per output at a time: a second `flare segment` on the same folder skips the
+    // cases the first is doing rather than redoing them and replacing its outputs. Skipping,
+    // not waiting: once the first is done the output exists, and waiting would only end in
+    // skipping it (or, with --overwrite, in doing the same work twice).
+    let _lock = match OutputLock::try_acquire(&job.output) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            return Outcome {
+                status: CaseStatus::Skipped(format!(
+                    "another flare process is writing {} now",
+                    job.output.display()
+                )),
+                busy: true,
+                ..failed(String::new())
+            };
+        }
+        Err(e) => return failed(error_text(&e)),
+    };
+    // It may have finished this case between our first look and the lock.
+    if job.output.exists() && !args.overwrite {
+        return existing();
+    }
     flare_measure::reset_own_peak_rss();
     let start = Instant::now();
     let name = job.name.clone();
@@ -561,16 +660,26 @@ fn run_case(
         Ok(r) => r,
         Err(e) => {
             return Outcome {
-                status: CaseStatus::Failed(format!("{e:#}")),
+                status: CaseStatus::Failed(error_text(&e)),
                 volumes_ml: None,
                 wall_s: Some(wall_s),
                 peak_rss_mb,
                 png: None,
                 notes: Vec::new(),
+                warnings: Vec::new(),
+                busy: false,
             };
         }
     };
     let volumes = flare_pipeline::organ_volumes_ml(&seg.labels);
+    // Warnings only: the labels stay as the model made them.
+    let warnings: Vec<String> = flare_pipeline::plausibility::check(&image.volume, &seg.labels)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for w in &warnings {
+        say(bar, format!("flare: warning: {}: {w}", job.name));
+    }
     let mut notes = seg.notes.clone();
     if let Source::Dicom {
         choice_note,
@@ -592,7 +701,7 @@ fn run_case(
     if let Some(d) = &dicom {
         match dicom_out::write(d, &seg.labels, model) {
             Ok(line) => say(bar, format!("{}: {line}", job.name)),
-            Err(e) => return failed(format!("{e:#}")),
+            Err(e) => return failed(error_text(&e)),
         }
     }
     let steps = timings
@@ -628,9 +737,21 @@ fn run_case(
         ) {
             Ok(_) => png = Some(file),
             Err(e) => {
-                let msg = format!("report picture not written: {e}");
-                say(bar, format!("flare: warning: {}: {msg}", job.name));
-                notes.push(msg);
+                // A case whose picture is missing has failed (exit 1), as one whose DICOM
+                // outputs could not be written: a full disk must not pass for success.
+                return Outcome {
+                    status: CaseStatus::Failed(format!(
+                        "report picture not written: {e} (the label map was written; \
+                         --overwrite redoes the case)"
+                    )),
+                    volumes_ml: Some(volumes),
+                    wall_s: Some(wall_s),
+                    peak_rss_mb,
+                    png: None,
+                    notes,
+                    warnings,
+                    busy: false,
+                };
             }
         }
     }
@@ -641,11 +762,13 @@ fn run_case(
         peak_rss_mb,
         png,
         notes,
+        warnings,
+        busy: false,
     }
 }
 
-/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml`, one row per case, atomically.
-fn write_volumes_csv(path: &Path, rows: &[(String, [f64; 4])]) -> anyhow::Result<()> {
+/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`, one row per case, atomically.
+fn write_volumes_csv(path: &Path, rows: &[VolumeRow]) -> anyhow::Result<()> {
     atomic_write(path, flare_batch::volumes_csv(rows).as_bytes())
 }
 
@@ -655,13 +778,32 @@ mod tests {
 
     #[test]
     fn flare_names() {
-        assert_eq!(case_name("case_0000"), "case");
-        assert_eq!(case_name("FLARE21_001_0000"), "FLARE21_001");
-        assert_eq!(case_name("scan"), "scan");
-        assert_eq!(case_name("scan_12"), "scan_12");
-        assert_eq!(channel_of("a_0001"), Some(("a", "0001")));
-        assert_eq!(nifti_stem("a.nii.gz"), Some("a"));
-        assert_eq!(nifti_stem(".nii.gz"), None);
-        assert_eq!(nifti_stem("a.txt"), None);
+        let os = OsStr::new;
+        assert_eq!(case_stem(os("case_0000")), "case");
+        assert_eq!(case_stem(os("FLARE21_001_0000")), "FLARE21_001");
+        assert_eq!(case_stem(os("scan")), "scan");
+        assert_eq!(case_stem(os("scan_12")), "scan_12");
+        assert_eq!(
+            channel_of(os("a_0001")),
+            Some((os("a"), "0001".to_string()))
+        );
+        assert_eq!(channel_of(os("_0001")), None);
+        assert_eq!(nifti_stem(os("a.nii.gz")), Some(os("a")));
+        assert_eq!(nifti_stem(os(".nii.gz")), None);
+        assert_eq!(nifti_stem(os("a.txt")), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let stem = OsStr::from_bytes(b"caf\xe9_0000");
+        let case = case_stem(stem);
+        assert_eq!(case.as_bytes(), b"caf\xe9");
+        assert_eq!(output_name(case).as_bytes(), b"caf\xe9.nii.gz");
+        assert_eq!(
+            nifti_stem(OsStr::from_bytes(b"\xff.nii")).map(OsStr::as_bytes),
+            Some(&b"\xff"[..])
+        );
     }
 }

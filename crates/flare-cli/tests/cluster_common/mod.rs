@@ -121,12 +121,13 @@ pub fn csv_livers(path: &Path) -> BTreeMap<String, f64> {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml")
+        Some("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings")
     );
     lines
         .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 5, "{l}");
+            // The last column, the plausibility warnings, may hold quoted commas.
+            let f: Vec<&str> = l.splitn(6, ',').collect();
+            assert_eq!(f.len(), 6, "{l}");
             (f[0].to_string(), f[1].parse().unwrap())
         })
         .collect()

@@ -72,11 +72,16 @@ class Segmentation:
             stage; 0 for a two-stage model), ``postprocess``, and ``total``
             for the whole native call.
         notes: things worth knowing (e.g. "stage 1 found no organ", stray pieces removed).
+        warnings: plausibility warnings, one sentence each, empty for a plausible case: the
+            input does not look like a CT of an adult abdomen (uniform, no body, noise, not
+            Hounsfield units, head-sized, field of view too small), or an organ is missing,
+            smaller or larger than an adult's, or in an impossible place. The labels are
+            never changed by them; ``flare segment`` prints the same lines.
         roi: ``((i0, j0, k0), (i1, j1, k1))``, the voxel box stage 2 segmented (end
             exclusive), or ``None`` when stage 1 found no organ.
     """
 
-    __slots__ = ("labels", "affine", "volumes_ml", "timings", "notes", "roi", "_like")
+    __slots__ = ("labels", "affine", "volumes_ml", "timings", "notes", "warnings", "roi", "_like")
 
     def __init__(self, raw: Dict[str, Any], like: Any = None, c_order: bool = False) -> None:
         labels = raw["labels"]
@@ -85,6 +90,7 @@ class Segmentation:
         self.volumes_ml: Dict[str, float] = dict(raw["volumes_ml"])
         self.timings: Dict[str, float] = dict(raw["timings"])
         self.notes: List[str] = list(raw["notes"])
+        self.warnings: List[str] = list(raw["warnings"])
         self.roi: Optional[Tuple[Tuple[int, int, int], Tuple[int, int, int]]] = raw["roi"]
         self._like = like
 
