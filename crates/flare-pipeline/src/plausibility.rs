@@ -196,7 +196,7 @@ pub struct ImageStats {
     pub body_width_mm: Option<f64>,
 }
 
-/// Measures `image` (HU) for [`check_image`]: voxels about [`SAMPLE_MM`] apart, positions in
+/// Measures `image` (HU) for [`check_image`]: voxels about `SAMPLE_MM` (4 mm) apart, positions in
 /// world (patient RAS) millimetres, so any orientation measures alike.
 pub fn image_stats(image: &Volume<f32>) -> ImageStats {
     let g = image.geometry();
