@@ -331,7 +331,9 @@ pub struct MutationReport {
 /// which returns the reader's error message on refusal. Panics, after trying every input, if
 /// any input made the reader panic, or requested a single allocation above `max_alloc` bytes
 /// (needs [`CappedAlloc`] installed), or gave an empty error message; the first few failing
-/// inputs are written to `target/mutation-failures/<name>-<case>.bin`.
+/// inputs are written to `target/mutation-failures/<name>-<case>.bin`, and the input being read
+/// to `<name>-last.bin` (removed at the end), which names the culprit when a reader aborts the
+/// whole process.
 pub fn run_mutations(
     name: &str,
     seeds: &[Vec<u8>],
@@ -347,6 +349,8 @@ pub fn run_mutations(
     let dir = crate::workspace_root()
         .join("target")
         .join("mutation-failures");
+    let _ = std::fs::create_dir_all(&dir);
+    let last = dir.join(format!("{name}-last.bin"));
     for case in 0..count {
         let seed = &seeds[case % seeds.len()];
         // Every tenth input is a seed itself, so that the readers' success paths stay covered.
@@ -355,6 +359,9 @@ pub fn run_mutations(
         } else {
             mutator.mutate(seed)
         };
+        // Kept until the input returns: if the reader aborts the process (an allocation the
+        // cap refused, a stack overflow), this file is the input that did it.
+        let _ = std::fs::write(&last, &input);
         reset_largest_allocation();
         let outcome = catch_unwind(AssertUnwindSafe(|| read(&input)));
         let largest = largest_allocation();
@@ -383,7 +390,6 @@ pub fn run_mutations(
         if let Some(problem) = problem {
             let file = dir.join(format!("{name}-{case}.bin"));
             if failures.len() < 5 {
-                let _ = std::fs::create_dir_all(&dir);
                 let _ = std::fs::write(&file, &input);
             }
             failures.push(format!(
@@ -393,6 +399,7 @@ pub fn run_mutations(
             ));
         }
     }
+    let _ = std::fs::remove_file(&last);
     eprintln!(
         "{name}: {} inputs, {} read, {} refused with an error, {} failures",
         report.inputs,
