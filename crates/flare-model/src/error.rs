@@ -106,15 +106,16 @@ pub enum ModelError {
         /// How many values are NaN or infinite.
         count: usize,
     },
-    /// The card's architecture has more parameter bytes than the whole file: the tensors
-    /// cannot all be there, so no network is allocated.
+    /// The card's architecture has more parameter bytes than the whole file (for a stage of a
+    /// multi-stage file, than that stage's part): its tensors cannot all be there, so no
+    /// network is allocated.
     #[error("{}: the model card's architecture has {needed} bytes of parameters but the file has only {len} bytes", path.display())]
     ArchitectureExceedsFile {
         /// The file.
         path: PathBuf,
         /// Bytes of f32 parameters the architecture needs.
         needed: u64,
-        /// Bytes in the file.
+        /// Bytes in the file (or the stage's part).
         len: u64,
     },
     /// A network would need more memory than is available; nothing was allocated.

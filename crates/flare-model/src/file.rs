@@ -124,6 +124,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(UNet, ModelCard)> {
         })?;
     // The architecture comes from the file: its parameters must fit in the file and, as the
     // network plus one tensor's values while copying, in memory, before anything is allocated.
+    // (The file's length, not its tensors' bytes: a file that merely lacks a tensor gets the
+    // error naming that tensor below.)
     let needed = card.architecture.param_bytes().unwrap_or(u64::MAX);
     let len = bytes.len() as u64;
     if needed > len {

@@ -276,7 +276,8 @@ fn card_problems_are_reported() {
 }
 
 /// Issue 12: an architecture read from a card is checked against the file's length before a
-/// network is allocated (a card declaring widths of 10^6 in a small file allocated 10^13 bytes).
+/// network is allocated (a card declaring a width of 10^6 in a small file had its network
+/// allocated first).
 #[test]
 fn an_architecture_larger_than_the_file_is_refused_before_allocating() {
     let (net, card) = small();
@@ -285,15 +286,16 @@ fn an_architecture_larger_than_the_file_is_refused_before_allocating() {
     let meta = Some(HashMap::from([(CARD_KEY.to_string(), v.to_string())]));
     let bytes = craft(&net, meta, |_| {});
     let e = load(&bytes).unwrap_err();
+    let len = bytes.len() as u64;
     assert!(
-        matches!(e, ModelError::ArchitectureExceedsFile { len, .. } if len == bytes.len() as u64),
+        matches!(e, ModelError::ArchitectureExceedsFile { len: l, .. } if l == len),
         "{e}"
     );
     assert!(
         e.to_string()
             .starts_with("m.safetensors: the model card's architecture has ")
             && e.to_string()
-                .ends_with(&format!("the file has only {} bytes", bytes.len())),
+                .ends_with(&format!("but the file has only {len} bytes")),
         "{e}"
     );
     // Counts that overflow are an invalid architecture, not a panic.
