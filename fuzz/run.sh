@@ -6,7 +6,8 @@
 # fuzz/out/TARGET when it exists), then prints the fuzzer_stats lines that matter; the whole
 # file stays in fuzz/out/TARGET/default/fuzzer_stats, crashes in .../crashes/, hangs in
 # .../hangs/. AFL_FUZZ_NICE (default 15) is the niceness; FUZZ_MEM_MB (default 1024) afl's
-# memory limit per execution.
+# memory limit per execution. The harness's scratch files go to fuzz/out/TARGET/tmp (removed
+# after the run).
 set -euo pipefail
 target=${1:?usage: fuzz/run.sh TARGET MINUTES [afl-fuzz options]}
 minutes=${2:?usage: fuzz/run.sh TARGET MINUTES [afl-fuzz options]}
@@ -20,7 +21,8 @@ nice -n "${AFL_FUZZ_NICE:-15}" cargo afl build --release --bin "$target"
 input=(-i "seeds/$target")
 # Resume an earlier run of the same target instead of starting over.
 [ -f "out/$target/default/fuzzer_stats" ] && input=(-i -)
-mkdir -p "out/$target"
+mkdir -p "out/$target/tmp"
+export FLARE_FUZZ_TMP=$PWD/out/$target/tmp
 # No UI (a log instead); no core_pattern or CPU-governor checks (a shared VM, not root's to tune).
 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1 \
     nice -n "${AFL_FUZZ_NICE:-15}" cargo afl fuzz "${input[@]}" -o "out/$target" \
@@ -29,6 +31,7 @@ AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AF
     tail -30 "out/$target/afl.log" >&2
     exit 1
 }
+rm -rf "out/$target/tmp"
 stats=out/$target/default/fuzzer_stats
 grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|bitmap_cvg|edges_found|total_edges|saved_crashes|saved_hangs|stability) ' "$stats"
 echo "full statistics: fuzz/$stats"
