@@ -169,6 +169,13 @@ impl UNetConfig {
                 l.saturating_sub(1)
             ));
         }
+        if self.param_bytes().is_none() {
+            return bad(format!(
+                "widths {:?}, kernels {:?}, strides {:?} and {} convs per block give more \
+                 parameters than any file can hold",
+                self.widths, self.kernels, self.strides, self.convs_per_block
+            ));
+        }
         match self.norm {
             Norm::InstanceAffine { eps } if !(eps > 0.0 && eps.is_finite()) => {
                 return bad(format!("norm eps {eps} must be positive"));
@@ -345,6 +352,55 @@ impl UNetConfig {
         out
     }
 
+    /// Bytes of every parameter as f32, computed in closed form (no list is built, so a hostile
+    /// `convs_per_block` or width costs nothing); `None` when it overflows a `u64`. Needs one
+    /// kernel and stride per level. Model files are checked against it before a network is
+    /// allocated.
+    pub fn param_bytes(&self) -> Option<u64> {
+        let l = self.levels();
+        if self.kernels.len() != l || self.strides.len() != l {
+            return None;
+        }
+        let vol = |k: [usize; 3]| -> Option<u64> {
+            k.iter().try_fold(1u64, |a, &v| a.checked_mul(v as u64))
+        };
+        // One unit: conv weight co*ci*k and bias, norm scale and shift.
+        let unit = |ci: u64, co: u64, k: u64| -> Option<u64> {
+            co.checked_mul(ci)?
+                .checked_mul(k)?
+                .checked_add(co.checked_mul(3)?)
+        };
+        // A block: the first unit sees `first_ci`, the others `co` (convs_per_block of them).
+        let block = |first_ci: u64, co: u64, k: u64| -> Option<u64> {
+            let rest = (self.convs_per_block as u64).checked_sub(1)?;
+            unit(first_ci, co, k)?.checked_add(rest.checked_mul(unit(co, co, k)?)?)
+        };
+        let w = |i: usize| self.widths[i] as u64;
+        let classes = self.num_classes as u64;
+        let head = |c: u64| classes.checked_mul(c)?.checked_add(classes);
+        let mut n = head(w(0))?;
+        for lv in 0..l {
+            let first = if lv == 0 {
+                self.in_channels as u64
+            } else {
+                w(lv - 1)
+            };
+            n = n.checked_add(block(first, w(lv), vol(self.kernels[lv])?)?)?;
+        }
+        for lv in 0..l.saturating_sub(1) {
+            let up = w(lv + 1)
+                .checked_mul(w(lv))?
+                .checked_mul(vol(self.strides[lv + 1])?)?
+                .checked_add(w(lv))?;
+            let dec = block(w(lv).checked_mul(2)?, w(lv), vol(self.kernels[lv])?)?;
+            n = n.checked_add(up)?.checked_add(dec)?;
+        }
+        for lv in self.ds_levels() {
+            n = n.checked_add(head(w(lv))?)?;
+        }
+        n.checked_mul(4)
+    }
+
     /// Number of scalar parameters; an error if the configuration is invalid.
     pub fn num_params(&self) -> Result<usize> {
         Ok(self
@@ -358,6 +414,39 @@ impl UNetConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn param_bytes_counts_every_parameter_and_refuses_overflow() {
+        let mut deep = UNetConfig::standard(1, 5, &[4, 8, 16, 32]);
+        deep.deep_supervision = true;
+        deep.convs_per_block = 3;
+        deep.kernels[1] = [1, 3, 5];
+        deep.strides[2] = [1, 2, 2];
+        for c in [
+            UNetConfig::standard(1, 5, &[16, 32, 64, 128]),
+            UNetConfig::standard(2, 3, &[2]),
+            deep,
+        ] {
+            assert_eq!(
+                c.param_bytes(),
+                Some(4 * c.num_params().unwrap() as u64),
+                "{c:?}"
+            );
+        }
+        let mut huge = UNetConfig::standard(1, 5, &[1 << 40, 1 << 40]);
+        assert_eq!(huge.param_bytes(), None);
+        assert!(
+            huge.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("more parameters")
+        );
+        huge.widths = vec![usize::MAX / 2 + 1, 1];
+        assert!(huge.validate().is_err());
+        huge.widths = vec![2, 2];
+        huge.convs_per_block = usize::MAX;
+        assert!(huge.validate().is_err());
+    }
 
     #[test]
     fn standard_config_is_valid_and_round_trips() {

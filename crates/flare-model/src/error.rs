@@ -106,6 +106,26 @@ pub enum ModelError {
         /// How many values are NaN or infinite.
         count: usize,
     },
+    /// The card's architecture has more parameter bytes than the whole file (for a stage of a
+    /// multi-stage file, than that stage's part): its tensors cannot all be there, so no
+    /// network is allocated.
+    #[error("{}: the model card's architecture has {needed} bytes of parameters but the file has only {len} bytes", path.display())]
+    ArchitectureExceedsFile {
+        /// The file.
+        path: PathBuf,
+        /// Bytes of f32 parameters the architecture needs.
+        needed: u64,
+        /// Bytes in the file (or the stage's part).
+        len: u64,
+    },
+    /// A network would need more memory than is available; nothing was allocated.
+    #[error("{what} is too large: {source}")]
+    TooLarge {
+        /// What would have been allocated, naming the file where there is one.
+        what: String,
+        /// Needed and available memory.
+        source: flare_volume::memory::InsufficientMemory,
+    },
     /// An input (image, labels, gradients) does not fit the network.
     #[error("{0}")]
     Input(String),

@@ -122,6 +122,25 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(UNet, ModelCard)> {
             path: path.to_path_buf(),
             detail: e.to_string(),
         })?;
+    // The architecture comes from the file: its parameters must fit in the file and, as the
+    // network plus one tensor's values while copying, in memory, before anything is allocated.
+    // (The file's length, not its tensors' bytes: a file that merely lacks a tensor gets the
+    // error naming that tensor below.)
+    let needed = card.architecture.param_bytes().unwrap_or(u64::MAX);
+    let len = bytes.len() as u64;
+    if needed > len {
+        return Err(ModelError::ArchitectureExceedsFile {
+            path: path.to_path_buf(),
+            needed,
+            len,
+        });
+    }
+    flare_volume::memory::ensure_fits(needed.saturating_mul(2)).map_err(|source| {
+        ModelError::TooLarge {
+            what: format!("{}: the network of its model card", path.display()),
+            source,
+        }
+    })?;
     let mut net = UNet::zeros(&card.architecture)?;
     let specs = card.architecture.specs_of_valid();
     let mut found: HashMap<String, TensorView<'_>> = st.tensors().into_iter().collect();

@@ -96,6 +96,16 @@ impl UNet {
     /// parameter then gets overwritten by [`UNet::init`] or a loader).
     pub fn zeros(config: &UNetConfig) -> Result<UNet> {
         config.validate()?;
+        // Configurations come from files (model cards, training configs): check the memory
+        // before allocating. `validate` has made sure the count does not overflow.
+        let bytes = config.param_bytes().unwrap_or(u64::MAX);
+        flare_volume::memory::ensure_fits(bytes).map_err(|source| ModelError::TooLarge {
+            what: format!(
+                "a network of widths {:?} ({bytes} bytes of parameters)",
+                config.widths
+            ),
+            source,
+        })?;
         let c = config;
         let mut encoder = Vec::new();
         for l in 0..c.levels() {

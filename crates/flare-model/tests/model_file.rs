@@ -274,3 +274,37 @@ fn card_problems_are_reported() {
     assert!(matches!(e, ModelError::BadCard { .. }), "{e}");
     assert!(e.to_string().contains("kernels"), "{e}");
 }
+
+/// Issue 12: an architecture read from a card is checked against the file's length before a
+/// network is allocated (a card declaring a width of 10^6 in a small file had its network
+/// allocated first).
+#[test]
+fn an_architecture_larger_than_the_file_is_refused_before_allocating() {
+    let (net, card) = small();
+    let mut v = serde_json::to_value(&card).unwrap();
+    v["architecture"]["widths"] = serde_json::json!([1_000_000, 8, 16]);
+    let meta = Some(HashMap::from([(CARD_KEY.to_string(), v.to_string())]));
+    let bytes = craft(&net, meta, |_| {});
+    let e = load(&bytes).unwrap_err();
+    let len = bytes.len() as u64;
+    assert!(
+        matches!(e, ModelError::ArchitectureExceedsFile { len: l, .. } if l == len),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("m.safetensors: the model card's architecture has ")
+            && e.to_string()
+                .ends_with(&format!("but the file has only {len} bytes")),
+        "{e}"
+    );
+    // Counts that overflow are an invalid architecture, not a panic.
+    v["architecture"]["widths"] = serde_json::json!([u64::MAX / 2 + 1, 8, 16]);
+    let meta = Some(HashMap::from([(CARD_KEY.to_string(), v.to_string())]));
+    let e = load(&craft(&net, meta, |_| {})).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("more parameters than any file can hold"),
+        "{e}"
+    );
+}

@@ -90,12 +90,12 @@ pub enum NiftiError {
         name: &'static str,
     },
     /// `vox_offset` points at or beyond the end of the (decompressed) file.
-    #[error("{}: header says the voxels start at byte {vox_offset}, but the {}file has only {len} bytes", path.display(), if *compressed { "decompressed " } else { "" })]
+    #[error("{}: header says the voxels start at byte {}, beyond the end of the {}file ({len} bytes)", path.display(), byte_offset(*vox_offset), if *compressed { "decompressed " } else { "" })]
     VoxOffsetPastEnd {
         /// The file.
         path: PathBuf,
-        /// The header's `vox_offset`.
-        vox_offset: u64,
+        /// The header's `vox_offset` (a float in NIfTI-1; may exceed any file size, e.g. 1e30).
+        vox_offset: f64,
         /// Bytes in the (decompressed) file.
         len: u64,
         /// Whether `len` counts decompressed bytes.
@@ -226,6 +226,19 @@ pub enum NiftiError {
         /// The field and its value.
         detail: String,
     },
+}
+
+/// A byte offset from a header for a message: exact when it is a whole number a file could
+/// reach (below 2^53), in scientific notation beyond, as the float32 NIfTI-1 stores when it is
+/// one (`1e30`, not 31 digits of float noise).
+fn byte_offset(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        format!("{v}")
+    } else if f64::from(v as f32) == v {
+        format!("{:e}", v as f32)
+    } else {
+        format!("{v:e}")
+    }
 }
 
 /// Shorthand for this crate's results.

@@ -331,34 +331,40 @@ fn load<O: Pod + Send + Sync>(
         what: format!("volume of shape {shape:?} ({} each)", dt.name()),
         source,
     };
+    // Sizes from the header are checked against the file first, so that a hostile header
+    // (a `vox_offset` of 1e30, dimensions whose product overflows) is reported as what it is,
+    // not as a memory shortage. A plain file must hold every byte the header promises; a gzip
+    // file can expand at most 1032-fold (deflate's limit), so a header promising more is
+    // checked against what the stream really holds.
+    let promised = (n as u64).saturating_mul(s_in as u64).saturating_add(vo);
+    let compressed = if source.gzip { source.len } else { 0 };
+    if !source.gzip {
+        check_stored_size(path, &header, source.len, false)?;
+    } else if promised > source.len.saturating_mul(1032).saturating_add(4096) {
+        check_stored_size(path, &header, source.decompressed_len()?, true)?;
+    }
+    // Unreachable after the checks above on 64-bit targets; kept for 32-bit ones.
     let huge = || {
         too_large(flare_volume::memory::InsufficientMemory {
-            needed_mb: u64::MAX >> 20,
+            needed_mb: promised >> 20,
             available_mb: flare_volume::memory::available_bytes().unwrap_or(0) >> 20,
         })
     };
     let vo_usize = usize::try_from(vo).map_err(|_| huge())?;
-    let need = (n as u64)
-        .checked_mul(s_in as u64)
-        .and_then(|b| b.checked_add(vo))
-        .ok_or_else(huge)?;
+    let need = usize::try_from(promised).map_err(|_| huge())?;
     let len = convert::buffer_len::<O>(vo_usize, n, s_in).ok_or_else(huge)?;
-    let compressed = if source.gzip { source.len } else { 0 };
-    if !source.gzip {
-        check_stored_size(path, &header, source.len, false)?;
-    } else if need > source.len.saturating_mul(1032).saturating_add(4096) {
-        // Deflate expands at most 1032-fold: a header promising more than that cannot be
-        // honoured, so count what the stream really holds for a precise error instead of
-        // refusing for lack of memory.
-        check_stored_size(path, &header, source.decompressed_len()?, true)?;
-    }
     // The output buffer, and for gzip the compressed file held while it is inflated.
     let bytes = (len as u64)
         .saturating_mul(size_of::<O>() as u64)
         .saturating_add(compressed);
-    ensure_fits(bytes).map_err(too_large)?;
+    if let Err(short) = ensure_fits(bytes) {
+        if source.gzip {
+            // Say "truncated" rather than "too large" when the stream holds less than promised.
+            check_stored_size(path, &header, source.decompressed_len()?, true)?;
+        }
+        return Err(too_large(short));
+    }
     let mut buf: Vec<O> = bytemuck::zeroed_vec(len);
-    let need = need as usize;
     source.decode_into(bytemuck::cast_slice_mut(&mut buf[..]), need, &header)?;
     let conv = make(&header, dt);
     let bad = convert::convert_in_place(&mut buf, vo_usize, n, s_in, &*conv).err();
@@ -375,9 +381,15 @@ fn check_stored_size(path: &Path, header: &NiftiHeader, len: u64, compressed: bo
     let s_in = header.data_type().map_or(1, DataType::size) as u64;
     let needed = (header.n_voxels() as u64).saturating_mul(s_in);
     if vo >= len {
+        // The header's own value: `vo` saturates at u64::MAX for offsets like 1e30.
+        let stated = header.vox_offset;
         return Err(NiftiError::VoxOffsetPastEnd {
             path: path.to_path_buf(),
-            vox_offset: vo,
+            vox_offset: if stated.is_finite() && stated > 0.0 {
+                stated
+            } else {
+                vo as f64
+            },
             len,
             compressed,
         });

@@ -193,7 +193,20 @@ fn vox_offset_past_the_end() {
     let path = patched(&tmp, "ras_uint8.nii", "vo.nii", &[(108, f32le(100_000.0))]);
     assert_read_error(
         &path,
-        "header says the voxels start at byte 100000, but the file has only 412 bytes",
+        "header says the voxels start at byte 100000, beyond the end of the file (412 bytes)",
+    );
+    // Issue 12: an offset no file can reach is reported as such, not as a memory shortage
+    // ("needs 17592186044415 MB" before).
+    let path = patched(&tmp, "ras_uint8.nii", "vo_1e30.nii", &[(108, f32le(1e30))]);
+    assert_read_error(
+        &path,
+        "header says the voxels start at byte 1e30, beyond the end of the file (412 bytes)",
+    );
+    let gz = tmp.join("vo_1e30.nii.gz");
+    std::fs::write(&gz, gzip(&std::fs::read(&path).expect("read"))).expect("write");
+    assert_read_error(
+        &gz,
+        "header says the voxels start at byte 1e30, beyond the end of the decompressed file (412 bytes)",
     );
     let path = patched(&tmp, "ras_uint8.nii", "vo_low.nii", &[(108, f32le(100.0))]);
     assert_read_error(&path, "vox_offset = 100 lies inside the header");

@@ -177,7 +177,7 @@ fn bad_files_name_the_file_and_the_problem() {
         |m| {
             let mut card: flare_model::ModelCard =
                 serde_json::from_str(&m[CARD_KEY_STAGE2]).unwrap();
-            card.architecture.widths = vec![6, 8];
+            card.architecture.widths = vec![2, 8];
             m.insert(
                 CARD_KEY_STAGE2.into(),
                 serde_json::to_string(&card).unwrap(),
@@ -185,6 +185,25 @@ fn bad_files_name_the_file_and_the_problem() {
         },
     ));
     assert!(e.contains("[stage2.*]") && e.contains("shape"), "{e}");
+    // One with more parameters than the stage's part of the file holds is refused before
+    // allocating.
+    let e = err_of(&rebuild(
+        &good,
+        |n| Some(n.to_string()),
+        |m| {
+            let mut card: flare_model::ModelCard =
+                serde_json::from_str(&m[CARD_KEY_STAGE2]).unwrap();
+            card.architecture.widths = vec![6, 8];
+            m.insert(
+                CARD_KEY_STAGE2.into(),
+                serde_json::to_string(&card).unwrap(),
+            );
+        },
+    ));
+    assert!(
+        e.contains("[stage2.*]") && e.contains("bytes of parameters but the file has only"),
+        "{e}"
+    );
     // NaN weights.
     let e = err_of(&common::rewrite(&good, |n, v| {
         if n == "stage1.head.weight" {
