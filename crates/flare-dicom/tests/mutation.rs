@@ -10,7 +10,9 @@ use std::path::Path;
 
 use flare_testkit::{
     TempDir,
-    mutate::{CappedAlloc, fuzz_seeds, run_mutations},
+    mutate::{
+        CappedAlloc, fuzz_seeds, largest_allocation, reset_largest_allocation, run_mutations,
+    },
 };
 
 const LIMIT_MB: usize = 64;
@@ -55,7 +57,6 @@ fn split(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 #[test]
-#[ignore = "flare-dicom allocates element lengths from the file unchecked (aborts under the capped allocator, inputs in fuzz/found/dicom); its src is being changed elsewhere"]
 fn mutated_series_are_refused_cleanly_within_the_memory_limit() {
     // SAFETY: the only test of this binary, run before any reader starts a thread.
     unsafe { std::env::set_var("FLARE_MEMORY_LIMIT_MB", LIMIT_MB.to_string()) };
@@ -69,6 +70,27 @@ fn mutated_series_are_refused_cleanly_within_the_memory_limit() {
         CAP,
         |b| read_folder(&one, &[b]),
     );
+    // The inputs the first mutation runs and afl found (2026-12-06), before the header walk
+    // checked every length against the file: each allocated 0.7-3.5 GB for one element.
+    let found = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/found/dicom");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(found).expect("fuzz/found/dicom") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "dcm") {
+            let bytes = std::fs::read(&path).expect("found input");
+            reset_largest_allocation();
+            let result = read_folder(&one, &[&bytes]);
+            assert!(result.is_err(), "{}: read without an error", path.display());
+            let largest = largest_allocation();
+            assert!(
+                largest <= CAP,
+                "{}: {largest} bytes at once",
+                path.display()
+            );
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= 4, "only {replayed} found inputs replayed");
     let many = tmp.join("many");
     run_mutations(
         "dicom_folder",
