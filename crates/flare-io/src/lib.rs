@@ -4,10 +4,15 @@
 //! (a file is NIfTI, a folder is a DICOM series), remembers where an image came from
 //! ([`Source`]), and writes results so that they land on the input's grid: "like" the input's
 //! NIfTI header (qform and sform kept with their codes), or from the series' geometry for DICOM,
-//! which is the grid `flare convert` writes. It also refuses to write over an input.
+//! which is the grid `flare convert` writes. It also refuses to write over an input, and works
+//! out a batch's cases and their outputs ([`plan`]).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+mod plan;
+
+pub use plan::{Job, Plan, file_target, plan};
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +41,56 @@ pub enum IoError {
     WouldOverwriteInput {
         /// The output path.
         path: PathBuf,
+    },
+    /// The path exists but cannot be looked at (permissions).
+    #[error("{}: cannot be read", path.display())]
+    Inaccessible {
+        /// The path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A case's output is another case's input.
+    #[error(
+        "{}: the output of case {case} would overwrite {}, the input of case {owner}; write to another folder",
+        output.display(),
+        input.display()
+    )]
+    OutputIsAnotherInput {
+        /// The output path.
+        output: PathBuf,
+        /// Its case.
+        case: String,
+        /// The input it would overwrite.
+        input: PathBuf,
+        /// That input's case.
+        owner: String,
+    },
+    /// INPUT is neither a NIfTI file nor a folder.
+    #[error(
+        "{}: not a .nii/.nii.gz file or a folder (DICOM series or FLARE cases)",
+        path.display()
+    )]
+    NotAnInput {
+        /// The input path.
+        path: PathBuf,
+    },
+    /// INPUT is a folder of cases but OUTPUT names one file.
+    #[error(
+        "{}: INPUT is a folder of cases, so OUTPUT must be a folder, not a .nii/.nii.gz file",
+        path.display()
+    )]
+    FolderOutputNeeded {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// A folder cannot be listed.
+    #[error("{}: cannot list the folder", path.display())]
+    ListFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
     },
     /// The output name has no extension flare can write.
     #[error("{}: output must end in .nii.gz or .nii", path.display())]

@@ -82,12 +82,10 @@ pub fn ground_truth_cases(gt_dir: &Path) -> Result<Vec<(String, PathBuf)>, Metri
     Ok(out)
 }
 
-/// The case name of a NIfTI file name (`train_000.nii.gz` -> `train_000`), or `None`.
+/// The case name of a NIfTI file name (`train_000.nii.gz` -> `train_000`), or `None`
+/// (`flare_nifti::naming`'s rule).
 pub fn case_stem(file_name: &str) -> Option<&str> {
-    file_name
-        .strip_suffix(".nii.gz")
-        .or_else(|| file_name.strip_suffix(".nii"))
-        .filter(|s| !s.is_empty() && !s.starts_with('.'))
+    flare_nifti::naming::nifti_stem(std::ffi::OsStr::new(file_name)).and_then(|s| s.to_str())
 }
 
 /// The prediction for ground-truth file `gt_name`: same name, or the other of `.nii`/`.nii.gz`.

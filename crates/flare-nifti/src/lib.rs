@@ -13,6 +13,7 @@
 //!   alone. Writes go through a temporary file renamed into place.
 //! - Bad input gives a [`NiftiError`] naming the file and the problem, never a panic; volumes
 //!   that cannot fit in memory are refused before allocating.
+//! - [`naming`]: how NIfTI files are named in FLARE and nnU-Net folders (stems, channels, cases).
 //!
 //! Voxels are stored `i` fastest, as on disk (see `flare_volume`'s conventions).
 
@@ -22,6 +23,7 @@ mod convert;
 mod datatype;
 mod error;
 mod header;
+pub mod naming;
 mod read;
 mod write;
 

@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use flare_nifti::{read_header, read_image, read_label_map};
+use flare_nifti::{naming, read_header, read_image, read_label_map};
 use flare_volume::{LabelMap, Volume};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -113,7 +113,7 @@ impl Dataset {
         let files = nifti_files(dir)?;
         let (mut images, mut labels) = (BTreeMap::new(), BTreeMap::new());
         for (stem, path) in files {
-            match stem.strip_suffix("_0000") {
+            match ct_case(&stem) {
                 Some(case) => images.insert(case.to_string(), path),
                 None => labels.insert(stem, path),
             };
@@ -126,7 +126,7 @@ impl Dataset {
         let (images, labels) = (images.as_ref(), labels.as_ref());
         let imgs = nifti_files(images)?
             .into_iter()
-            .map(|(stem, p)| (stem.strip_suffix("_0000").unwrap_or(&stem).to_string(), p))
+            .map(|(stem, p)| (ct_case(&stem).unwrap_or(&stem).to_string(), p))
             .collect();
         let labs = nifti_files(labels)?.into_iter().collect();
         Self::pair(images, Layout::TwoFolders, imgs, labs)
@@ -177,7 +177,7 @@ impl Dataset {
                 .and_then(|f| f.to_str())
                 .unwrap_or(label);
             let name = strip_nifti(file).unwrap_or(file).to_string();
-            let image = img_dir.join(format!("{name}_0000{ending}"));
+            let image = img_dir.join(format!("{name}_{}{ending}", naming::CT_CHANNEL));
             let label = lab_dir.join(format!("{name}{ending}"));
             let mut ok = true;
             for path in [&image, &label] {
@@ -457,11 +457,17 @@ pub(crate) fn load_pair(c: &Case) -> std::result::Result<(Volume<f32>, LabelMap)
     }
 }
 
-/// The name without `.nii.gz` / `.nii`, or `None` for other files.
+/// The name without `.nii.gz` / `.nii`, or `None` for other files (`flare_nifti::naming`).
 fn strip_nifti(file: &str) -> Option<&str> {
-    file.strip_suffix(".nii.gz")
-        .or_else(|| file.strip_suffix(".nii"))
-        .filter(|s| !s.is_empty() && !s.starts_with('.'))
+    naming::nifti_stem(std::ffi::OsStr::new(file)).and_then(|s| s.to_str())
+}
+
+/// The case of a CT image stem `<case>_0000`, `None` for other stems (label maps).
+fn ct_case(stem: &str) -> Option<&str> {
+    match naming::channel_of(std::ffi::OsStr::new(stem)) {
+        Some((case, ch)) if ch == naming::CT_CHANNEL => case.to_str(),
+        _ => None,
+    }
 }
 
 /// `(stem, path)` of every NIfTI file directly in `dir`, sorted by stem.

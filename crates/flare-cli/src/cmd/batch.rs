@@ -7,7 +7,7 @@ use anyhow::Context;
 use flare_batch::{CaseRecord, Engine, Part, RecordStatus, Records};
 use flare_report::{CaseEntry, CaseStatus};
 
-use crate::cmd::segment::Plan;
+use flare_io::Plan;
 
 /// The options that give `flare segment` one part of a folder of cases.
 #[derive(clap::Args, Debug, Default)]

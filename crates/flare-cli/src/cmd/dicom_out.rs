@@ -16,11 +16,12 @@ use std::{
 
 use anyhow::Context;
 use flare_dicom::write::{self, Algorithm, SourceSeries};
+use flare_io::{Job, Plan};
 use flare_pipeline::Model;
 use flare_volume::LabelMap;
 
 use crate::cmd::{
-    segment::{Args, Job, Plan},
+    segment::Args,
     util::{atomic_write, same_path},
 };
 

@@ -118,7 +118,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 /// Refuses a `--out` path that is an input of the run: one of the folders, a file already in
 /// either (a prediction or a ground truth), or a NIfTI name there (it would become a case).
 fn check_csv_not_an_input(out: &Path, folders: &[&Path]) -> anyhow::Result<()> {
-    let target = crate::cmd::util::file_target(out);
+    let target = flare_io::file_target(out);
     for folder in folders {
         let Ok(dir) = folder.canonicalize() else {
             continue; // reading it fails later with its own message

@@ -6,10 +6,9 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use flare_batch::{CaseState, PlannedCase, gather};
 
-use crate::cmd::{
-    segment::plan,
-    util::{atomic_write, same_path},
-};
+use flare_io::plan;
+
+use crate::cmd::util::{atomic_write, same_path};
 
 /// Arguments of `flare gather`.
 #[derive(clap::Args)]

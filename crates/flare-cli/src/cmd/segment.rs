@@ -1,8 +1,6 @@
 //! `flare segment`: CT in, organ label map out on the input's own grid, one case or a batch.
 
 use std::{
-    collections::BTreeMap,
-    ffi::{OsStr, OsString},
     io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -11,14 +9,14 @@ use std::{
 
 use anyhow::Context;
 use flare_batch::VolumeRow;
-use flare_io::{CtImage, ReadOptions, Source};
+use flare_io::{CtImage, Job, ReadOptions, Source, plan};
 use flare_pipeline::{Model, PostProcess, SegmentOptions, Segmentation, Step};
 use flare_report::{CaseEntry, CaseStatus, OverlayOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cmd::{
     dicom_out,
-    util::{OutputLock, atomic_write, check_writable, error_text, file_target, same_path, say},
+    util::{OutputLock, atomic_write, check_writable, error_text, same_path, say},
 };
 
 /// Arguments of `flare segment` (its description is on the subcommand in main.rs).
@@ -92,174 +90,6 @@ Examples:
   flare segment -i FLARE_inputs/ -o FLARE_outputs/ --volumes volumes.csv
   flare segment -i /data/dicom/CT_series/ -o organs.nii.gz --dicom-seg seg.dcm --rtstruct rtss.dcm
   flare segment -i /data/dicom/study/ -o out/ --each-series --dicom-seg out/ --rtstruct out/";
-
-/// One case to segment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    /// Case name (file name without extension and `_0000`, or the DICOM folder's name).
-    pub name: String,
-    /// The CT.
-    pub input: PathBuf,
-    /// The label map to write.
-    pub output: PathBuf,
-    /// For a DICOM folder, the series to read (else `--series` or the largest).
-    pub series: Option<String>,
-}
-
-/// What the command will do: the cases, and files in a batch folder that are not cases.
-#[derive(Debug, Default)]
-pub struct Plan {
-    /// Cases in order.
-    pub jobs: Vec<Job>,
-    /// Lines to show before starting (e.g. files ignored and why).
-    pub notes: Vec<String>,
-    /// Whether OUTPUT is a folder.
-    pub batch: bool,
-}
-
-/// `name` without the ASCII `suffix`, byte for byte: file names need not be UTF-8 (a folder
-/// copied from an old system in Latin-1), and such a case keeps its exact bytes in its
-/// output's name; only messages show it lossily.
-fn strip_suffix_os<'a>(name: &'a OsStr, suffix: &str) -> Option<&'a OsStr> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        name.as_bytes()
-            .strip_suffix(suffix.as_bytes())
-            .map(OsStr::from_bytes)
-    }
-    #[cfg(not(unix))]
-    {
-        name.to_str()?.strip_suffix(suffix).map(OsStr::new)
-    }
-}
-
-fn nifti_stem(name: &OsStr) -> Option<&OsStr> {
-    strip_suffix_os(name, ".nii.gz")
-        .or_else(|| strip_suffix_os(name, ".nii"))
-        .filter(|s| !s.is_empty())
-}
-
-/// A FLARE channel suffix `_NNNN`: the case and the channel; channel 0 is the CT.
-fn channel_of(stem: &OsStr) -> Option<(&OsStr, String)> {
-    let lossy = stem.to_string_lossy();
-    let (_, ch) = lossy.rsplit_once('_')?;
-    if ch.len() != 4 || !ch.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let case = strip_suffix_os(stem, &format!("_{ch}"))?;
-    (!case.is_empty()).then(|| (case, ch.to_string()))
-}
-
-/// The case a NIfTI stem names: without `_0000`, else the whole stem.
-fn case_stem(stem: &OsStr) -> &OsStr {
-    match channel_of(stem) {
-        Some((case, ch)) if ch == "0000" => case,
-        _ => stem,
-    }
-}
-
-/// `<case>.nii.gz`, byte for byte.
-fn output_name(case: &OsStr) -> OsString {
-    let mut name = case.to_os_string();
-    name.push(".nii.gz");
-    name
-}
-
-fn is_nifti_name(path: &Path) -> bool {
-    path.file_name().and_then(nifti_stem).is_some()
-}
-
-/// Works out the cases from INPUT and OUTPUT.
-pub fn plan(input: &Path, output: &Path) -> anyhow::Result<Plan> {
-    let meta = std::fs::metadata(input)
-        .with_context(|| format!("{}: no such file or folder", input.display()))?;
-    let output_is_file = is_nifti_name(output);
-    let single = |case: &OsStr| -> anyhow::Result<Plan> {
-        let out = if output_is_file {
-            output.to_path_buf()
-        } else {
-            output.join(output_name(case))
-        };
-        Ok(Plan {
-            jobs: vec![Job {
-                name: case.to_string_lossy().into_owned(),
-                input: input.to_path_buf(),
-                output: out,
-                series: None,
-            }],
-            notes: Vec::new(),
-            batch: false,
-        })
-    };
-    if !meta.is_dir() {
-        let Some(stem) = input.file_name().and_then(nifti_stem) else {
-            anyhow::bail!(
-                "{}: not a .nii/.nii.gz file or a folder (DICOM series or FLARE cases)",
-                input.display()
-            );
-        };
-        return single(case_stem(stem));
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(input)
-        .with_context(|| format!("{}: cannot list the folder", input.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_nifti_name(p))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        // No NIfTI inside: a DICOM series folder (read_ct says so if it is not one).
-        let name = input
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(OsStr::to_os_string))
-            .unwrap_or_else(|| OsString::from("case"));
-        return single(&name);
-    }
-    if output_is_file {
-        anyhow::bail!(
-            "{}: INPUT is a folder of cases, so OUTPUT must be a folder, not a .nii/.nii.gz file",
-            output.display()
-        );
-    }
-    let mut out = Plan {
-        batch: true,
-        ..Plan::default()
-    };
-    let mut seen: BTreeMap<OsString, PathBuf> = BTreeMap::new();
-    for f in files {
-        let Some(stem) = f.file_name().and_then(nifti_stem) else {
-            continue;
-        };
-        if let Some((_, ch)) = channel_of(stem)
-            && ch != "0000"
-        {
-            out.notes.push(format!(
-                "{}: ignored (channel {ch}; flare reads the CT, channel 0000)",
-                f.display()
-            ));
-            continue;
-        }
-        let case = case_stem(stem).to_os_string();
-        let name = case.to_string_lossy().into_owned();
-        if let Some(first) = seen.get(&case) {
-            out.notes.push(format!(
-                "{}: ignored (case {name} is already {})",
-                f.display(),
-                first.display()
-            ));
-            continue;
-        }
-        out.jobs.push(Job {
-            output: output.join(output_name(&case)),
-            name,
-            input: f.clone(),
-            series: None,
-        });
-        seen.insert(case, f);
-    }
-    Ok(out)
-}
 
 /// What happened to one case.
 struct Outcome {
@@ -338,8 +168,6 @@ pub fn segment_file(
     options: &SegmentOptions,
     on_step: &mut dyn FnMut(&'static str),
 ) -> anyhow::Result<(CtImage, Segmentation, CaseTimings)> {
-    // Refuse a bad output before spending seconds on the case.
-    flare_io::check_output(output, &[input])?;
     on_step("read");
     let t = Instant::now();
     let image = flare_io::read_ct(input, read)?;
@@ -393,27 +221,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(job) if !plan.batch => dicom.prepare(job, args.series.as_deref(), args.overwrite)?,
         _ => None,
     };
-    // No case's output may land on any case's input, its own or another's (a folder
-    // segmented into itself holding `a_0000.nii.gz` and `a_0000_0000.nii.gz`: case `a_0000`
-    // would write over case `a`'s CT).
-    let inputs: Vec<(PathBuf, &Job)> = plan
-        .jobs
-        .iter()
-        .filter_map(|j| Some((std::fs::canonicalize(&j.input).ok()?, j)))
-        .collect();
-    for job in &plan.jobs {
-        flare_io::check_output(&job.output, &[&job.input])?;
-        let target = file_target(&job.output);
-        if let Some((_, owner)) = inputs.iter().find(|(i, _)| Some(i) == target.as_ref()) {
-            anyhow::bail!(
-                "{}: the output of case {} would overwrite {}, the input of case {}; write to another folder",
-                job.output.display(),
-                job.name,
-                owner.input.display(),
-                owner.name
-            );
-        }
-    }
+    plan.check_outputs()?;
     // Side outputs must not land on an input either.
     for side in [&args.volumes, &args.report].into_iter().flatten() {
         if plan.jobs.iter().any(|j| same_path(side, &j.input)) || same_path(side, &args.input) {
@@ -770,40 +578,4 @@ fn run_case(
 /// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`, one row per case, atomically.
 fn write_volumes_csv(path: &Path, rows: &[VolumeRow]) -> anyhow::Result<()> {
     atomic_write(path, flare_batch::volumes_csv(rows).as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flare_names() {
-        let os = OsStr::new;
-        assert_eq!(case_stem(os("case_0000")), "case");
-        assert_eq!(case_stem(os("FLARE21_001_0000")), "FLARE21_001");
-        assert_eq!(case_stem(os("scan")), "scan");
-        assert_eq!(case_stem(os("scan_12")), "scan_12");
-        assert_eq!(
-            channel_of(os("a_0001")),
-            Some((os("a"), "0001".to_string()))
-        );
-        assert_eq!(channel_of(os("_0001")), None);
-        assert_eq!(nifti_stem(os("a.nii.gz")), Some(os("a")));
-        assert_eq!(nifti_stem(os(".nii.gz")), None);
-        assert_eq!(nifti_stem(os("a.txt")), None);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn names_that_are_not_utf8_keep_their_bytes() {
-        use std::os::unix::ffi::OsStrExt;
-        let stem = OsStr::from_bytes(b"caf\xe9_0000");
-        let case = case_stem(stem);
-        assert_eq!(case.as_bytes(), b"caf\xe9");
-        assert_eq!(output_name(case).as_bytes(), b"caf\xe9.nii.gz");
-        assert_eq!(
-            nifti_stem(OsStr::from_bytes(b"\xff.nii")).map(OsStr::as_bytes),
-            Some(&b"\xff"[..])
-        );
-    }
 }

@@ -19,16 +19,6 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The file `path` names, absolute and with its folder's links resolved, whether or not the
-/// file exists yet (`None` when its folder does not exist: nothing can be there).
-pub fn file_target(path: &Path) -> Option<PathBuf> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
-}
-
 /// Refuses an output that exists (unless `overwrite`) or that is one of `inputs`: the checks
 /// every command writing one file makes before any work.
 pub fn check_new_output(out: &Path, inputs: &[&Path], overwrite: bool) -> anyhow::Result<()> {
