@@ -246,7 +246,9 @@ mod tests {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst < 1e-3, "largest difference {worst}");
+        // Both interpolate through `flare_imgproc::interp`: what remains is the cache's 16-bit
+        // step (1 / 65535); a margin 2% off gives 0.27 (tried, 2026-12-06).
+        assert!(worst < 2e-5, "largest difference {worst}");
         assert!(want_lab.contains(&2));
     }
 }
