@@ -16,27 +16,33 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn refused_before_allocating() {
+/// Runs the ignored test `name` of this binary alone in a child process with `env`, asserts
+/// that it passed, and returns what it printed.
+fn run_child(name: &str, env: &[(&str, &str)]) -> String {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
         .args([
             "--exact",
-            CHILD,
+            name,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("FLARE_MEMORY_LIMIT_MB", "0")
-        .env(MARKER, "1")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "child failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn refused_before_allocating() {
+    let stdout = run_child(CHILD, &[("FLARE_MEMORY_LIMIT_MB", "0"), (MARKER, "1")]);
     // The child prints the message it checked, so that a child that ran nothing cannot pass.
     assert!(stdout.contains("CHECKED:"), "{stdout}");
 }
@@ -73,24 +79,7 @@ const RSS_LIMIT_MB: u64 = 200;
 
 #[test]
 fn corrupt_lengths_are_refused_without_allocating_them() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            RSS_CHILD,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(RSS_MARKER, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_child(RSS_CHILD, &[(RSS_MARKER, "1")]);
     let peak_mb: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("PEAK_RSS_MB: "))

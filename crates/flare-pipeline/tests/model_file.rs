@@ -170,36 +170,28 @@ fn bad_files_name_the_file_and_the_problem() {
         },
     ));
     assert!(e.contains(CARD_KEY_STAGE2), "{e}");
+    // Stage 2's card with other widths than its tensors.
+    let with_widths = |widths: Vec<usize>| {
+        rebuild(
+            &good,
+            |n| Some(n.to_string()),
+            |m| {
+                let mut card: flare_model::ModelCard =
+                    serde_json::from_str(&m[CARD_KEY_STAGE2]).unwrap();
+                card.architecture.widths = widths.clone();
+                m.insert(
+                    CARD_KEY_STAGE2.into(),
+                    serde_json::to_string(&card).unwrap(),
+                );
+            },
+        )
+    };
     // A card whose architecture disagrees with the tensors (stage 1's card on stage 2).
-    let e = err_of(&rebuild(
-        &good,
-        |n| Some(n.to_string()),
-        |m| {
-            let mut card: flare_model::ModelCard =
-                serde_json::from_str(&m[CARD_KEY_STAGE2]).unwrap();
-            card.architecture.widths = vec![2, 8];
-            m.insert(
-                CARD_KEY_STAGE2.into(),
-                serde_json::to_string(&card).unwrap(),
-            );
-        },
-    ));
+    let e = err_of(&with_widths(vec![2, 8]));
     assert!(e.contains("[stage2.*]") && e.contains("shape"), "{e}");
     // One with more parameters than the stage's part of the file holds is refused before
     // allocating.
-    let e = err_of(&rebuild(
-        &good,
-        |n| Some(n.to_string()),
-        |m| {
-            let mut card: flare_model::ModelCard =
-                serde_json::from_str(&m[CARD_KEY_STAGE2]).unwrap();
-            card.architecture.widths = vec![6, 8];
-            m.insert(
-                CARD_KEY_STAGE2.into(),
-                serde_json::to_string(&card).unwrap(),
-            );
-        },
-    ));
+    let e = err_of(&with_widths(vec![6, 8]));
     assert!(
         e.contains("[stage2.*]") && e.contains("bytes of parameters but the file has only"),
         "{e}"
