@@ -337,6 +337,16 @@ impl LabelSet {
         self.organs().iter().map(|l| l.name.as_str()).collect()
     }
 
+    /// Classes in the set, background included.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Always `false`: a set holds at least the background.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     /// The classes' values, background first.
     pub fn values(&self) -> Vec<u8> {
         self.labels.iter().map(|l| l.value).collect()

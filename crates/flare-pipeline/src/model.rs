@@ -117,7 +117,7 @@ impl StageModel {
                 arch.num_classes
             )));
         }
-        let values: Vec<usize> = card.labels.iter().map(|l| l.value as usize).collect();
+        let values: Vec<usize> = card.labels.all().iter().map(|l| l.value as usize).collect();
         if values != (0..arch.num_classes).collect::<Vec<_>>() {
             return Err(unusable(format!(
                 "the card's labels {values:?} are not the {} output channels in order",
@@ -396,8 +396,8 @@ impl Model {
         let stage = |n: usize, c: &ModelCard| {
             let dsc: Vec<String> = c
                 .labels
+                .organs()
                 .iter()
-                .filter(|l| l.value > 0)
                 .filter_map(|l| {
                     let v = c.training.metrics.get(&format!("val_dice_{}", l.name))?;
                     Some(format!("{} {v:.3}", l.name))
@@ -481,13 +481,22 @@ fn check_refinement(
         stage: 3,
         detail,
     };
-    if stage3.labels != stage2.labels {
+    // Values and names: post-processing follows stage 2's rules, whatever stage 3's card says.
+    let named = |c: &ModelCard| -> Vec<(u8, String)> {
+        c.labels
+            .all()
+            .iter()
+            .map(|l| (l.value, l.name.clone()))
+            .collect()
+    };
+    if named(stage3) != named(stage2) {
         return Err(unusable("its labels differ from stage 2's".into()));
     }
     if !stage3
         .labels
+        .organs()
         .iter()
-        .any(|l| l.value == refine.label && l.value > 0)
+        .any(|l| l.value == refine.label)
     {
         return Err(unusable(format!(
             "label {} is not an organ of the model",
