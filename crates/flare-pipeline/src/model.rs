@@ -17,6 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use flare_labels::LabelSet;
 use flare_model::{ModelCard, UNet, card::CARD_KEY, file};
 use safetensors::{SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -424,6 +425,11 @@ impl Model {
     /// The model cards of stage 1 and stage 2.
     pub fn stage_cards(&self) -> [&ModelCard; 2] {
         [&self.stages[0].card, &self.stages[1].card]
+    }
+
+    /// The labels the model writes and how each is post-processed: stage 2's card's set.
+    pub fn labels(&self) -> &LabelSet {
+        &self.stages[1].card.labels
     }
 
     /// The networks of stage 1 and stage 2.

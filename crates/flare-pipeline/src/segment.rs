@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use flare_engine::Ctx;
 use flare_imgproc::{Connectivity, fill_holes, keep_largest_components};
+use flare_labels::LabelSet;
 use flare_volume::{LabelMap, Roi, Volume};
 
 use crate::{
@@ -257,14 +258,15 @@ fn postprocess(labels: &mut LabelMap, model: &Model, pp: &PostProcess, notes: &m
     }
 }
 
-/// Volume of each organ (labels 1 liver, 2 kidney, 3 spleen, 4 pancreas) in millilitres.
-pub fn organ_volumes_ml(labels: &LabelMap) -> [f64; 4] {
-    let mut counts = [0u64; 5];
+/// Volume of each organ of `set` in millilitres, in the set's order (FLARE21: liver, kidneys,
+/// spleen, pancreas).
+pub fn organ_volumes_ml(labels: &LabelMap, set: &LabelSet) -> Vec<f64> {
+    let mut counts = [0u64; 256];
     for &l in labels.data() {
-        if (l as usize) < counts.len() {
-            counts[l as usize] += 1;
-        }
+        counts[usize::from(l)] += 1;
     }
     let ml = labels.geometry().voxel_volume_ml();
-    [1, 2, 3, 4].map(|o| counts[o] as f64 * ml)
+    (set.organs().iter())
+        .map(|o| counts[usize::from(o.value)] as f64 * ml)
+        .collect()
 }

@@ -14,6 +14,7 @@ mod convert;
 use std::{path::PathBuf, time::Instant};
 
 use flare_io::{CtImage, IoError, ReadOptions, Source};
+use flare_labels::LabelSet;
 use flare_metrics::{CaseOutcome, CaseScore, NUM_ORGANS, ORGAN_NAMES, Tolerances};
 use flare_pipeline::{Model, PipelineError, PostProcess, SegmentOptions, Segmentation};
 use flare_volume::{Affine, Volume};
@@ -177,7 +178,7 @@ impl NativeModel {
                 notes,
             })
         });
-        outcome_dict(py, out.map_err(PyErrText::into_err)?)
+        outcome_dict(py, self.model.labels(), out.map_err(PyErrText::into_err)?)
     }
 
     /// Segments a numpy array (indexed `[i, j, k]`) under a 4x4 nibabel affine; `scale` is a
@@ -215,7 +216,7 @@ impl NativeModel {
                 })
             })
         })?;
-        outcome_dict(py, out.map_err(PyErrText::into_err)?)
+        outcome_dict(py, self.model.labels(), out.map_err(PyErrText::into_err)?)
     }
 }
 
@@ -386,9 +387,13 @@ fn with_array<'py, T>(
     )))
 }
 
-fn outcome_dict(py: Python<'_>, out: Outcome) -> PyResult<Bound<'_, PyDict>> {
+fn outcome_dict<'py>(
+    py: Python<'py>,
+    labels: &LabelSet,
+    out: Outcome,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let volumes = flare_pipeline::organ_volumes_ml(&out.seg.labels);
+    let volumes = flare_pipeline::organ_volumes_ml(&out.seg.labels, labels);
     let t = out.seg.timings;
     let timings = PyDict::new(py);
     for (k, v) in [
@@ -404,8 +409,8 @@ fn outcome_dict(py: Python<'_>, out: Outcome) -> PyResult<Bound<'_, PyDict>> {
         timings.set_item(k, v)?;
     }
     let vol = PyDict::new(py);
-    for (name, v) in ORGAN_NAMES.iter().zip(volumes) {
-        vol.set_item(*name, v)?;
+    for (organ, v) in labels.organs().iter().zip(volumes) {
+        vol.set_item(&organ.name, v)?;
     }
     let mut notes = out.notes;
     notes.extend(out.seg.notes.iter().cloned());
