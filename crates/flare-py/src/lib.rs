@@ -15,7 +15,7 @@ use std::{path::PathBuf, time::Instant};
 
 use flare_io::{CtImage, IoError, ReadOptions, Source};
 use flare_labels::LabelSet;
-use flare_metrics::{CaseOutcome, CaseScore, NUM_ORGANS, ORGAN_NAMES, Tolerances};
+use flare_metrics::{CaseOutcome, CaseScore, NUM_ORGANS, Tolerances};
 use flare_pipeline::{Model, PipelineError, PostProcess, SegmentOptions, Segmentation};
 use flare_volume::{Affine, Volume};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -446,11 +446,12 @@ fn score_dict<'py>(
     let dsc = PyDict::new(py);
     let nsd = PyDict::new(py);
     let row = PyDict::new(py);
-    for (n, (name, o)) in ORGAN_NAMES.iter().zip(&s.organs).enumerate() {
-        dsc.set_item(*name, o.dsc)?;
-        nsd.set_item(*name, o.nsd)?;
-        row.set_item(format!("DSC_{}", n + 1), o.dsc)?;
-        row.set_item(tol.column_name(n + 1), o.nsd)?;
+    for (organ, o) in tol.labels().organs().iter().zip(&s.organs) {
+        let label = usize::from(organ.value);
+        dsc.set_item(&organ.name, o.dsc)?;
+        nsd.set_item(&organ.name, o.nsd)?;
+        row.set_item(format!("DSC_{label}"), o.dsc)?;
+        row.set_item(tol.column_name(label), o.nsd)?;
     }
     d.set_item("dsc", dsc)?;
     d.set_item("nsd", nsd)?;
@@ -555,10 +556,11 @@ fn evaluate_arrays<'py>(
     score_dict(py, &s, &tol, warnings)
 }
 
-/// The organ names, label 1 first.
+/// The organ names of FLARE21's label set (what `evaluate` scores), label 1 first.
 #[pyfunction]
-fn organ_names() -> Vec<&'static str> {
-    ORGAN_NAMES.to_vec()
+fn organ_names() -> Vec<String> {
+    let labels = LabelSet::flare21();
+    labels.organs().iter().map(|l| l.name.clone()).collect()
 }
 
 /// The native module.
