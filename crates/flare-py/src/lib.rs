@@ -80,9 +80,9 @@ struct Outcome {
     warnings: Vec<String>,
 }
 
-/// The plausibility warnings of a segmented CT, as text.
-fn warnings(ct: &Volume<f32>, seg: &Segmentation) -> Vec<String> {
-    flare_pipeline::plausibility::check(ct, &seg.labels)
+/// The plausibility warnings of a CT segmented with `labels`, as text.
+fn warnings(ct: &Volume<f32>, seg: &Segmentation, labels: &LabelSet) -> Vec<String> {
+    flare_pipeline::plausibility::check_with(ct, &seg.labels, labels)
         .iter()
         .map(ToString::to_string)
         .collect()
@@ -170,7 +170,7 @@ impl NativeModel {
             }
             let seg = self.run(&image.volume, &options, &path.display().to_string())?;
             Ok(Outcome {
-                warnings: warnings(&image.volume, &seg),
+                warnings: warnings(&image.volume, &seg, self.model.labels()),
                 seg,
                 affine,
                 read_s,
@@ -207,7 +207,7 @@ impl NativeModel {
                 let seg = self.run(&volume, &options, &name)?;
                 let affine = Affine::from_rows([affine[0], affine[1], affine[2]]);
                 Ok(Outcome {
-                    warnings: warnings(&volume, &seg),
+                    warnings: warnings(&volume, &seg, self.model.labels()),
                     seg,
                     affine,
                     read_s,

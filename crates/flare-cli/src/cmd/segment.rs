@@ -492,10 +492,11 @@ fn run_case(
     };
     let volumes = flare_pipeline::organ_volumes_ml(&seg.labels, model.labels());
     // Warnings only: the labels stay as the model made them.
-    let warnings: Vec<String> = flare_pipeline::plausibility::check(&image.volume, &seg.labels)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let warnings: Vec<String> =
+        flare_pipeline::plausibility::check_with(&image.volume, &seg.labels, model.labels())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     for w in &warnings {
         say(bar, format!("flare: warning: {}: {w}", job.name));
     }
