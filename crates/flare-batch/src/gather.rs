@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use flare_labels::LabelSet;
 use flare_report::{CaseEntry, CaseStatus};
 
 use crate::{
@@ -42,8 +43,9 @@ pub struct GatheredCase {
     pub state: CaseState,
     /// Its record, if one was readable.
     pub record: Option<CaseRecord>,
-    /// Organ volumes (liver, kidneys, spleen, pancreas) in mL of a complete case.
-    pub volumes_ml: Option<[f64; 4]>,
+    /// Organ volumes in mL of a complete case, in the label set's order (FLARE21: liver,
+    /// kidneys, spleen, pancreas).
+    pub volumes_ml: Option<Vec<f64>>,
     /// Anything a reader should know (a missing or out-of-date record, say).
     pub notes: Vec<String>,
 }
@@ -88,9 +90,9 @@ impl Gathered {
         self.cases
             .iter()
             .filter_map(|c| {
-                c.volumes_ml.map(|v| VolumeRow {
+                c.volumes_ml.as_ref().map(|v| VolumeRow {
                     case: c.case.name.clone(),
-                    volumes_ml: v,
+                    volumes_ml: v.clone(),
                     warnings: c.warnings(),
                 })
             })
@@ -130,7 +132,7 @@ impl Gathered {
                     input: c.case.input.display().to_string(),
                     output: Some(c.case.output.display().to_string()),
                     status,
-                    volumes_ml: c.volumes_ml,
+                    volumes_ml: c.volumes_ml.clone(),
                     wall_s: timed.and_then(|r| r.seconds),
                     peak_rss_mb: timed.and_then(|r| r.peak_rss_mb),
                     png: if matches!(c.state, CaseState::Complete) {
@@ -151,8 +153,9 @@ impl Gathered {
 pub struct VolumeRow {
     /// Case name.
     pub case: String,
-    /// Liver, kidneys, spleen, pancreas in mL.
-    pub volumes_ml: [f64; 4],
+    /// Each organ's volume in mL, in the label set's order (FLARE21: liver, kidneys, spleen,
+    /// pancreas).
+    pub volumes_ml: Vec<f64>,
     /// Plausibility warnings (`flare_pipeline::plausibility`), none for a plausible case.
     pub warnings: Vec<String>,
 }
@@ -160,13 +163,14 @@ pub struct VolumeRow {
 /// Looks at every planned case in `output_dir`: its label map and its record. A case is
 /// complete when its label map exists (outputs are only ever renamed into place whole), failed
 /// when its record says so and there is no label map, and missing otherwise. Volumes come from
-/// the record, or from `volumes_of(label map)` where the record has none (a part stopped
-/// between writing the map and its record); a label map that cannot be read makes the case
+/// the record, or from `volumes_of(label map)` where the record has none for `labels`' organs (a
+/// part stopped between writing the map and its record); a label map that cannot be read makes the case
 /// failed. Reads only; writes nothing.
 pub fn gather(
     cases: &[PlannedCase],
     output_dir: &Path,
-    volumes_of: &mut dyn FnMut(&Path) -> std::result::Result<[f64; 4], String>,
+    labels: &LabelSet,
+    volumes_of: &mut dyn FnMut(&Path) -> std::result::Result<Vec<f64>, String>,
 ) -> Result<Gathered> {
     let records = Records::of_output(output_dir);
     let mut out = Gathered::default();
@@ -185,9 +189,12 @@ pub fn gather(
             notes.extend(r.notes.iter().cloned());
         }
         let exists = case.output.is_file();
+        let recorded = (record.as_ref())
+            .and_then(|r| r.volumes_ml.as_ref())
+            .and_then(|v| v.for_labels(labels));
         let (state, volumes_ml) = match (&record, exists) {
-            (Some(r), true) if r.is_complete() && r.volumes_ml.is_some() => {
-                (CaseState::Complete, r.volumes_ml.map(Into::into))
+            (Some(r), true) if r.is_complete() && recorded.is_some() => {
+                (CaseState::Complete, recorded)
             }
             (r, true) => {
                 match r {
@@ -293,11 +300,12 @@ impl GatheredCase {
     }
 }
 
-/// The volumes CSV: `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`, one row per case.
+/// The volumes CSV: `case`, a `NAME_ml` column per organ of `labels` (FLARE21:
+/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`), `warnings`; one row per case.
 /// `warnings` holds the case's plausibility warnings joined by `; ` (empty when there are
 /// none); it comes last so the volume columns stay where they always were. Fields are quoted
 /// as RFC 4180 wants where they hold a comma, quote or line break.
-pub fn volumes_csv(rows: &[VolumeRow]) -> String {
+pub fn volumes_csv(labels: &LabelSet, rows: &[VolumeRow]) -> String {
     let quote = |text: &str| {
         if text.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", text.replace('"', "\"\""))
@@ -305,18 +313,17 @@ pub fn volumes_csv(rows: &[VolumeRow]) -> String {
             text.to_string()
         }
     };
-    let mut text = String::from("case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings\n");
+    let mut text = String::from("case");
+    for organ in labels.organs() {
+        text.push_str(&format!(",{}", quote(&format!("{}_ml", organ.name))));
+    }
+    text.push_str(",warnings\n");
     for r in rows {
-        let v = r.volumes_ml;
-        text.push_str(&format!(
-            "{},{:.3},{:.3},{:.3},{:.3},{}\n",
-            quote(&r.case),
-            v[0],
-            v[1],
-            v[2],
-            v[3],
-            quote(&r.warnings.join("; "))
-        ));
+        text.push_str(&quote(&r.case));
+        for v in &r.volumes_ml {
+            text.push_str(&format!(",{v:.3}"));
+        }
+        text.push_str(&format!(",{}\n", quote(&r.warnings.join("; "))));
     }
     text
 }

@@ -6,6 +6,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use flare_labels::{Label, LabelSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -29,33 +30,79 @@ pub enum RecordStatus {
     Failed,
 }
 
-/// Organ volumes of a label map in millilitres.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct OrganVolumes {
-    /// Label 1.
-    pub liver_ml: f64,
-    /// Label 2, both kidneys.
-    pub kidneys_ml: f64,
-    /// Label 3.
-    pub spleen_ml: f64,
-    /// Label 4.
-    pub pancreas_ml: f64,
-}
+/// Organ volumes of a label map in millilitres, as a record stores them: a JSON object from
+/// each organ's key ([`OrganVolumes::key`]: `liver_ml`, `kidneys_ml`, ... for FLARE21) to its
+/// volume, in the label set's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganVolumes(Vec<(String, f64)>);
 
-impl From<[f64; 4]> for OrganVolumes {
-    fn from(v: [f64; 4]) -> OrganVolumes {
-        OrganVolumes {
-            liver_ml: v[0],
-            kidneys_ml: v[1],
-            spleen_ml: v[2],
-            pancreas_ml: v[3],
-        }
+impl OrganVolumes {
+    /// The record key of an organ: its display name, spaces as underscores, then `_ml`.
+    pub fn key(organ: &Label) -> String {
+        format!("{}_ml", organ.display_name.replace(' ', "_"))
+    }
+
+    /// The volumes `ml` of `set`'s organs, in its order.
+    pub fn new(set: &LabelSet, ml: &[f64]) -> OrganVolumes {
+        OrganVolumes(
+            set.organs()
+                .iter()
+                .zip(ml)
+                .map(|(o, &v)| (OrganVolumes::key(o), v))
+                .collect(),
+        )
+    }
+
+    /// The volumes of `set`'s organs in its order, or `None` when the record lacks one (a
+    /// record written for another label set).
+    pub fn for_labels(&self, set: &LabelSet) -> Option<Vec<f64>> {
+        (set.organs().iter())
+            .map(|o| {
+                let key = OrganVolumes::key(o);
+                self.0.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
+            })
+            .collect()
     }
 }
 
-impl From<OrganVolumes> for [f64; 4] {
-    fn from(v: OrganVolumes) -> [f64; 4] {
-        [v.liver_ml, v.kidneys_ml, v.spleen_ml, v.pancreas_ml]
+impl From<[f64; 4]> for OrganVolumes {
+    /// FLARE21's liver, kidneys, spleen and pancreas.
+    fn from(v: [f64; 4]) -> OrganVolumes {
+        OrganVolumes::new(&LabelSet::flare21(), &v)
+    }
+}
+
+impl Serialize for OrganVolumes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for OrganVolumes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = OrganVolumes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of organ volumes in mL")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<OrganVolumes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, f64>()? {
+                    out.push(entry);
+                }
+                Ok(OrganVolumes(out))
+            }
+        }
+        d.deserialize_map(Entries)
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use flare_testkit::TempDir;
 
+use flare_labels::{Label, LabelSet};
+
 use crate::*;
 
 fn planned(t: &TempDir, names: &[&str]) -> Vec<PlannedCase> {
@@ -30,12 +32,12 @@ fn record(case: &PlannedCase, status: RecordStatus, part: Part) -> CaseRecord {
 }
 
 /// "Reads" a label map: its volumes are its bytes' length, or an error for "junk".
-fn fake_volumes(p: &Path) -> std::result::Result<[f64; 4], String> {
+fn fake_volumes(p: &Path) -> std::result::Result<Vec<f64>, String> {
     let bytes = std::fs::read(p).map_err(|e| e.to_string())?;
     if bytes == b"junk" {
         return Err("wrong magic".to_string());
     }
-    Ok([bytes.len() as f64, 0.0, 0.0, 0.0])
+    Ok(vec![bytes.len() as f64, 0.0, 0.0, 0.0])
 }
 
 #[test]
@@ -86,7 +88,7 @@ fn every_state_a_killed_part_can_leave_is_named() {
     records.write(&stray).unwrap();
     std::fs::write(out.join(".never.nii.gz.123-0.tmp"), b"half").unwrap();
 
-    let g = gather(&cases, &out, &mut fake_volumes).unwrap();
+    let g = gather(&cases, &out, &LabelSet::flare21(), &mut fake_volumes).unwrap();
     let state = |n: &str| &g.cases.iter().find(|c| c.case.name == n).unwrap().state;
     assert_eq!(state("done"), &CaseState::Complete);
     assert_eq!(state("unrecorded"), &CaseState::Complete);
@@ -114,9 +116,9 @@ fn every_state_a_killed_part_can_leave_is_named() {
     assert_eq!(
         g.volume_rows(),
         [
-            row("done", [1.0, 2.0, 3.0, 4.0], &["no spleen found"]),
-            row("unrecorded", [6.0, 0.0, 0.0, 0.0], &[]),
-            row("retried", [1.0, 0.0, 0.0, 0.0], &[]),
+            row("done", vec![1.0, 2.0, 3.0, 4.0], &["no spleen found"]),
+            row("unrecorded", vec![6.0, 0.0, 0.0, 0.0], &[]),
+            row("retried", vec![1.0, 0.0, 0.0, 0.0], &[]),
         ]
     );
     assert_eq!(g.part_count, Some(4));
@@ -169,7 +171,7 @@ fn records_that_disagree_on_the_part_count_give_none() {
             .write(&record(c, RecordStatus::Done, Part::new(0, n).unwrap()))
             .unwrap();
     }
-    let g = gather(&cases, &out, &mut fake_volumes).unwrap();
+    let g = gather(&cases, &out, &LabelSet::flare21(), &mut fake_volumes).unwrap();
     assert_eq!(g.part_count, None);
     assert_eq!(g.complete(), 3);
     // No output folder at all: everything missing, nothing created.
@@ -181,7 +183,13 @@ fn records_that_disagree_on_the_part_count_give_none() {
             ..c.clone()
         })
         .collect();
-    let g = gather(&elsewhere, &nowhere, &mut fake_volumes).unwrap();
+    let g = gather(
+        &elsewhere,
+        &nowhere,
+        &LabelSet::flare21(),
+        &mut fake_volumes,
+    )
+    .unwrap();
     assert_eq!(g.missing(), 3);
     assert!(!nowhere.exists());
 }
@@ -193,18 +201,61 @@ fn volumes_csv_quotes_odd_names() {
         volumes_ml,
         warnings: warnings.iter().map(|w| w.to_string()).collect(),
     };
-    let csv = volumes_csv(&[
-        row("a", [1.0, 2.5, 3.25, 0.0], &[]),
-        row(
-            "b,\"c\"",
-            [0.0; 4],
-            &["no liver found", "kidneys 3 mL, smaller"],
-        ),
-    ]);
+    let csv = volumes_csv(
+        &LabelSet::flare21(),
+        &[
+            row("a", vec![1.0, 2.5, 3.25, 0.0], &[]),
+            row(
+                "b,\"c\"",
+                vec![0.0; 4],
+                &["no liver found", "kidneys 3 mL, smaller"],
+            ),
+        ],
+    );
     assert_eq!(
         csv,
         "case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings\n\
          a,1.000,2.500,3.250,0.000,\n\
          \"b,\"\"c\"\"\",0.000,0.000,0.000,0.000,\"no liver found; kidneys 3 mL, smaller\"\n"
+    );
+}
+
+/// Another label set: the CSV's columns are its organs', records store its organs' volumes
+/// under their own keys, and a record made for another set is not taken for this one's.
+#[test]
+fn another_label_set_names_columns_and_record_keys() {
+    let set = LabelSet::new(vec![
+        Label::background(),
+        Label::organ(1, "tumour"),
+        Label {
+            display_name: "renal cyst".into(),
+            ..Label::organ(2, "cyst")
+        },
+    ])
+    .unwrap();
+    let rows = [VolumeRow {
+        case: "a".into(),
+        volumes_ml: vec![1.5, 0.25],
+        warnings: vec![],
+    }];
+    assert_eq!(
+        volumes_csv(&set, &rows),
+        "case,tumour_ml,cyst_ml,warnings\na,1.500,0.250,\n"
+    );
+    let v = OrganVolumes::new(&set, &[1.5, 0.25]);
+    let json = serde_json::to_string(&v).unwrap();
+    assert_eq!(json, r#"{"tumour_ml":1.5,"renal_cyst_ml":0.25}"#);
+    let back: OrganVolumes = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.for_labels(&set), Some(vec![1.5, 0.25]));
+    assert_eq!(back.for_labels(&LabelSet::flare21()), None);
+    // A record from before label sets: FLARE21's four keys, in its order.
+    let old: OrganVolumes = serde_json::from_str(
+        r#"{"liver_ml":1500.0,"kidneys_ml":300.0,"spleen_ml":200.0,"pancreas_ml":80.0}"#,
+    )
+    .unwrap();
+    assert_eq!(old, [1500.0, 300.0, 200.0, 80.0].into());
+    assert_eq!(
+        old.for_labels(&LabelSet::flare21()),
+        Some(vec![1500.0, 300.0, 200.0, 80.0])
     );
 }

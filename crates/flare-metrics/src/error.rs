@@ -48,6 +48,14 @@ pub enum MetricsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A label set with more organs than the scorer counts at once.
+    #[error("{organs} organs to score; at most {max} are scored at once")]
+    TooManyOrgans {
+        /// Organs in the label set.
+        organs: usize,
+        /// The most [`crate::MAX_ORGANS`].
+        max: usize,
+    },
     /// The bounding boxes to score need more memory than is available.
     #[error("{what}: the organs' bounding boxes ({voxels} voxels in all) {source}")]
     OutOfMemory {

@@ -16,7 +16,8 @@ use flare_nifti::{NiftiError, NiftiHeader, RawVoxels, read_header, read_image, r
 use rayon::prelude::*;
 
 use crate::{
-    CaseScore, LabelValue, MetricsError, OTHER, Tolerances, organ_voxel_counts, score_case,
+    CaseScore, LabelValue, MetricsError, Tolerances, labels::ClassMap, organ_voxel_counts,
+    score_case,
 };
 
 /// Largest difference, entry by entry, between two affines still taken as the same grid (mm).
@@ -45,7 +46,7 @@ pub struct CaseResult {
     pub pred_path: PathBuf,
     /// Its outcome.
     pub outcome: CaseOutcome,
-    /// Warnings (values outside 0..=4), one line each.
+    /// Warnings (values that are neither 0 nor an organ's, e.g. outside 0..=4), one line each.
     pub warnings: Vec<String>,
 }
 
@@ -185,22 +186,26 @@ fn score_files(
     warnings: &mut Vec<String>,
 ) -> Result<CaseOutcome, String> {
     let what = |e: NiftiError| e.to_string();
+    let map = ClassMap::new(tolerances.labels());
     if !pred_path.exists() {
-        let gt = read_classes(gt_path).map_err(what)?;
-        warn_other(&gt, "ground truth", gt_path, warnings);
-        let counts = organ_voxel_counts(&gt.classes);
+        let gt = read_classes(gt_path, &map).map_err(what)?;
+        warn_other(&gt, "ground truth", gt_path, &map, warnings);
+        let counts = organ_voxel_counts(&gt.classes, tolerances.labels());
         return Ok(CaseOutcome::MissingPrediction(
-            CaseScore::missing_prediction(counts),
+            CaseScore::missing_prediction(&counts),
         ));
     }
     // Grids first, from the headers alone, so a mismatch costs no voxel decoding.
     let gt_header = read_header(gt_path).map_err(what)?;
     let pred_header = read_header(pred_path).map_err(what)?;
     check_same_grid(gt_path, &gt_header, pred_path, &pred_header)?;
-    let (gt, pred) = rayon::join(|| read_classes(gt_path), || read_classes(pred_path));
+    let (gt, pred) = rayon::join(
+        || read_classes(gt_path, &map),
+        || read_classes(pred_path, &map),
+    );
     let (gt, pred) = (gt.map_err(what)?, pred.map_err(what)?);
-    warn_other(&gt, "ground truth", gt_path, warnings);
-    warn_other(&pred, "prediction", pred_path, warnings);
+    warn_other(&gt, "ground truth", gt_path, &map, warnings);
+    warn_other(&pred, "prediction", pred_path, &map, warnings);
     let spacing = spacing_of(&gt_header).map_err(|e| format!("{}: {e}", gt_path.display()))?;
     let shape = gt_header.shape();
     score_case(&gt.classes, &pred.classes, shape, spacing, tolerances)
@@ -278,22 +283,25 @@ fn check_same_grid(
     .to_string())
 }
 
-/// Organ classes of a label file (0..=4, [`OTHER`]) and what the other values were.
+/// A label file's values as bytes that score the same (background and organ values kept, one
+/// "other" byte for anything else: [`crate::OTHER`] for FLARE21) and what the other values were.
 struct Classes {
     classes: Vec<u8>,
     other_voxels: usize,
     other_examples: Vec<f64>,
 }
 
-/// Reads a label map as classes, keeping the stored values' meaning: values equal to 1..4
-/// (after any scaling, as nibabel's `get_fdata`) are organs, anything else is [`OTHER`].
-fn read_classes(path: &Path) -> Result<Classes, NiftiError> {
-    fn of<T: LabelValue + Into<f64>>(v: &[T]) -> Classes {
-        let classes: Vec<u8> = v.par_iter().map(|x| x.class()).collect();
-        let other_voxels = classes.par_iter().filter(|&&c| c == OTHER).count();
+/// Reads a label map as classes, keeping the stored values' meaning: values equal to an organ's
+/// (after any scaling, as nibabel's `get_fdata`; 1..4 for FLARE21) are organs, anything else
+/// is "other".
+fn read_classes(path: &Path, map: &ClassMap) -> Result<Classes, NiftiError> {
+    fn of_values<T: LabelValue + Into<f64>>(v: &[T], map: &ClassMap) -> Classes {
+        let other = map.other_value();
+        let classes: Vec<u8> = v.par_iter().map(|&x| map.canonical(x)).collect();
+        let other_voxels = classes.par_iter().filter(|&&c| c == other).count();
         let mut other_examples: Vec<f64> = Vec::new();
         if other_voxels > 0 {
-            for (x, _) in v.iter().zip(&classes).filter(|&(_, &c)| c == OTHER) {
+            for (x, _) in v.iter().zip(&classes).filter(|&(_, &c)| c == other) {
                 let x: f64 = (*x).into();
                 if !other_examples.iter().any(|e| e.to_bits() == x.to_bits()) {
                     other_examples.push(x);
@@ -312,34 +320,35 @@ fn read_classes(path: &Path) -> Result<Classes, NiftiError> {
     let header = read_header(path)?;
     if header.scaling().is_some() {
         // Scaled label maps are rare; read them as nibabel would, through the scaling.
-        return Ok(of(read_image(path)?.volume.data()));
+        return Ok(of_values(read_image(path)?.volume.data(), map));
     }
     Ok(match read_raw(path)?.voxels {
-        RawVoxels::UInt8(v) => of(&v),
-        RawVoxels::Int8(v) => of(&v),
-        RawVoxels::Int16(v) => of(&v),
-        RawVoxels::UInt16(v) => of(&v),
-        RawVoxels::Int32(v) => of(&v),
-        RawVoxels::UInt32(v) => of(&v),
-        RawVoxels::Float32(v) => of(&v),
-        RawVoxels::Float64(v) => of(&v),
+        RawVoxels::UInt8(v) => of_values(&v, map),
+        RawVoxels::Int8(v) => of_values(&v, map),
+        RawVoxels::Int16(v) => of_values(&v, map),
+        RawVoxels::UInt16(v) => of_values(&v, map),
+        RawVoxels::Int32(v) => of_values(&v, map),
+        RawVoxels::UInt32(v) => of_values(&v, map),
+        RawVoxels::Float32(v) => of_values(&v, map),
+        RawVoxels::Float64(v) => of_values(&v, map),
         other => {
             // A datatype added to flare-nifti later: go through its float reader.
             let _ = other;
-            of(read_image(path)?.volume.data())
+            of_values(read_image(path)?.volume.data(), map)
         }
     })
 }
 
-fn warn_other(c: &Classes, which: &str, path: &Path, warnings: &mut Vec<String>) {
+fn warn_other(c: &Classes, which: &str, path: &Path, map: &ClassMap, warnings: &mut Vec<String>) {
     if c.other_voxels == 0 {
         return;
     }
     let examples: Vec<String> = c.other_examples.iter().map(|v| format!("{v}")).collect();
     warnings.push(format!(
-        "{}: {which} has {} voxel(s) with labels outside 0..4 (e.g. {}); they count as background",
+        "{}: {which} has {} voxel(s) with labels outside {} (e.g. {}); they count as background",
         path.display(),
         c.other_voxels,
+        map.describe(),
         examples.join(", ")
     ));
 }

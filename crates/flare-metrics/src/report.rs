@@ -1,17 +1,19 @@
 //! The official CSV and the summary table of an evaluation.
 //!
 //! The CSV has FLARE21's columns, `Name,DSC_1,NSD-1mm_1,...,DSC_4,NSD-1mm_4` (the NSD names
-//! follow the tolerance), one row per scored case, every value with the shortest decimal that
+//! follow the tolerance; another label set's organs give `DSC_<value>` columns in its order),
+//! one row per scored case, every value with the shortest decimal that
 //! reads back as the same f64 (as pandas writes them).
 
 use std::{fmt, path::Path};
 
-use crate::{CaseResult, CaseScore, MetricsError, NUM_ORGANS, ORGAN_NAMES, Tolerances};
+use crate::{CaseResult, CaseScore, MetricsError, Tolerances};
 
-/// The header line of the official CSV.
+/// The header line of the official CSV, for the organs of `tolerances`' label set.
 pub fn csv_header(tolerances: &Tolerances) -> String {
     let mut cols = vec!["Name".to_string()];
-    for label in 1..=NUM_ORGANS {
+    for organ in tolerances.labels().organs() {
+        let label = usize::from(organ.value);
         cols.push(format!("DSC_{label}"));
         cols.push(tolerances.column_name(label));
     }
@@ -92,15 +94,15 @@ impl MeanStd {
 pub struct Summary {
     /// Cases scored (missing predictions included, as zeros).
     pub cases: usize,
-    /// DSC of each organ over the cases, label 1 first.
-    pub dsc: [MeanStd; NUM_ORGANS],
-    /// NSD of each organ over the cases, label 1 first.
-    pub nsd: [MeanStd; NUM_ORGANS],
-    /// The case DSC (mean over the four organs) over the cases.
+    /// DSC of each organ over the cases, in the label set's order (FLARE21: label 1 first).
+    pub dsc: Vec<MeanStd>,
+    /// NSD of each organ over the cases, in the same order.
+    pub nsd: Vec<MeanStd>,
+    /// The case DSC (mean over the organs) over the cases.
     pub case_dsc: MeanStd,
-    /// The case NSD (mean over the four organs) over the cases.
+    /// The case NSD (mean over the organs) over the cases.
     pub case_nsd: MeanStd,
-    /// The NSD tolerances, for the table's headings.
+    /// The organs and NSD tolerances, for the table's headings.
     pub tolerances: Tolerances,
 }
 
@@ -111,13 +113,14 @@ impl Summary {
         let col = |f: &dyn Fn(&CaseScore) -> f64| -> MeanStd {
             MeanStd::of(&scores.iter().map(|s| f(s)).collect::<Vec<_>>())
         };
+        let organs = tolerances.labels().organs().len();
         Summary {
             cases: scores.len(),
-            dsc: std::array::from_fn(|o| col(&|s| s.organs[o].dsc)),
-            nsd: std::array::from_fn(|o| col(&|s| s.organs[o].nsd)),
+            dsc: (0..organs).map(|o| col(&|s| s.organs[o].dsc)).collect(),
+            nsd: (0..organs).map(|o| col(&|s| s.organs[o].nsd)).collect(),
             case_dsc: col(&|s| s.mean_dsc()),
             case_nsd: col(&|s| s.mean_nsd()),
-            tolerances: *tolerances,
+            tolerances: tolerances.clone(),
         }
     }
 }
@@ -130,12 +133,12 @@ impl fmt::Display for Summary {
             "{:<12} {:>16} {:>16}   (percent, mean ± std over {} case(s))",
             "organ", "DSC", "NSD", self.cases
         )?;
-        for (o, name) in ORGAN_NAMES.iter().enumerate() {
-            let tol = self.tolerances.get(o + 1).unwrap_or(f64::NAN);
+        for (o, organ) in self.tolerances.labels().organs().iter().enumerate() {
+            let tol = self.tolerances.as_array()[o];
             writeln!(
                 f,
                 "{:<12} {:>16} {:>16}   NSD at {tol} mm",
-                format!("{} {name}", o + 1),
+                format!("{} {}", organ.value, organ.name),
                 pct(&self.dsc[o]),
                 pct(&self.nsd[o])
             )?;
@@ -156,7 +159,7 @@ mod tests {
     use crate::{CaseOutcome, OrganScore};
 
     fn result(name: &str, organs: [(f64, f64); 4]) -> CaseResult {
-        let mut s = CaseScore::missing_prediction([1, 1, 1, 1]);
+        let mut s = CaseScore::missing_prediction(&[1, 1, 1, 1]);
         for (o, (dsc, nsd)) in organs.into_iter().enumerate() {
             s.organs[o] = OrganScore { dsc, nsd };
         }

@@ -1,14 +1,17 @@
-//! DSC and NSD of the four organs of one case, with FLARE21's rules for empty masks.
+//! DSC and NSD of the organs of one case (FLARE21's four unless told otherwise), with FLARE21's
+//! rules for empty masks.
 
+use flare_labels::LabelSet;
 use rayon::prelude::*;
 
 use crate::{
-    LabelValue, MetricsError, NUM_ORGANS, OTHER, SurfaceOverlap, Tolerances,
+    LabelValue, MAX_ORGANS, MetricsError, SurfaceOverlap, Tolerances,
+    labels::ClassMap,
     surface::{check_inputs, ensure_crops_fit, overlap_on_padded_crop, padded_crop},
 };
 
-/// Classes per label map: background, the four organs, and "other value".
-const CLASSES: usize = OTHER as usize + 1;
+/// Classes the tallies hold: background, up to [`MAX_ORGANS`] organs, and "other value".
+const CLASSES: usize = MAX_ORGANS + 2;
 
 /// The two scores of one organ.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,65 +48,73 @@ impl OrganCounts {
 /// The scores of one case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseScore {
-    /// DSC and NSD per organ, label 1 first.
-    pub organs: [OrganScore; NUM_ORGANS],
-    /// Voxel counts per organ, label 1 first.
-    pub counts: [OrganCounts; NUM_ORGANS],
+    /// DSC and NSD per organ, in the label set's order (FLARE21: label 1 first).
+    pub organs: Vec<OrganScore>,
+    /// Voxel counts per organ, in the same order.
+    pub counts: Vec<OrganCounts>,
     /// Surface areas per organ (zero where FLARE's rules decided without surfaces).
-    pub surfaces: [SurfaceOverlap; NUM_ORGANS],
-    /// Prediction voxels whose value is not 0..=4 (scored as background).
+    pub surfaces: Vec<SurfaceOverlap>,
+    /// Prediction voxels whose value is no organ and not 0 (scored as background).
     pub pred_other_voxels: u64,
-    /// Ground-truth voxels whose value is not 0..=4 (scored as background).
+    /// Ground-truth voxels whose value is no organ and not 0 (scored as background).
     pub gt_other_voxels: u64,
 }
 
 impl CaseScore {
-    /// Mean DSC over the four organs (the case's DSC in FLARE's ranking).
+    /// Mean DSC over the organs (the case's DSC in FLARE's ranking).
     pub fn mean_dsc(&self) -> f64 {
-        self.organs.iter().map(|o| o.dsc).sum::<f64>() / NUM_ORGANS as f64
+        self.organs.iter().map(|o| o.dsc).sum::<f64>() / self.organs.len() as f64
     }
 
-    /// Mean NSD over the four organs (the case's NSD in FLARE's ranking).
+    /// Mean NSD over the organs (the case's NSD in FLARE's ranking).
     pub fn mean_nsd(&self) -> f64 {
-        self.organs.iter().map(|o| o.nsd).sum::<f64>() / NUM_ORGANS as f64
+        self.organs.iter().map(|o| o.nsd).sum::<f64>() / self.organs.len() as f64
     }
 
     /// The score FLARE gives a case with no prediction: every voxel predicted background.
-    pub fn missing_prediction(gt_counts: [u64; NUM_ORGANS]) -> CaseScore {
-        let mut counts = [OrganCounts::default(); NUM_ORGANS];
-        let mut organs = [OrganScore { dsc: 0.0, nsd: 0.0 }; NUM_ORGANS];
-        for o in 0..NUM_ORGANS {
-            counts[o].gt = gt_counts[o];
-            let both_empty = gt_counts[o] == 0;
-            let s = if both_empty { 1.0 } else { 0.0 };
-            organs[o] = OrganScore { dsc: s, nsd: s };
-        }
+    /// `gt_counts`: the ground truth's voxels per organ.
+    pub fn missing_prediction(gt_counts: &[u64]) -> CaseScore {
+        let n = gt_counts.len();
+        let counts = gt_counts
+            .iter()
+            .map(|&gt| OrganCounts {
+                gt,
+                ..OrganCounts::default()
+            })
+            .collect();
+        let organs = gt_counts
+            .iter()
+            .map(|&gt| {
+                let both_empty = gt == 0;
+                let s = if both_empty { 1.0 } else { 0.0 };
+                OrganScore { dsc: s, nsd: s }
+            })
+            .collect();
         CaseScore {
             organs,
             counts,
-            surfaces: [SurfaceOverlap::default(); NUM_ORGANS],
+            surfaces: vec![SurfaceOverlap::default(); n],
             pred_other_voxels: 0,
             gt_other_voxels: 0,
         }
     }
 }
 
-/// Per-class voxel counts of a label map, label 1 first (what a missing prediction is scored on).
-pub fn organ_voxel_counts<L: LabelValue>(labels: &[L]) -> [u64; NUM_ORGANS] {
-    let per_class = labels
+/// Voxel counts of each organ of `labels` in a label map, in the set's order (what a missing
+/// prediction is scored on).
+pub fn organ_voxel_counts<L: LabelValue>(map: &[L], labels: &LabelSet) -> Vec<u64> {
+    let classes = ClassMap::new(labels);
+    let per_class = map
         .par_chunks(1 << 16)
         .map(|chunk| {
-            let mut c = [0u64; CLASSES];
+            let mut c = [0u64; 256];
             for &v in chunk {
-                c[usize::from(v.class())] += 1;
+                c[usize::from(classes.of(v))] += 1;
             }
             c
         })
-        .reduce(
-            || [0u64; CLASSES],
-            |a, b| std::array::from_fn(|i| a[i] + b[i]),
-        );
-    std::array::from_fn(|o| per_class[o + 1])
+        .reduce(|| [0u64; 256], |a, b| std::array::from_fn(|i| a[i] + b[i]));
+    (1..=classes.organs()).map(|o| per_class[o]).collect()
 }
 
 /// Voxel counts and bounding boxes of every class, gathered in one pass over both maps.
@@ -141,7 +152,13 @@ impl Stats {
 
 /// Counts and union bounding boxes of a slab of rows (one `k`), in one sweep. Voxels that are
 /// background in both maps are not visited one by one: they are counted at the end as the rest.
-fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: usize) -> Stats {
+fn slab_stats<G: LabelValue, P: LabelValue>(
+    gt: &[G],
+    pred: &[P],
+    n0: usize,
+    k: usize,
+    classes: &ClassMap,
+) -> Stats {
     let mut s = Stats::empty();
     let bytes = G::as_u8_slice(gt).zip(P::as_u8_slice(pred));
     for j in 0..gt.len() / n0 {
@@ -165,7 +182,7 @@ fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: 
                     let word = |b: &[u8]| <[u8; 8]>::try_from(b).map_or(1, u64::from_ne_bytes);
                     if (word(gw) | word(pw)) != 0 {
                         for t in 0..8 {
-                            let (cg, cp) = (gw[t].class(), pw[t].class());
+                            let (cg, cp) = (classes.of_byte(gw[t]), classes.of_byte(pw[t]));
                             if (cg | cp) != 0 {
                                 visit(i + t, usize::from(cg), usize::from(cp));
                             }
@@ -174,7 +191,7 @@ fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: 
                     i += 8;
                 }
                 for t in i..n0 {
-                    let (cg, cp) = (g_row[t].class(), p_row[t].class());
+                    let (cg, cp) = (classes.of_byte(g_row[t]), classes.of_byte(p_row[t]));
                     if (cg | cp) != 0 {
                         visit(t, usize::from(cg), usize::from(cp));
                     }
@@ -182,14 +199,14 @@ fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: 
             }
             None => {
                 for (i, (g, p)) in gt[row.clone()].iter().zip(&pred[row]).enumerate() {
-                    let (cg, cp) = (g.class(), p.class());
+                    let (cg, cp) = (classes.of(*g), classes.of(*p));
                     if (cg | cp) != 0 {
                         visit(i, usize::from(cg), usize::from(cp));
                     }
                 }
             }
         }
-        for c in 1..=NUM_ORGANS {
+        for c in 1..=classes.organs() {
             if first[c] != usize::MAX {
                 s.lo[c] = [
                     s.lo[c][0].min(first[c]),
@@ -209,11 +226,13 @@ fn slab_stats<G: LabelValue, P: LabelValue>(gt: &[G], pred: &[P], n0: usize, k: 
     s
 }
 
-/// Scores the four organs of one case: ground truth `gt` and prediction `pred` on the same grid
-/// of `shape` (`i` fastest) with voxel spacing `spacing_mm`, NSD at `tolerances`.
+/// Scores the organs of one case: ground truth `gt` and prediction `pred` on the same grid of
+/// `shape` (`i` fastest) with voxel spacing `spacing_mm`; the organs are those of
+/// `tolerances`' label set (FLARE21's four by default), each NSD at its tolerance.
 ///
-/// Values other than 0..=4 belong to no organ (they are counted in the result). The organs are
-/// scored in parallel; each NSD works on the bounding box of its two masks only.
+/// Values other than 0 and the organs' (for FLARE21: other than 0..=4) belong to no organ (they
+/// are counted in the result). The organs are scored in parallel; each NSD works on the
+/// bounding box of its two masks only.
 pub fn score_case<G: LabelValue, P: LabelValue>(
     gt: &[G],
     pred: &[P],
@@ -223,6 +242,14 @@ pub fn score_case<G: LabelValue, P: LabelValue>(
 ) -> Result<CaseScore, MetricsError> {
     let what = "case";
     check_inputs(what, gt.len(), pred.len(), shape, spacing_mm)?;
+    let classes = ClassMap::new(tolerances.labels());
+    let organs = classes.organs();
+    if organs > MAX_ORGANS {
+        return Err(MetricsError::TooManyOrgans {
+            organs,
+            max: MAX_ORGANS,
+        });
+    }
     let [n0, n1, _] = shape;
     let slab = n0 * n1;
     let stats = if slab == 0 {
@@ -231,19 +258,21 @@ pub fn score_case<G: LabelValue, P: LabelValue>(
         gt.par_chunks(slab)
             .zip(pred.par_chunks(slab))
             .enumerate()
-            .map(|(k, (g, p))| slab_stats(g, p, n0, k))
+            .map(|(k, (g, p))| slab_stats(g, p, n0, k, &classes))
             .reduce(Stats::empty, Stats::merge)
     };
-    let counts: [OrganCounts; NUM_ORGANS] = std::array::from_fn(|o| {
-        let c = o + 1;
-        OrganCounts {
-            gt: stats.confusion[c].iter().sum(),
-            pred: stats.confusion.iter().map(|row| row[c]).sum(),
-            both: stats.confusion[c][c],
-        }
-    });
+    let counts: Vec<OrganCounts> = (0..organs)
+        .map(|o| {
+            let c = o + 1;
+            OrganCounts {
+                gt: stats.confusion[c].iter().sum(),
+                pred: stats.confusion.iter().map(|row| row[c]).sum(),
+                both: stats.confusion[c][c],
+            }
+        })
+        .collect();
     // The organs are scored at once: their crops must fit in memory together.
-    let crops: u64 = (1..=NUM_ORGANS)
+    let crops: u64 = (1..=organs)
         .filter(|&c| counts[c - 1].gt > 0)
         .map(|c| {
             (0..3)
@@ -252,10 +281,10 @@ pub fn score_case<G: LabelValue, P: LabelValue>(
         })
         .sum();
     ensure_crops_fit(what, crops)?;
-    let per_organ: Vec<Result<(OrganScore, SurfaceOverlap), MetricsError>> = (0..NUM_ORGANS)
+    let per_organ: Vec<Result<(OrganScore, SurfaceOverlap), MetricsError>> = (0..organs)
         .into_par_iter()
         .map(|o| {
-            let label = (o + 1) as u8;
+            let class = (o + 1) as u8;
             let n = counts[o];
             let dsc = n.dsc();
             if n.gt == 0 {
@@ -264,7 +293,7 @@ pub fn score_case<G: LabelValue, P: LabelValue>(
             }
             let (lo, hi) = (stats.lo[o + 1], stats.hi[o + 1]);
             let (mg, mp, padded) = padded_crop(lo, hi, shape, |idx| {
-                (gt[idx].class() == label, pred[idx].class() == label)
+                (classes.of(gt[idx]) == class, classes.of(pred[idx]) == class)
             });
             let tol = tolerances.as_array()[o];
             let surf = overlap_on_padded_crop(&mg, &mp, padded, spacing_mm, tol);
@@ -277,14 +306,16 @@ pub fn score_case<G: LabelValue, P: LabelValue>(
             ))
         })
         .collect();
-    let mut organs = [OrganScore { dsc: 0.0, nsd: 0.0 }; NUM_ORGANS];
-    let mut surfaces = [SurfaceOverlap::default(); NUM_ORGANS];
-    for (o, r) in per_organ.into_iter().enumerate() {
-        (organs[o], surfaces[o]) = r?;
+    let mut scores = Vec::with_capacity(organs);
+    let mut surfaces = Vec::with_capacity(organs);
+    for r in per_organ {
+        let (score, surface) = r?;
+        scores.push(score);
+        surfaces.push(surface);
     }
-    let other = OTHER as usize;
+    let other = usize::from(classes.other());
     Ok(CaseScore {
-        organs,
+        organs: scores,
         counts,
         surfaces,
         pred_other_voxels: stats.confusion.iter().map(|row| row[other]).sum(),

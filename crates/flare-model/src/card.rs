@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use flare_labels::{Label, LabelSet};
+
 use crate::UNetConfig;
 
 /// The card format this build writes and reads.
@@ -63,15 +65,6 @@ pub struct Preprocessing {
     pub target_grid: TargetGrid,
 }
 
-/// One output class.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Label {
-    /// The value written in label maps (= output channel index).
-    pub value: u8,
-    /// Its name.
-    pub name: String,
-}
-
 /// How the weights were made. An untrained model has `steps == 0` and empty lists.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Training {
@@ -98,8 +91,10 @@ pub struct ModelCard {
     pub architecture: UNetConfig,
     /// Input preprocessing.
     pub preprocessing: Preprocessing,
-    /// Output classes, background first.
-    pub labels: Vec<Label>,
+    /// Output classes, background first (value = output channel), each with its names, colour
+    /// and post-processing. A card written before these were stored lists only `value` and
+    /// `name`; it reads as [`Label::legacy`] says (FLARE21's labels for the built-in model).
+    pub labels: LabelSet,
     /// Provenance.
     pub training: Training,
 }
@@ -108,14 +103,7 @@ impl ModelCard {
     /// A card for an untrained FLARE model: the 5 FLARE labels, HU window [-125, 275] scaled
     /// to [0, 1], a fixed 64 x 128 x 128 grid (the PyTorch reference's setup).
     pub fn untrained(architecture: UNetConfig) -> ModelCard {
-        let labels = ["background", "liver", "kidney", "spleen", "pancreas"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Label {
-                value: i as u8,
-                name: n.to_string(),
-            })
-            .collect();
+        let labels = LabelSet::flare21();
         ModelCard {
             format_version: FORMAT_VERSION,
             architecture,
@@ -132,5 +120,43 @@ impl ModelCard {
                 ..Training::default()
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_round_trips_with_its_label_set() {
+        let mut card = ModelCard::untrained(UNetConfig::standard(1, 3, &[4, 8]));
+        card.labels = LabelSet::new(vec![
+            Label::background(),
+            Label::organ(1, "tumour"),
+            Label {
+                components: 2,
+                keep_largest_components: false,
+                ..Label::organ(2, "cyst")
+            },
+        ])
+        .unwrap();
+        let json = serde_json::to_string(&card).unwrap();
+        let back: ModelCard = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, card);
+    }
+
+    #[test]
+    fn an_old_card_without_label_rules_reads_as_flare21() {
+        let card = ModelCard::untrained(UNetConfig::standard(1, 5, &[4, 8]));
+        let mut json: serde_json::Value = serde_json::to_value(&card).unwrap();
+        // What cards held before label sets: value and name only.
+        json["labels"] = serde_json::json!([
+            {"value": 0, "name": "background"}, {"value": 1, "name": "liver"},
+            {"value": 2, "name": "kidney"}, {"value": 3, "name": "spleen"},
+            {"value": 4, "name": "pancreas"}
+        ]);
+        let old: ModelCard = serde_json::from_value(json).unwrap();
+        assert_eq!(old.labels, LabelSet::flare21());
+        assert_eq!(old, card);
     }
 }

@@ -104,7 +104,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for n in &seg.notes {
             println!("  note: {n}");
         }
-        println!("  volumes mL {:.1?}", organ_volumes_ml(&seg.labels));
+        println!(
+            "  volumes mL {:.1?}",
+            organ_volumes_ml(&seg.labels, model.labels())
+        );
         if let Some(gt) = &gt {
             let d = dice(gt, &seg.labels);
             println!(

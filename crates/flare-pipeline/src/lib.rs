@@ -24,7 +24,7 @@
 //! let ctx = flare_engine::Ctx::new();
 //! let seg = segment(&ctx, &model, &ct, &SegmentOptions::default(), &mut |_| {})?;
 //! assert_eq!(seg.labels.geometry(), ct.geometry());
-//! println!("{:?} mL", organ_volumes_ml(&seg.labels));
+//! println!("{:?} mL", organ_volumes_ml(&seg.labels, model.labels()));
 //! # Ok::<(), flare_pipeline::PipelineError>(())
 //! ```
 

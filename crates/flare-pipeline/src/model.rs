@@ -17,6 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use flare_labels::LabelSet;
 use flare_model::{ModelCard, UNet, card::CARD_KEY, file};
 use safetensors::{SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -117,7 +118,7 @@ impl StageModel {
                 arch.num_classes
             )));
         }
-        let values: Vec<usize> = card.labels.iter().map(|l| l.value as usize).collect();
+        let values: Vec<usize> = card.labels.all().iter().map(|l| l.value as usize).collect();
         if values != (0..arch.num_classes).collect::<Vec<_>>() {
             return Err(unusable(format!(
                 "the card's labels {values:?} are not the {} output channels in order",
@@ -396,8 +397,8 @@ impl Model {
         let stage = |n: usize, c: &ModelCard| {
             let dsc: Vec<String> = c
                 .labels
+                .organs()
                 .iter()
-                .filter(|l| l.value > 0)
                 .filter_map(|l| {
                     let v = c.training.metrics.get(&format!("val_dice_{}", l.name))?;
                     Some(format!("{} {v:.3}", l.name))
@@ -424,6 +425,11 @@ impl Model {
     /// The model cards of stage 1 and stage 2.
     pub fn stage_cards(&self) -> [&ModelCard; 2] {
         [&self.stages[0].card, &self.stages[1].card]
+    }
+
+    /// The labels the model writes and how each is post-processed: stage 2's card's set.
+    pub fn labels(&self) -> &LabelSet {
+        &self.stages[1].card.labels
     }
 
     /// The networks of stage 1 and stage 2.
@@ -481,13 +487,22 @@ fn check_refinement(
         stage: 3,
         detail,
     };
-    if stage3.labels != stage2.labels {
+    // Values and names: post-processing follows stage 2's rules, whatever stage 3's card says.
+    let named = |c: &ModelCard| -> Vec<(u8, String)> {
+        c.labels
+            .all()
+            .iter()
+            .map(|l| (l.value, l.name.clone()))
+            .collect()
+    };
+    if named(stage3) != named(stage2) {
         return Err(unusable("its labels differ from stage 2's".into()));
     }
     if !stage3
         .labels
+        .organs()
         .iter()
-        .any(|l| l.value == refine.label && l.value > 0)
+        .any(|l| l.value == refine.label)
     {
         return Err(unusable(format!(
             "label {} is not an organ of the model",

@@ -20,6 +20,7 @@
 
 use std::fmt;
 
+use flare_labels::LabelSet;
 use flare_volume::{LabelMap, Volume};
 
 /// The four organs of the FLARE labels 1-4.
@@ -44,14 +45,9 @@ impl Organ {
         self as u8 + 1
     }
 
-    /// Its name in warnings ("liver", "kidneys", ...).
+    /// Its name in warnings ("liver", "kidneys", ...): FLARE21's display name of its label.
     pub fn name(self) -> &'static str {
-        match self {
-            Organ::Liver => "liver",
-            Organ::Kidneys => "kidneys",
-            Organ::Spleen => "spleen",
-            Organ::Pancreas => "pancreas",
-        }
+        flare_labels::flare21::DISPLAY_NAMES[self as usize]
     }
 
     /// Adult volume range in mL, `(low, high)`: a volume outside it gets a warning.
@@ -563,10 +559,18 @@ fn ml(v: f64) -> String {
 }
 
 /// Every warning for one case: [`check_image`] on the CT in HU, then [`check_organs`] on its
-/// label map (same grid).
+/// label map (same grid) of FLARE21's labels.
 pub fn check(image_hu: &Volume<f32>, labels: &LabelMap) -> Vec<Warning> {
+    check_with(image_hu, labels, &LabelSet::flare21())
+}
+
+/// [`check`] for a label map of `set`'s labels: the organ checks (FLARE21's organs' adult
+/// sizes and places) only where `set`'s organs are FLARE21's, the image checks always.
+pub fn check_with(image_hu: &Volume<f32>, labels: &LabelMap, set: &LabelSet) -> Vec<Warning> {
     let mut out = check_image(&image_stats(image_hu));
-    out.extend(check_organs(&organ_stats(labels)));
+    if set.has_flare21_organs() {
+        out.extend(check_organs(&organ_stats(labels)));
+    }
     out
 }
 
@@ -803,5 +807,23 @@ mod tests {
         assert_eq!(w[1].to_string(), "no kidneys found");
         assert_eq!(w[1].reason.code(), "organ-missing");
         assert!(!w[1].reason.is_about_image());
+    }
+
+    /// The organ checks know FLARE21's organs: another label set's map gets the image checks
+    /// only, FLARE21's gets both.
+    #[test]
+    fn organ_checks_need_flare21_organs() {
+        use flare_labels::Label;
+        let (ct, labels) = abdomen(spec());
+        let empty = Volume::filled(*labels.geometry(), 0u8);
+        let flare = check(&ct, &empty);
+        assert!(
+            flare.iter().any(|w| w.to_string() == "no liver found"),
+            "{flare:?}"
+        );
+        let other = LabelSet::new(vec![Label::background(), Label::organ(1, "tumour")]).unwrap();
+        let w = check_with(&ct, &empty, &other);
+        assert!(w.iter().all(|w| w.reason.is_about_image()), "{w:?}");
+        assert_eq!(w, check_image(&image_stats(&ct)));
     }
 }

@@ -4,23 +4,23 @@ use std::time::Instant;
 
 use flare_engine::Ctx;
 use flare_imgproc::{Connectivity, fill_holes, keep_largest_components};
+use flare_labels::LabelSet;
 use flare_volume::{LabelMap, Roi, Volume};
 
 use crate::{
     Model,
     error::Result,
-    stages::{
-        IndexBox, components_to_keep, export_labels, organ_box, region_logits, whole_scan_grid,
-    },
+    stages::{IndexBox, export_labels, organ_box, region_logits, whole_scan_grid},
 };
 
 /// Post-processing on the scan's grid, inside the region stage 2 wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostProcess {
-    /// Keep the largest connected component of each organ (two for the kidneys; the pancreas,
-    /// often predicted in several true pieces, is left whole).
+    /// Keep the largest connected components of each organ whose label says so
+    /// ([`flare_labels::Label::keep_largest_components`], as many as its `components`: two for
+    /// FLARE21's kidneys; its pancreas, often predicted in several true pieces, is left whole).
     pub largest_components: bool,
-    /// Fill background pockets an organ encloses.
+    /// Fill background pockets an organ encloses (organs whose label says so).
     pub fill_holes: bool,
 }
 
@@ -28,7 +28,7 @@ impl Default for PostProcess {
     /// Both on. Measured (2026-11-27, BTCV 0031 and 0033 and the TotalSegmentator example):
     /// keeping the largest components raised kidney DSC by up to 0.03 and spleen by up to
     /// 0.010 and lowered nothing except the pancreas, which is therefore left out of it (see
-    /// the code); filling holes changed no DSC there. Organs are solid bodies, so a pocket
+    /// [`flare_labels::flare21::KEEP_LARGEST_COMPONENTS`]); filling holes changed no DSC there. Organs are solid bodies, so a pocket
     /// inside one is an error.
     fn default() -> Self {
         PostProcess {
@@ -234,17 +234,13 @@ fn refine_organ(
 /// box, which lies inside the region stage 2 wrote.
 fn postprocess(labels: &mut LabelMap, model: &Model, pp: &PostProcess, notes: &mut Vec<String>) {
     let card = &model.stages[1].card;
-    for l in card.labels.iter().filter(|l| l.value > 0) {
-        // The pancreas is thin and long, and predictions of it often come in pieces that are
-        // all pancreas: keeping only the largest piece cost 0.08 DSC on BTCV 0033 (0.426 ->
-        // 0.346) and gained nothing on 0031, while the other organs gained up to 0.03 (kidney,
-        // 0033). Measured 2026-11-27 with the bundled stage 1 step 700, stage 2 step 500.
-        let fragmented = l.name.to_ascii_lowercase().contains("pancreas");
-        if pp.largest_components && !fragmented {
+    for l in card.labels.organs() {
+        // Chosen per label value by the card's label set, never by the organ's name.
+        if pp.largest_components && l.keep_largest_components {
             let k = keep_largest_components(
                 labels,
                 l.value,
-                components_to_keep(&l.name),
+                usize::from(l.components),
                 Connectivity::Full,
             );
             if k.removed_voxels > 0 {
@@ -254,7 +250,7 @@ fn postprocess(labels: &mut LabelMap, model: &Model, pp: &PostProcess, notes: &m
                 ));
             }
         }
-        if pp.fill_holes {
+        if pp.fill_holes && l.fill_holes {
             // Background 6-connected against the organ's 26-connectivity: the usual dual pair,
             // so a pocket touching the outside only through an edge still counts as a hole.
             fill_holes(labels, l.value, Connectivity::Faces);
@@ -262,14 +258,15 @@ fn postprocess(labels: &mut LabelMap, model: &Model, pp: &PostProcess, notes: &m
     }
 }
 
-/// Volume of each organ (labels 1 liver, 2 kidney, 3 spleen, 4 pancreas) in millilitres.
-pub fn organ_volumes_ml(labels: &LabelMap) -> [f64; 4] {
-    let mut counts = [0u64; 5];
+/// Volume of each organ of `set` in millilitres, in the set's order (FLARE21: liver, kidneys,
+/// spleen, pancreas).
+pub fn organ_volumes_ml(labels: &LabelMap, set: &LabelSet) -> Vec<f64> {
+    let mut counts = [0u64; 256];
     for &l in labels.data() {
-        if (l as usize) < counts.len() {
-            counts[l as usize] += 1;
-        }
+        counts[usize::from(l)] += 1;
     }
     let ml = labels.geometry().voxel_volume_ml();
-    [1, 2, 3, 4].map(|o| counts[o] as f64 * ml)
+    (set.organs().iter())
+        .map(|o| counts[usize::from(o.value)] as f64 * ml)
+        .collect()
 }

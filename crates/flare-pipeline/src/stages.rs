@@ -310,25 +310,15 @@ pub fn predict_whole(
     )?)
 }
 
-/// How many connected components an organ keeps: two for the kidneys (left and right), one
-/// for every other organ. Decided by the label's name in the card, so other label sets work.
-pub fn components_to_keep(name: &str) -> usize {
-    if name.to_ascii_lowercase().contains("kidney") {
-        2
-    } else {
-        1
-    }
-}
-
 /// Stage 1's localisation: the organs on the stage-1 grid, each cut to its largest
-/// component(s) there (a stray blob must not inflate the box), their union box mapped to the
-/// scan's index space. `None` when no organ is found. `small` is modified in place.
+/// component(s) there (a stray blob must not inflate the box; as many as the card's label set
+/// says the organ has, e.g. two kidneys), their union box mapped to the scan's index space. `None` when no organ is found. `small` is modified in place.
 pub fn organ_box(small: &mut LabelMap, card: &ModelCard, scan: &Geometry) -> Option<IndexBox> {
-    for l in card.labels.iter().filter(|l| l.value > 0) {
+    for l in card.labels.organs() {
         keep_largest_components(
             small,
             l.value,
-            components_to_keep(&l.name),
+            usize::from(l.components),
             Connectivity::Full,
         );
     }

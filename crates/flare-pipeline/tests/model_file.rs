@@ -241,3 +241,13 @@ fn the_bundled_model_loads() {
     assert!(m.plan().roi_margin >= 0.0);
     assert_eq!(m.stage_cards()[1].labels.len(), 5, "{}", m.describe());
 }
+
+/// The built-in model's cards predate stored label sets (value and name only): they read as
+/// FLARE21's set, rules included.
+#[test]
+fn the_bundled_models_labels_are_flare21() {
+    let m = Model::bundled().unwrap();
+    for card in m.stage_cards() {
+        assert_eq!(card.labels, flare_labels::LabelSet::flare21());
+    }
+}

@@ -205,3 +205,70 @@ fn refinement_stage_changes_only_its_organ_in_its_box() {
         assert!(changed > 0 && boxed < nx * ny * nz);
     }
 }
+
+/// `model` with each stage's card labels changed by `edit` (same networks, same plan).
+fn with_labels(model: &Model, edit: &dyn Fn(&mut Vec<flare_labels::Label>)) -> Model {
+    let [n1, n2] = model.networks();
+    let [c1, c2] = model.stage_cards();
+    let relabel = |card: &flare_model::ModelCard| {
+        let mut card = card.clone();
+        let mut labels = card.labels.all().to_vec();
+        edit(&mut labels);
+        card.labels = flare_labels::LabelSet::new(labels).unwrap();
+        card
+    };
+    Model::from_parts(
+        (n1.clone(), relabel(c1)),
+        (n2.clone(), relabel(c2)),
+        model.plan().clone(),
+    )
+    .unwrap()
+}
+
+/// Post-processing follows each label's rules in the card, by value: renaming every organ
+/// changes no voxel (the kidneys keep two pieces, the pancreas keeps all of its pieces without
+/// being called "kidney" or "pancreas"), and a pancreas whose label says "keep the largest"
+/// is cut to its largest piece.
+#[test]
+fn post_processing_is_chosen_by_label_value_not_name() {
+    let Some(model) = phantom_model() else {
+        return;
+    };
+    let ctx = Ctx::new();
+    let (ct, _) = phantom(&PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1002)).unwrap();
+    let opts = SegmentOptions::default();
+    let run = |m: &Model| segment(&ctx, m, &ct, &opts, &mut |_| {}).unwrap().labels;
+    let base = run(&model);
+    // Two kidney pieces: a rule that took the renamed kidneys for one piece would drop one.
+    let mut one_kidney = base.clone();
+    let cut = flare_imgproc::keep_largest_components(
+        &mut one_kidney,
+        2,
+        1,
+        flare_imgproc::Connectivity::Full,
+    );
+    assert!(
+        cut.removed_voxels > 0,
+        "the phantom's kidneys are one piece"
+    );
+
+    let renamed = with_labels(&model, &|labels| {
+        for l in labels.iter_mut().skip(1) {
+            l.name = format!("organ {}", l.value);
+            l.display_name = l.name.clone();
+        }
+    });
+    assert_eq!(
+        renamed.stage_cards()[1].labels.get(2).unwrap().components,
+        2
+    );
+    assert!(
+        run(&renamed).data() == base.data(),
+        "renaming changed labels"
+    );
+
+    let trimmed = with_labels(&model, &|labels| labels[4].keep_largest_components = true);
+    let mut want = base.clone();
+    flare_imgproc::keep_largest_components(&mut want, 4, 1, flare_imgproc::Connectivity::Full);
+    assert!(run(&trimmed).data() == want.data());
+}

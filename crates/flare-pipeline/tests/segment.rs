@@ -198,7 +198,7 @@ fn stage_2_everywhere_liver_fills_the_region_exactly() {
         let liver = seg.labels.data().iter().filter(|&&l| l == 1).count();
         let [a, b, c] = roi.shape();
         assert_eq!(liver, a * b * c, "{name}: {roi:?}");
-        let ml = organ_volumes_ml(&seg.labels);
+        let ml = organ_volumes_ml(&seg.labels, &flare_labels::LabelSet::flare21());
         let want = (a * b * c) as f64 * g.voxel_volume_ml();
         assert!(
             (ml[0] - want).abs() < 1e-9 && ml[1..] == [0.0; 3],
@@ -221,7 +221,7 @@ fn organ_volumes_in_millilitres() {
             _ => 0,
         };
     }
-    let v = organ_volumes_ml(&labels);
+    let v = organ_volumes_ml(&labels, &flare_labels::LabelSet::flare21());
     let expect = [160.0, 40.0, 80.0, 40.0].map(|n| n * 0.001);
     for o in 0..4 {
         assert!((v[o] - expect[o]).abs() < 1e-12, "{v:?}");

@@ -14,7 +14,8 @@ mod convert;
 use std::{path::PathBuf, time::Instant};
 
 use flare_io::{CtImage, IoError, ReadOptions, Source};
-use flare_metrics::{CaseOutcome, CaseScore, NUM_ORGANS, ORGAN_NAMES, Tolerances};
+use flare_labels::LabelSet;
+use flare_metrics::{CaseOutcome, CaseScore, NUM_ORGANS, Tolerances};
 use flare_pipeline::{Model, PipelineError, PostProcess, SegmentOptions, Segmentation};
 use flare_volume::{Affine, Volume};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -79,9 +80,9 @@ struct Outcome {
     warnings: Vec<String>,
 }
 
-/// The plausibility warnings of a segmented CT, as text.
-fn warnings(ct: &Volume<f32>, seg: &Segmentation) -> Vec<String> {
-    flare_pipeline::plausibility::check(ct, &seg.labels)
+/// The plausibility warnings of a CT segmented with `labels`, as text.
+fn warnings(ct: &Volume<f32>, seg: &Segmentation, labels: &LabelSet) -> Vec<String> {
+    flare_pipeline::plausibility::check_with(ct, &seg.labels, labels)
         .iter()
         .map(ToString::to_string)
         .collect()
@@ -169,7 +170,7 @@ impl NativeModel {
             }
             let seg = self.run(&image.volume, &options, &path.display().to_string())?;
             Ok(Outcome {
-                warnings: warnings(&image.volume, &seg),
+                warnings: warnings(&image.volume, &seg, self.model.labels()),
                 seg,
                 affine,
                 read_s,
@@ -177,7 +178,7 @@ impl NativeModel {
                 notes,
             })
         });
-        outcome_dict(py, out.map_err(PyErrText::into_err)?)
+        outcome_dict(py, self.model.labels(), out.map_err(PyErrText::into_err)?)
     }
 
     /// Segments a numpy array (indexed `[i, j, k]`) under a 4x4 nibabel affine; `scale` is a
@@ -206,7 +207,7 @@ impl NativeModel {
                 let seg = self.run(&volume, &options, &name)?;
                 let affine = Affine::from_rows([affine[0], affine[1], affine[2]]);
                 Ok(Outcome {
-                    warnings: warnings(&volume, &seg),
+                    warnings: warnings(&volume, &seg, self.model.labels()),
                     seg,
                     affine,
                     read_s,
@@ -215,7 +216,7 @@ impl NativeModel {
                 })
             })
         })?;
-        outcome_dict(py, out.map_err(PyErrText::into_err)?)
+        outcome_dict(py, self.model.labels(), out.map_err(PyErrText::into_err)?)
     }
 }
 
@@ -386,9 +387,13 @@ fn with_array<'py, T>(
     )))
 }
 
-fn outcome_dict(py: Python<'_>, out: Outcome) -> PyResult<Bound<'_, PyDict>> {
+fn outcome_dict<'py>(
+    py: Python<'py>,
+    labels: &LabelSet,
+    out: Outcome,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let volumes = flare_pipeline::organ_volumes_ml(&out.seg.labels);
+    let volumes = flare_pipeline::organ_volumes_ml(&out.seg.labels, labels);
     let t = out.seg.timings;
     let timings = PyDict::new(py);
     for (k, v) in [
@@ -404,8 +409,8 @@ fn outcome_dict(py: Python<'_>, out: Outcome) -> PyResult<Bound<'_, PyDict>> {
         timings.set_item(k, v)?;
     }
     let vol = PyDict::new(py);
-    for (name, v) in ORGAN_NAMES.iter().zip(volumes) {
-        vol.set_item(*name, v)?;
+    for (organ, v) in labels.organs().iter().zip(volumes) {
+        vol.set_item(&organ.name, v)?;
     }
     let mut notes = out.notes;
     notes.extend(out.seg.notes.iter().cloned());
@@ -441,11 +446,12 @@ fn score_dict<'py>(
     let dsc = PyDict::new(py);
     let nsd = PyDict::new(py);
     let row = PyDict::new(py);
-    for (n, (name, o)) in ORGAN_NAMES.iter().zip(&s.organs).enumerate() {
-        dsc.set_item(*name, o.dsc)?;
-        nsd.set_item(*name, o.nsd)?;
-        row.set_item(format!("DSC_{}", n + 1), o.dsc)?;
-        row.set_item(tol.column_name(n + 1), o.nsd)?;
+    for (organ, o) in tol.labels().organs().iter().zip(&s.organs) {
+        let label = usize::from(organ.value);
+        dsc.set_item(&organ.name, o.dsc)?;
+        nsd.set_item(&organ.name, o.nsd)?;
+        row.set_item(format!("DSC_{label}"), o.dsc)?;
+        row.set_item(tol.column_name(label), o.nsd)?;
     }
     d.set_item("dsc", dsc)?;
     d.set_item("nsd", nsd)?;
@@ -550,10 +556,11 @@ fn evaluate_arrays<'py>(
     score_dict(py, &s, &tol, warnings)
 }
 
-/// The organ names, label 1 first.
+/// The organ names of FLARE21's label set (what `evaluate` scores), label 1 first.
 #[pyfunction]
-fn organ_names() -> Vec<&'static str> {
-    ORGAN_NAMES.to_vec()
+fn organ_names() -> Vec<String> {
+    let labels = LabelSet::flare21();
+    labels.organs().iter().map(|l| l.name.clone()).collect()
 }
 
 /// The native module.

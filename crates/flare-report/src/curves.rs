@@ -2,14 +2,13 @@
 //!
 //! The plot has no text, so that it needs no font: the left panel is the training loss (grey:
 //! per step, blue: moving average over 25 steps; y from 0 to the largest loss), the right
-//! panel the validation Dice from 0 to 1 (grid lines every 0.25) per organ in the report's
-//! organ colours ([`crate::ORGAN_COLOURS`]), their mean black; x is the step in both. The
+//! panel the validation Dice from 0 to 1 (grid lines every 0.25) per organ in its label's
+//! colour ([`flare_labels::Label::colour_rgb`]), their mean black; x is the step in both. The
 //! numbers are in the training log's CSV.
 
 use std::path::Path;
 
 use crate::{
-    ORGAN_COLOURS,
     atomic::{rgb_png, write_atomic},
     error::Result,
 };
@@ -21,8 +20,10 @@ pub struct TrainingCurves<'a> {
     pub steps: u64,
     /// `(step, loss)` of every step (non-finite losses are skipped).
     pub loss: &'a [(u64, f64)],
-    /// `(step, Dice per organ)` of every validation.
-    pub dice: &'a [(u64, [f64; 4])],
+    /// `(step, Dice per organ)` of every validation, organs in the order of `colours_rgb`.
+    pub dice: &'a [(u64, Vec<f64>)],
+    /// Each organ's curve colour (its label's colour in the label set).
+    pub colours_rgb: &'a [[u8; 3]],
 }
 
 struct Canvas {
@@ -161,14 +162,18 @@ pub fn write_training_curves_png(path: &Path, curves: &TrainingCurves) -> Result
         })
         .collect();
     left.polyline(&mut cv, &smooth, [30, 80, 220], 2);
-    for (o, c) in ORGAN_COLOURS.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = curves.dice.iter().map(|(s, v)| (*s as f64, v[o])).collect();
+    for (o, c) in curves.colours_rgb.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = curves
+            .dice
+            .iter()
+            .filter_map(|(s, v)| Some((*s as f64, *v.get(o)?)))
+            .collect();
         right.polyline(&mut cv, &pts, *c, 2);
     }
     let mean: Vec<(f64, f64)> = curves
         .dice
         .iter()
-        .map(|(s, v)| (*s as f64, v.iter().sum::<f64>() / 4.0))
+        .map(|(s, v)| (*s as f64, v.iter().sum::<f64>() / v.len() as f64))
         .collect();
     right.polyline(&mut cv, &mean, [0, 0, 0], 2);
     write_atomic(path, &rgb_png(path, w, h, &cv.px)?)
@@ -177,6 +182,7 @@ pub fn write_training_curves_png(path: &Path, curves: &TrainingCurves) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ORGAN_COLOURS;
 
     /// The loss goes in the left panel, each organ's Dice in its colour in the right one, at
     /// the height its value puts it.
@@ -185,11 +191,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.png");
         let loss: Vec<(u64, f64)> = (0..10).map(|s| (s, 1.0)).chain([(10, f64::NAN)]).collect();
-        let dice = [(4, [1.0, 0.5, 0.25, 0.0]), (9, [1.0, 0.5, 0.25, 0.0])];
+        let dice = [
+            (4, vec![1.0, 0.5, 0.25, 0.0]),
+            (9, vec![1.0, 0.5, 0.25, 0.0]),
+        ];
         let c = TrainingCurves {
             steps: 10,
             loss: &loss,
             dice: &dice,
+            colours_rgb: &ORGAN_COLOURS,
         };
         write_training_curves_png(&path, &c).unwrap();
         let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));

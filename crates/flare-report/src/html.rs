@@ -5,7 +5,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{ORGAN_COLOURS, ORGAN_NAMES, atomic::write_atomic, error::Result};
+use flare_labels::LabelSet;
+
+use crate::{atomic::write_atomic, error::Result};
 
 /// How a case of the batch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +31,9 @@ pub struct CaseEntry {
     pub output: Option<String>,
     /// How the case ended.
     pub status: CaseStatus,
-    /// Liver, kidneys, spleen, pancreas in mL.
-    pub volumes_ml: Option<[f64; 4]>,
+    /// Each organ's volume in mL, in the order of the label set's organs (FLARE21: liver,
+    /// kidneys, spleen, pancreas).
+    pub volumes_ml: Option<Vec<f64>>,
     /// Wall time of the case in seconds.
     pub wall_s: Option<f64>,
     /// Peak resident memory while processing the case, in MB.
@@ -45,18 +48,19 @@ pub struct CaseEntry {
     pub warnings: Vec<String>,
 }
 
-/// Writes `dir/index.html` for a batch: a title, a colour legend, a table (case, status, volumes
-/// in mL per organ, wall s, peak RSS MB, warnings and notes), and each case's overlay below (lazy-loaded
+/// Writes `dir/index.html` for a batch: a title, a colour legend (the organs of `labels`, in
+/// their colours), a table (case, status, volumes in mL per organ, wall s, peak RSS MB, warnings and notes), and each case's overlay below (lazy-loaded
 /// images). Self-contained (inline CSS, no scripts); every text is escaped; written atomically;
 /// `dir` is created if missing. Returns the path of the file.
 pub fn write_index_html(
     dir: &Path,
     title: &str,
     model: &str,
+    labels: &LabelSet,
     cases: &[CaseEntry],
 ) -> Result<PathBuf> {
     let path = dir.join("index.html");
-    write_atomic(&path, render_index(title, model, cases).as_bytes())?;
+    write_atomic(&path, render_index(title, model, labels, cases).as_bytes())?;
     Ok(path)
 }
 
@@ -129,7 +133,7 @@ section p{margin:0 0 .4em;color:#555;word-break:break-all}
 img{display:block;max-width:100%;height:auto;background:#303030}
 ";
 
-fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {
+fn render_index(title: &str, model: &str, labels: &LabelSet, cases: &[CaseEntry]) -> String {
     let t = escape(title);
     let count = |f: fn(&CaseStatus) -> bool| cases.iter().filter(|c| f(&c.status)).count();
     let done = count(|s| matches!(s, CaseStatus::Done));
@@ -147,11 +151,12 @@ fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {
         if cases.len() == 1 { "" } else { "s" },
     );
     h.push_str("<div class=\"legend\">");
-    for (name, colour) in ORGAN_NAMES.iter().zip(ORGAN_COLOURS) {
+    for organ in labels.organs() {
         let _ = write!(
             h,
-            "<span><span class=\"sw\" style=\"background:{}\"></span>{name}</span>",
-            hex(colour)
+            "<span><span class=\"sw\" style=\"background:{}\"></span>{}</span>",
+            hex(organ.colour_rgb),
+            escape(&organ.title())
         );
     }
     h.push_str("</div>\n");
@@ -165,8 +170,8 @@ fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {
     );
 
     h.push_str("<table>\n<thead><tr><th>Case</th><th>Status</th>");
-    for name in ORGAN_NAMES {
-        let _ = write!(h, "<th>{name} mL</th>");
+    for organ in labels.organs() {
+        let _ = write!(h, "<th>{} mL</th>", escape(&organ.title()));
     }
     h.push_str("<th>Wall s</th><th>Peak RSS MB</th><th>Notes</th></tr></thead>\n<tbody>\n");
     for (n, case) in cases.iter().enumerate() {
@@ -180,8 +185,8 @@ fn render_index(title: &str, model: &str, cases: &[CaseEntry]) -> String {
             "<tr class=\"{class}\"><td><a href=\"#case-{n}\">{}</a></td><td class=\"st-{class}\">{status}</td>",
             escape(&case.name)
         );
-        for o in 0..4 {
-            let v = case.volumes_ml.map(|v| v[o]);
+        for o in 0..labels.organs().len() {
+            let v = case.volumes_ml.as_ref().and_then(|v| v.get(o).copied());
             // A zero volume in a finished case means the organ was missed: make it stand out.
             let zero = matches!(case.status, CaseStatus::Done) && v == Some(0.0);
             let _ = write!(

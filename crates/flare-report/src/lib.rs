@@ -29,12 +29,9 @@ pub use crate::{
     overlay::{OverlayInfo, OverlayOptions, write_overlay_png},
 };
 
-/// Outline colours of liver (1), kidneys (2), spleen (3) and pancreas (4): vermillion, sky blue,
-/// bluish green and yellow from Okabe and Ito's colour-blind-safe palette. Of its colours, these
-/// four stay furthest apart under simulated protanopia and deuteranopia (tested), and each is
-/// far from any grey, so an outline never passes for CT.
-pub const ORGAN_COLOURS: [[u8; 3]; 4] =
-    [[213, 94, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66]];
+pub use flare_labels::{Label, LabelSet};
 
-/// Display names of the organ labels 1-4, in the order of [`ORGAN_COLOURS`].
-pub const ORGAN_NAMES: [&str; 4] = ["Liver", "Kidneys", "Spleen", "Pancreas"];
+/// Outline colours of FLARE21's liver (1), kidneys (2), spleen (3) and pancreas (4), from their
+/// home [`flare_labels::flare21::COLOURS_RGB`]; pictures take each label's colour from the
+/// [`LabelSet`] they are given.
+pub const ORGAN_COLOURS: [[u8; 3]; 4] = flare_labels::flare21::COLOURS_RGB;

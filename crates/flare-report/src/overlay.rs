@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
+use flare_labels::LabelSet;
 use flare_volume::{LabelMap, Volume};
 
 use crate::{
-    ORGAN_COLOURS,
     atomic::write_atomic,
     error::{ReportError, Result},
     view::{DisplayFrame, Panel, Plane},
@@ -20,6 +20,8 @@ pub struct OverlayOptions {
     pub window_hu: [f32; 2],
     /// Largest panel side in pixels (default 256); all panels of a case share one scale.
     pub max_panel_px: usize,
+    /// Which values are organs, in which row order and colour (default FLARE21's).
+    pub labels: LabelSet,
 }
 
 impl Default for OverlayOptions {
@@ -27,6 +29,7 @@ impl Default for OverlayOptions {
         OverlayOptions {
             window_hu: [-160.0, 240.0],
             max_panel_px: 256,
+            labels: LabelSet::flare21(),
         }
     }
 }
@@ -38,7 +41,8 @@ pub struct OverlayInfo {
     pub width_px: u32,
     /// Picture height in pixels.
     pub height_px: u32,
-    /// The organ labels (1-4) with a row of their own, top to bottom; empty when the label map
+    /// The organ labels (values of the options' label set) with a row of their own, top to
+    /// bottom; empty when the label map
     /// holds no organ (the picture then has one row through the volume's centre).
     pub organs_shown: Vec<u8>,
 }
@@ -55,10 +59,10 @@ pub(crate) const BACKGROUND: [u8; 3] = [48, 48, 48];
 /// Affines of the CT and the label map may differ by this much (mm) from rounding in headers.
 const GRID_TOL_MM: f64 = 0.1;
 
-/// Per case one PNG: one row per organ present (liver, kidney, spleen, pancreas), each row the
+/// Per case one PNG: one row per organ present (FLARE21: liver, kidney, spleen, pancreas), each row the
 /// axial, coronal and sagittal slice through that organ's centroid (an empty map: one row
 /// through the volume centre), CT in grey, each organ's outline (2 px, inside the organ) in its
-/// colour from [`ORGAN_COLOURS`]; written atomically (temporary file and rename), parent folders
+/// colour from the options' label set; written atomically (temporary file and rename), parent folders
 /// created.
 ///
 /// Display: radiological convention whatever the file's orientation (axial: patient's right on
@@ -66,7 +70,7 @@ const GRID_TOL_MM: f64 = 0.1;
 /// anterior on the left), along the scan's nearest axes; square pixels, one scale for all panels
 /// (the largest field of view fills `max_panel_px`). Where a centroid misses its organ (the two
 /// kidneys' centroid lies between them) or cuts only a sliver of it, the slice goes through the
-/// organ's largest cross-section instead. Labels other than 1-4 are ignored.
+/// organ's largest cross-section instead. Values that are no organ of the label set are ignored.
 pub fn write_overlay_png(
     image_hu: &Volume<f32>,
     labels: &LabelMap,
@@ -137,20 +141,28 @@ impl Picture {
 /// Voxel counts of each organ per index along each array axis: enough to find centroids and
 /// largest cross-sections in one pass over the label map.
 struct SliceCounts {
-    /// `per_axis[organ - 1][axis][index]`.
-    per_axis: [[Vec<u64>; 3]; 4],
+    /// `per_axis[organ][axis][index]`, `organ` the position in the label set's organs.
+    per_axis: Vec<[Vec<u64>; 3]>,
+    /// `position[value]`: the organ's position plus one, 0 for a value that is no organ.
+    position: [usize; 256],
 }
 
 impl SliceCounts {
-    fn new(labels: &LabelMap) -> SliceCounts {
+    fn new(labels: &LabelMap, set: &LabelSet) -> SliceCounts {
         let [nx, ny, nz] = labels.shape();
-        let mut per_axis: [[Vec<u64>; 3]; 4] =
-            std::array::from_fn(|_| [vec![0; nx], vec![0; ny], vec![0; nz]]);
+        let mut position = [0usize; 256];
+        for (o, organ) in set.organs().iter().enumerate() {
+            position[usize::from(organ.value)] = o + 1;
+        }
+        let mut per_axis: Vec<[Vec<u64>; 3]> = (0..set.organs().len())
+            .map(|_| [vec![0; nx], vec![0; ny], vec![0; nz]])
+            .collect();
         for (k, plane) in labels.data().chunks_exact(nx * ny).enumerate() {
             for (j, row) in plane.chunks_exact(nx).enumerate() {
                 for (i, &l) in row.iter().enumerate() {
-                    if (1..=4).contains(&l) {
-                        let c = &mut per_axis[usize::from(l) - 1];
+                    let p = position[usize::from(l)];
+                    if p > 0 {
+                        let c = &mut per_axis[p - 1];
                         c[0][i] += 1;
                         c[1][j] += 1;
                         c[2][k] += 1;
@@ -158,19 +170,22 @@ impl SliceCounts {
                 }
             }
         }
-        SliceCounts { per_axis }
+        SliceCounts { per_axis, position }
+    }
+
+    /// The counts of organ `value` (an organ of the set).
+    fn of(&self, value: u8) -> &[Vec<u64>; 3] {
+        &self.per_axis[self.position[usize::from(value)] - 1]
     }
 
     fn present(&self, organ: u8) -> bool {
-        self.per_axis[usize::from(organ) - 1][0]
-            .iter()
-            .any(|&c| c > 0)
+        self.position[usize::from(organ)] > 0 && self.of(organ)[0].iter().any(|&c| c > 0)
     }
 
     /// The slice along array `axis` through `organ`: its centroid, unless that slice holds less
     /// than half of the largest cross-section (then the largest one nearest the centroid).
     fn slice(&self, organ: u8, axis: usize) -> usize {
-        let counts = &self.per_axis[usize::from(organ) - 1][axis];
+        let counts = &self.of(organ)[axis];
         let total: u64 = counts.iter().sum();
         let weighted: f64 = counts
             .iter()
@@ -254,8 +269,16 @@ pub(crate) fn render(
     check_inputs(image_hu, labels, out, options)?;
     let frame = DisplayFrame::new(image_hu.geometry());
     let shape = image_hu.shape();
-    let counts = SliceCounts::new(labels);
-    let organs: Vec<u8> = (1..=4).filter(|&o| counts.present(o)).collect();
+    let counts = SliceCounts::new(labels, &options.labels);
+    let organs: Vec<u8> = (options.labels.organs().iter())
+        .map(|l| l.value)
+        .filter(|&o| counts.present(o))
+        .collect();
+    // `colour[value]`: the outline colour of each organ value.
+    let mut colour: [Option<[u8; 3]>; 256] = [None; 256];
+    for l in options.labels.organs() {
+        colour[usize::from(l.value)] = Some(l.colour_rgb);
+    }
 
     // One scale for every panel, so organs compare in size across panels and cases of one scan.
     let largest_mm = (0..3).map(|w| frame.extent_mm(w)).fold(0.0, f64::max);
@@ -286,7 +309,7 @@ pub(crate) fn render(
                 width: BAR_PX,
                 height: row_height,
             };
-            picture.fill(bar, ORGAN_COLOURS[usize::from(o) - 1]);
+            picture.fill(bar, colour[usize::from(o)].unwrap_or(BACKGROUND));
         }
         let mut x = GAP_PX + BAR_PX + GAP_PX;
         let mut slices = [0; 3];
@@ -317,7 +340,7 @@ pub(crate) fn render(
                 width: panel.width,
                 height: panel.height,
             };
-            draw_panel(&mut picture, &panel, rect);
+            draw_panel(&mut picture, &panel, rect, &colour);
             slices[p] = slice;
             rects[p] = rect;
             x += panel.width + GAP_PX;
@@ -331,15 +354,19 @@ pub(crate) fn render(
     Ok(picture)
 }
 
-fn draw_panel(picture: &mut Picture, panel: &Panel, rect: PanelRect) {
+fn draw_panel(
+    picture: &mut Picture,
+    panel: &Panel,
+    rect: PanelRect,
+    organ_colour: &[Option<[u8; 3]>; 256],
+) {
     for y in 0..panel.height {
         for x in 0..panel.width {
             let idx = y * panel.width + x;
             let l = panel.label[idx];
-            let colour = if (1..=4).contains(&l) && panel.is_contour(x, y) {
-                ORGAN_COLOURS[usize::from(l) - 1]
-            } else {
-                [panel.grey[idx]; 3]
+            let colour = match organ_colour[usize::from(l)] {
+                Some(c) if panel.is_contour(x, y) => c,
+                _ => [panel.grey[idx]; 3],
             };
             let o = 3 * ((rect.y + y) * picture.width + rect.x + x);
             picture.rgb[o..o + 3].copy_from_slice(&colour);

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use flare_report::{
-    CaseEntry, CaseStatus, ORGAN_COLOURS, OverlayOptions, write_index_html, write_overlay_png,
+    CaseEntry, CaseStatus, Label, LabelSet, ORGAN_COLOURS, OverlayOptions, write_index_html,
+    write_overlay_png,
 };
 use flare_testkit::TempDir;
 use flare_volume::{Geometry, Volume};
@@ -14,7 +15,7 @@ fn case(name: &str, status: CaseStatus) -> CaseEntry {
         input: format!("in/{name}_0000.nii.gz"),
         output: Some(format!("out/{name}.nii.gz")),
         status,
-        volumes_ml: Some([1523.25, 301.0, 180.44, 0.0]),
+        volumes_ml: Some(vec![1523.25, 301.0, 180.44, 0.0]),
         wall_s: Some(3.456),
         peak_rss_mb: Some(812.6),
         png: Some(format!("{name}.png")),
@@ -43,8 +44,14 @@ fn index_lists_every_case_and_escapes_all_text() {
         failed,
         case("old one", CaseStatus::Skipped("output exists".into())),
     ];
-    let path = write_index_html(dir.path(), "Batch <1>", "flare-default v1 <tiny>", &cases)
-        .expect("write");
+    let path = write_index_html(
+        dir.path(),
+        "Batch <1>",
+        "flare-default v1 <tiny>",
+        &LabelSet::flare21(),
+        &cases,
+    )
+    .expect("write");
     assert_eq!(path, dir.join("index.html"));
     let html = std::fs::read_to_string(&path).expect("read");
 
@@ -106,7 +113,8 @@ fn overlay_and_index_together_link_the_picture() {
     assert_eq!(info.organs_shown, vec![1]);
     let mut entry = case("case 7", CaseStatus::Done);
     entry.png = Some(png.to_string());
-    let index = write_index_html(dir.path(), "one", "m", &[entry]).expect("index");
+    let index =
+        write_index_html(dir.path(), "one", "m", &LabelSet::flare21(), &[entry]).expect("index");
     let html = std::fs::read_to_string(&index).expect("read");
     let src = html
         .split("src=\"")
@@ -122,6 +130,56 @@ fn unwritable_report_folder_is_an_error_naming_it() {
     let dir = TempDir::new("report-html-err");
     let file = dir.join("a-file");
     std::fs::write(&file, b"x").expect("write");
-    let e = write_index_html(&file.join("report"), "t", "m", &[]).expect_err("unwritable");
+    let e = write_index_html(&file.join("report"), "t", "m", &LabelSet::flare21(), &[])
+        .expect_err("unwritable");
     assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+}
+
+/// Another label set (two organs, values 1 and 7): the legend, the table's columns and the
+/// picture's rows and colours are its own, FLARE21's names appear nowhere.
+#[test]
+fn a_two_organ_label_set_names_the_report() {
+    let dir = TempDir::new("report-two-labels");
+    let set = LabelSet::new(vec![
+        Label::background(),
+        Label {
+            display_name: "liver tumour".into(),
+            colour_rgb: [1, 2, 250],
+            ..Label::organ(1, "tumour")
+        },
+        Label::organ(7, "cyst"),
+    ])
+    .expect("set");
+    let g = Geometry::axis_aligned([20, 20, 10], [1.5, 1.5, 3.0], [0.0; 3]).expect("geometry");
+    let mut labels = vec![0u8; g.n_voxels()];
+    for k in 3..7 {
+        for j in 5..15 {
+            labels[g.linear_index([5, j, k])] = 7;
+            labels[g.linear_index([6, j, k])] = 7;
+            labels[g.linear_index([12, j, k])] = 2; // not an organ of this set
+        }
+    }
+    let ct = Volume::filled(g, 40.0f32);
+    let labels = Volume::new(g, labels).expect("labels");
+    let opts = OverlayOptions {
+        labels: set.clone(),
+        ..OverlayOptions::default()
+    };
+    let info = write_overlay_png(&ct, &labels, &dir.join("c.png"), &opts).expect("overlay");
+    assert_eq!(info.organs_shown, vec![7]);
+    let mut entry = case("c", CaseStatus::Done);
+    entry.volumes_ml = Some(vec![0.0, 12.5]);
+    let html = std::fs::read_to_string(
+        write_index_html(dir.path(), "two", "m", &set, &[entry]).expect("index"),
+    )
+    .expect("read");
+    assert!(html.contains("<th>Liver tumour mL</th><th>Cyst mL</th><th>Wall s</th>"));
+    assert!(
+        html.contains("#0102fa"),
+        "tumour colour missing from the legend"
+    );
+    assert!(html.contains("<td class=\"n zero\">0.0</td><td class=\"n\">12.5</td>"));
+    for flare in ["Liver mL", "Kidneys", "Spleen", "Pancreas"] {
+        assert!(!html.contains(flare), "{flare} in a two-organ report");
+    }
 }

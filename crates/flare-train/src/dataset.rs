@@ -30,8 +30,9 @@ use crate::error::{Problem, ProblemKind, Result, TrainError, io_err};
 /// by about 1e-5 of the origin's magnitude; real mismatches are a voxel or more.
 pub const GRID_TOLERANCE_MM: f64 = 1e-2;
 
-/// The highest organ label (pancreas).
-pub const MAX_LABEL: u8 = 4;
+/// The highest organ label (pancreas): training trains FLARE21's label set
+/// ([`flare_labels::flare21`]), whose organs its cache, sampler and loss are built around.
+pub const MAX_LABEL: u8 = flare_labels::flare21::ORGAN_COUNT as u8;
 
 /// Which on-disk layout a dataset was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

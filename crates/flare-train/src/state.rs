@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use crate::{config::TrainConfig, log::LogRow, sampler::SamplerState};
 
 /// The best validation so far.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     /// After this step.
     pub step: u64,
     /// Mean Dice over organs.
     pub mean_dsc: f64,
-    /// Dice per organ.
-    pub dsc: [f64; 4],
+    /// Dice per organ, in the label set's order.
+    pub dsc: Vec<f64>,
 }
 
 /// A run's state apart from tensors (the JSON part of a checkpoint).

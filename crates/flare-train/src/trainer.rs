@@ -16,6 +16,7 @@ use std::{
 };
 
 use flare_engine::{Ctx, Shape5, Tensor};
+use flare_labels::LabelSet;
 use flare_model::{ModelCard, ModelError, Optimizer, UNet, card::TargetGrid, file, train_step};
 
 use crate::{
@@ -105,6 +106,8 @@ pub struct Trainer {
     val: Vec<CachedCase>,
     outputs: Outputs,
     ctx: Ctx,
+    /// FLARE21's: the data checks, cache, sampler and loss know labels 0..=4 only.
+    labels: LabelSet,
 }
 
 impl Trainer {
@@ -170,9 +173,10 @@ impl Trainer {
             val,
             outputs,
             ctx: Ctx::new(),
+            labels: LabelSet::flare21(),
         };
         t.check_data()?;
-        write_csv(&t.outputs.csv, &t.state.log)?;
+        write_csv(&t.outputs.csv, t.labels(), &t.state.log)?;
         Ok(t)
     }
 
@@ -193,9 +197,10 @@ impl Trainer {
             val,
             outputs,
             ctx: Ctx::new(),
+            labels: LabelSet::flare21(),
         };
         t.check_data()?;
-        write_csv(&t.outputs.csv, &t.state.log)?;
+        write_csv(&t.outputs.csv, t.labels(), &t.state.log)?;
         Ok(t)
     }
 
@@ -216,15 +221,22 @@ impl Trainer {
         &self.net
     }
 
+    /// The labels the run trains, whose names its log, cards and messages use: FLARE21's
+    /// (training data is checked to hold labels 0..=4).
+    pub fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+
     /// The outputs.
     pub fn outputs(&self) -> &Outputs {
         &self.outputs
     }
 
     /// The model card for the current weights, with `metrics` (validation Dice).
-    pub fn model_card(&self, dsc: Option<[f64; 4]>, steps: u64) -> ModelCard {
+    pub fn model_card(&self, dsc: Option<&[f64]>, steps: u64) -> ModelCard {
         let c = &self.state.config;
         let mut card = ModelCard::untrained(c.architecture.clone());
+        card.labels = self.labels.clone();
         card.preprocessing.hu_window = c.preprocess.window_hu;
         card.preprocessing.target_grid = TargetGrid::FixedSize {
             size: c.sample.grid_dhw,
@@ -234,8 +246,10 @@ impl Trainer {
         card.training.validation = c.val_cases.clone();
         card.training.steps = steps;
         if let Some(d) = dsc {
-            for (name, v) in ["liver", "kidney", "spleen", "pancreas"].iter().zip(d) {
-                card.training.metrics.insert(format!("val_dice_{name}"), v);
+            for (organ, &v) in card.labels.organs().iter().zip(d) {
+                card.training
+                    .metrics
+                    .insert(format!("val_dice_{}", organ.name), v);
             }
         }
         let region = match c.stage {
@@ -275,10 +289,10 @@ impl Trainer {
             opt: self.opt.clone(),
         };
         checkpoint::save(&self.outputs.checkpoint, &ck)?;
-        let last_val = self.state.log.iter().rev().find_map(|r| r.val);
+        let last_val = self.state.log.iter().rev().find_map(|r| r.val.as_deref());
         let card = self.model_card(last_val, self.state.step);
         save_model(&self.outputs.model, &self.net, &card)?;
-        write_plot(&self.outputs.plot, &self.state.log)
+        write_plot(&self.outputs.plot, self.labels(), &self.state.log)
     }
 
     /// Validation Dice of the current weights on the held-out cases.
@@ -354,15 +368,16 @@ impl Trainer {
                 let due = cfg.val_every > 0 && (s + 1) % cfg.val_every == 0;
                 if !self.val.is_empty() && (due || s + 1 == end) {
                     let score = self.validate()?;
-                    row.val = Some(score.mean);
-                    let better = self.state.best.is_none_or(|b| score.overall() > b.mean_dsc);
+                    row.val = Some(score.mean.clone());
+                    let better =
+                        (self.state.best.as_ref()).is_none_or(|b| score.overall() > b.mean_dsc);
                     if better {
                         self.state.best = Some(Best {
                             step: s,
                             mean_dsc: score.overall(),
-                            dsc: score.mean,
+                            dsc: score.mean.clone(),
                         });
-                        let card = self.model_card(Some(score.mean), s + 1);
+                        let card = self.model_card(Some(&score.mean), s + 1);
                         save_model(&self.outputs.best_model, &self.net, &card)?;
                     }
                     on(Event::Validated {
@@ -371,11 +386,11 @@ impl Trainer {
                         best: better,
                     });
                 }
-                append_csv(&self.outputs.csv, &row)?;
+                append_csv(&self.outputs.csv, self.labels(), &row)?;
                 on(Event::Step(&row));
                 self.state.log.push(row);
                 if row_has_val(&self.state.log) {
-                    write_plot(&self.outputs.plot, &self.state.log)?;
+                    write_plot(&self.outputs.plot, self.labels(), &self.state.log)?;
                 }
                 if s + 1 < end && last_ckpt.elapsed() >= limits.checkpoint_every {
                     self.save_checkpoint()?;

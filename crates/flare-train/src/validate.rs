@@ -22,13 +22,14 @@ use crate::{
     error::{Result, TrainError},
 };
 
-/// Dice per organ (liver, kidney, spleen, pancreas) of each validation case, and their mean.
+/// Dice per organ (the label set's organs in order: liver, kidney, spleen, pancreas for
+/// FLARE21) of each validation case, and their mean.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValScore {
-    /// `(case, [DSC liver, kidney, spleen, pancreas])`.
-    pub cases: Vec<(String, [f64; 4])>,
+    /// `(case, DSC per organ)`.
+    pub cases: Vec<(String, Vec<f64>)>,
     /// Mean over cases, per organ.
-    pub mean: [f64; 4],
+    pub mean: Vec<f64>,
     /// The organs (label values) the stage is judged by: its region's organs (a refinement
     /// stage sees the others only in part). Empty: all four.
     #[serde(default)]
@@ -38,7 +39,8 @@ pub struct ValScore {
 impl ValScore {
     /// Mean over the judged organs of the per-organ means (what "best" is chosen by).
     pub fn overall(&self) -> f64 {
-        let judged: Vec<f64> = (0..4)
+        // Organ o has value o + 1: a model's labels are its output channels in order.
+        let judged: Vec<f64> = (0..self.mean.len())
             .filter(|&o| self.organs.is_empty() || self.organs.contains(&(o as u8 + 1)))
             .map(|o| self.mean[o])
             .collect();
@@ -156,13 +158,14 @@ pub fn validate(
             g.spacing_mm(),
             &Tolerances::default(),
         )?;
-        out.push((
-            c.meta().name.clone(),
-            [0, 1, 2, 3].map(|o| score.organs[o].dsc),
-        ));
+        let dsc: Vec<f64> = score.organs.iter().map(|o| o.dsc).collect();
+        out.push((c.meta().name.clone(), dsc));
     }
     let n = out.len().max(1) as f64;
-    let mean = [0, 1, 2, 3].map(|o| out.iter().map(|(_, d)| d[o]).sum::<f64>() / n);
+    let organs = out.first().map_or(0, |(_, d)| d.len());
+    let mean = (0..organs)
+        .map(|o| out.iter().map(|(_, d)| d[o]).sum::<f64>() / n)
+        .collect();
     let organs = match region {
         ValRegion::OrganBox { organs, .. } => organs,
         ValRegion::WholeScan => Vec::new(),

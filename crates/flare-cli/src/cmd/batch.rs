@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use flare_batch::{CaseRecord, Engine, Part, RecordStatus, Records};
+use flare_batch::{CaseRecord, Engine, OrganVolumes, Part, RecordStatus, Records};
 use flare_report::{CaseEntry, CaseStatus};
 
 use flare_io::Plan;
@@ -69,17 +69,20 @@ pub struct Batch {
     records: Option<Records>,
     job: Option<String>,
     model: String,
+    labels: flare_labels::LabelSet,
 }
 
 impl Batch {
     /// Resolves the part options and keeps the plan's cases of this part. Records are kept
     /// whenever OUTPUT is a folder of cases.
-    /// `model` describes the model, for the records.
+    /// `model` describes the model, for the records; `labels` are its labels, whose organs'
+    /// volumes the records hold.
     pub fn start(
         args: &PartArgs,
         plan: &mut Plan,
         output: &Path,
         model: String,
+        labels: flare_labels::LabelSet,
     ) -> anyhow::Result<Batch> {
         let part = args.part()?;
         if let Some(part) = part {
@@ -102,6 +105,7 @@ impl Batch {
             records: plan.batch.then(|| Records::of_output(output)),
             job: flare_batch::engine_job(&env),
             model,
+            labels,
         })
     }
 
@@ -145,7 +149,7 @@ impl Batch {
         }
         r.seconds = entry.wall_s;
         r.peak_rss_mb = entry.peak_rss_mb;
-        r.volumes_ml = entry.volumes_ml.map(Into::into);
+        r.volumes_ml = (entry.volumes_ml.as_ref()).map(|v| OrganVolumes::new(&self.labels, v));
         r.png = match (report, &entry.png) {
             (Some(dir), Some(png)) => Some(absolute(&dir.join(png)).display().to_string()),
             _ => None,

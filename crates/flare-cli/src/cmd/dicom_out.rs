@@ -180,7 +180,16 @@ pub fn plan_series(input: &Path, output: &Path) -> anyhow::Result<Plan> {
 /// Writes the case's DICOM outputs from its label map; returns the line to print.
 pub fn write(prepared: &Prepared, labels: &LabelMap, model: &Model) -> anyhow::Result<String> {
     let t = Instant::now();
-    let organs = write::flare_organs(flare_report::ORGAN_COLOURS);
+    // The SNOMED CT codes the outputs need are known for FLARE21's four organs only.
+    let set = model.labels();
+    if !set.has_flare21_organs() {
+        anyhow::bail!(
+            "DICOM-SEG and RTSTRUCT outputs know the codes of FLARE21's organs (liver, kidney, \
+             spleen, pancreas) only; the model's organs are {}",
+            set.organ_names().join(", ")
+        );
+    }
+    let organs = write::flare_organs(std::array::from_fn(|o| set.organs()[o].colour_rgb));
     let algorithm = Algorithm {
         name: "flare".into(),
         version: env!("CARGO_PKG_VERSION").into(),

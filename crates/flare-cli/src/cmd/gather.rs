@@ -81,9 +81,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             output: j.output.clone(),
         })
         .collect();
-    let gathered = gather(&cases, &args.output, &mut |path| {
+    // The parts' records name their model but not its label set: gathering reads FLARE21's.
+    let labels = flare_labels::LabelSet::flare21();
+    let gathered = gather(&cases, &args.output, &labels, &mut |path| {
         flare_nifti::read_label_map(path)
-            .map(|m| flare_pipeline::organ_volumes_ml(&m.volume))
+            .map(|m| flare_pipeline::organ_volumes_ml(&m.volume, &labels))
             .map_err(|e| e.to_string())
     })?;
     let count = args.num_parts.or(gathered.part_count);
@@ -126,7 +128,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(csv) = &args.volumes {
         atomic_write(
             csv,
-            flare_batch::volumes_csv(&gathered.volume_rows()).as_bytes(),
+            flare_batch::volumes_csv(&labels, &gathered.volume_rows()).as_bytes(),
         )?;
         eprintln!("flare gather: volumes in {}", csv.display());
     }
@@ -140,7 +142,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             models.join("; ")
         };
         let entries = gathered.report_entries(Some(dir));
-        let index = flare_report::write_index_html(dir, &title, &model, &entries)
+        let index = flare_report::write_index_html(dir, &title, &model, &labels, &entries)
             .with_context(|| format!("{}: writing the report", dir.display()))?;
         eprintln!("flare gather: report in {}", index.display());
     }

@@ -94,7 +94,7 @@ Examples:
 /// What happened to one case.
 struct Outcome {
     status: CaseStatus,
-    volumes_ml: Option<[f64; 4]>,
+    volumes_ml: Option<Vec<f64>>,
     wall_s: Option<f64>,
     peak_rss_mb: Option<f64>,
     png: Option<String>,
@@ -251,8 +251,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if plan.jobs.is_empty() {
         anyhow::bail!("{}: no case to segment", args.input.display());
     }
-    let batch =
-        crate::cmd::batch::Batch::start(&args.part, &mut plan, &args.output, model.describe())?;
+    let batch = crate::cmd::batch::Batch::start(
+        &args.part,
+        &mut plan,
+        &args.output,
+        model.describe(),
+        model.labels().clone(),
+    )?;
     if let Some(note) = plan.notes.last().filter(|_| batch.part.is_split()) {
         eprintln!("flare: note: {note}");
     }
@@ -318,10 +323,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             CaseStatus::Skipped(msg) => say(&bar, format!("{}: skipped ({msg})", job.name)),
             CaseStatus::Done => {}
         }
-        if let Some(v) = outcome.volumes_ml {
+        if let Some(v) = &outcome.volumes_ml {
             volume_rows.push(VolumeRow {
                 case: job.name.clone(),
-                volumes_ml: v,
+                volumes_ml: v.clone(),
                 warnings: outcome.warnings.clone(),
             });
         }
@@ -349,7 +354,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     if let Some(csv) = &args.volumes {
-        write_volumes_csv(csv, &volume_rows)?;
+        write_volumes_csv(csv, model.labels(), &volume_rows)?;
         eprintln!("flare segment: volumes in {}", csv.display());
     }
     if let Some(dir) = &args.report
@@ -361,8 +366,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     } else if let Some(dir) = &args.report {
         let title = format!("flare segment: {}", args.input.display());
-        let index = flare_report::write_index_html(dir, &title, &model.describe(), &entries)
-            .with_context(|| format!("{}: writing the report", dir.display()))?;
+        let index = flare_report::write_index_html(
+            dir,
+            &title,
+            &model.describe(),
+            model.labels(),
+            &entries,
+        )
+        .with_context(|| format!("{}: writing the report", dir.display()))?;
         eprintln!("flare segment: report in {}", index.display());
     }
     let done = entries
@@ -393,7 +404,7 @@ fn run_case(
         // Still report the existing map's volumes, so a rerun's CSV covers every case.
         let volumes_ml = flare_nifti::read_label_map(&job.output)
             .ok()
-            .map(|m| flare_pipeline::organ_volumes_ml(&m.volume));
+            .map(|m| flare_pipeline::organ_volumes_ml(&m.volume, model.labels()));
         Outcome {
             status: CaseStatus::Skipped(format!(
                 "{} exists; --overwrite replaces it",
@@ -479,12 +490,13 @@ fn run_case(
             };
         }
     };
-    let volumes = flare_pipeline::organ_volumes_ml(&seg.labels);
+    let volumes = flare_pipeline::organ_volumes_ml(&seg.labels, model.labels());
     // Warnings only: the labels stay as the model made them.
-    let warnings: Vec<String> = flare_pipeline::plausibility::check(&image.volume, &seg.labels)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let warnings: Vec<String> =
+        flare_pipeline::plausibility::check_with(&image.volume, &seg.labels, model.labels())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     for w in &warnings {
         say(bar, format!("flare: warning: {}: {w}", job.name));
     }
@@ -518,15 +530,17 @@ fn run_case(
         .map(|(s, t)| format!("{s} {t:.2}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // FLARE21: "liver 1523 mL, kidneys 301 mL, spleen 180 mL, pancreas 62 mL".
+    let organ_ml = (model.labels().organs().iter())
+        .zip(&volumes)
+        .map(|(o, v)| format!("{} {v:.0} mL", o.display_name))
+        .collect::<Vec<_>>()
+        .join(", ");
     let line = format!(
-        "{}: wrote {} in {wall_s:.2} s, peak RSS {} | liver {:.0} mL, kidneys {:.0} mL, spleen {:.0} mL, pancreas {:.0} mL | {steps} s",
+        "{}: wrote {} in {wall_s:.2} s, peak RSS {} | {organ_ml} | {steps} s",
         job.name,
         job.output.display(),
         peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0} MB")),
-        volumes[0],
-        volumes[1],
-        volumes[2],
-        volumes[3],
     );
     // The per-case line is the command's output: stdout, above the bar.
     if bar.is_hidden() {
@@ -541,7 +555,10 @@ fn run_case(
             &image.volume,
             &seg.labels,
             &dir.join(&file),
-            &OverlayOptions::default(),
+            &OverlayOptions {
+                labels: model.labels().clone(),
+                ..OverlayOptions::default()
+            },
         ) {
             Ok(_) => png = Some(file),
             Err(e) => {
@@ -575,7 +592,12 @@ fn run_case(
     }
 }
 
-/// `case,liver_ml,kidney_ml,spleen_ml,pancreas_ml,warnings`, one row per case, atomically.
-fn write_volumes_csv(path: &Path, rows: &[VolumeRow]) -> anyhow::Result<()> {
-    atomic_write(path, flare_batch::volumes_csv(rows).as_bytes())
+/// `case`, `NAME_ml` per organ of `labels` (FLARE21: `liver_ml,kidney_ml,spleen_ml,pancreas_ml`),
+/// `warnings`; one row per case, atomically.
+fn write_volumes_csv(
+    path: &Path,
+    labels: &flare_labels::LabelSet,
+    rows: &[VolumeRow],
+) -> anyhow::Result<()> {
+    atomic_write(path, flare_batch::volumes_csv(labels, rows).as_bytes())
 }
