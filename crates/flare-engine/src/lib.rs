@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 mod aligned;
+mod bf16;
 mod conv3d;
 mod elementwise;
 mod error;
@@ -72,6 +73,7 @@ mod shape;
 mod tensor;
 
 pub use crate::{
+    bf16::{bf16_round, bf16_to_f32, f32_to_bf16},
     conv3d::{
         Conv3dGrads, Conv3dWeight, conv_transpose3d_backward_data,
         conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_forward_into,
@@ -84,7 +86,7 @@ pub use crate::{
     },
     error::{EngineError, Result},
     fused::{NormAct, instance_norm_act_inplace},
-    isa::{Ctx, Isa},
+    isa::{Bf16Kernel, Ctx, Isa, Precision},
     loss::{LossGrad, cross_entropy, soft_dice, softmax, softmax_inplace},
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
     optim::{AdamState, AdamW, LrSchedule, Sgd, SgdState},
