@@ -37,6 +37,16 @@
 //! Memory-bound layers (norms, activations, losses) are plain Rust that the compiler
 //! vectorises.
 //!
+//! # bf16 (issue 11)
+//! A [`Ctx`] with [`Precision::Bf16`] ([`Ctx::with_precision`]) runs the convolutions' forward
+//! and input-gradient passes (plain and transposed) with inputs and weights rounded to bfloat16
+//! (round to nearest even, [`f32_to_bf16`]) and fp32 sums, on the AVX512-BF16 kernel
+//! (`vdpbf16ps`, input channels in pairs; `src/conv3d/forward/avx512bf16.rs`), detected once
+//! ([`Bf16Kernel::native`]). Weight gradients, norms, losses and optimisers stay fp32. Without
+//! avx512_bf16 a bf16 request keeps fp32, so such CPUs run exactly the fp32 kernels. The
+//! portable [`Bf16Kernel::Reference`] defines the arithmetic; the native kernel equals it bit
+//! for bit (`tests/bf16.rs`). No AMX kernel yet: it awaits a machine with amx_bf16 to test on.
+//!
 //! # Threads
 //! Ops split their work with rayon over the current pool (wrap calls in
 //! `rayon::ThreadPool::install` to fix a thread count). Results do not depend on the thread
