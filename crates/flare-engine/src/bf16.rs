@@ -14,6 +14,8 @@
 //! channel count) in its high half. In channels-last order with an even channel count that is
 //! exactly the fp32 stream converted element by element.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use crate::Bf16Kernel;
@@ -51,14 +53,54 @@ pub(crate) fn pairs(c: usize) -> usize {
     c.div_ceil(2)
 }
 
+/// A converted activation. Its buffer goes back to a one-slot spare when dropped, so that the
+/// next convolution converts into memory that is already mapped: a fresh 64 MB buffer per call
+/// costs ~16 000 page faults (the fp32 network reuses its activations for the same reason).
+pub(crate) struct Pairs(Vec<u32>);
+
+/// The spare buffer (the largest recently dropped one).
+static SPARE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+impl Pairs {
+    /// `len` words with unspecified contents (the caller overwrites them all).
+    fn with_len(len: usize) -> Pairs {
+        let mut v = SPARE
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0);
+        }
+        Pairs(v)
+    }
+
+    /// The words.
+    pub(crate) fn as_slice(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+impl Drop for Pairs {
+    fn drop(&mut self) {
+        if let Ok(mut spare) = SPARE.lock()
+            && spare.capacity() < self.0.capacity()
+        {
+            *spare = std::mem::take(&mut self.0);
+        }
+    }
+}
+
 /// Converts a channels-last activation with `c` channels into bf16 channel pairs
 /// (`voxels * pairs(c)` words, see the module doc). Splits the work over rayon; `kernel` picks
 /// the conversion instruction (the native one gives the same bits as the portable one).
-pub(crate) fn to_pairs(kernel: Bf16Kernel, x: &[f32], c: usize) -> Vec<u32> {
+pub(crate) fn to_pairs(kernel: Bf16Kernel, x: &[f32], c: usize) -> Pairs {
     debug_assert!(c > 0 && x.len().is_multiple_of(c));
     let voxels = x.len() / c;
     let cp = pairs(c);
-    let mut out = vec![0u32; voxels * cp];
+    let mut pairs_buf = Pairs::with_len(voxels * cp);
+    let out = &mut pairs_buf.0;
     // About 64 KiB of input per task: enough to amortise rayon, small enough to balance.
     let per = (16384 / c).max(1);
     out.par_chunks_mut(per * cp)
@@ -75,7 +117,7 @@ pub(crate) fn to_pairs(kernel: Bf16Kernel, x: &[f32], c: usize) -> Vec<u32> {
                 }
             }
         });
-    out
+    pairs_buf
 }
 
 /// `dst[i] = pair(src[2i], src[2i + 1])`; `src.len() == 2 * dst.len()`.
@@ -209,6 +251,7 @@ mod tests {
         let x: Vec<f32> = (0..15).map(|i| i as f32 + 0.5).collect();
         // 5 voxels of 3 channels: 2 words each, the last high half zero.
         let p = to_pairs(Bf16Kernel::Reference, &x, 3);
+        let p = p.as_slice();
         assert_eq!(p.len(), 10);
         for v in 0..5 {
             let (a, b) = (p[2 * v], p[2 * v + 1]);
@@ -237,7 +280,7 @@ mod tests {
             let src = &v[..len];
             let native = to_pairs(k, src, 2);
             let portable = to_pairs(Bf16Kernel::Reference, src, 2);
-            assert_eq!(native, portable, "len {len}");
+            assert_eq!(native.as_slice(), portable.as_slice(), "len {len}");
         }
     }
 }

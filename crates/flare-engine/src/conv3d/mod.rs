@@ -52,7 +52,7 @@ enum Operands<'a> {
     },
     Bf16 {
         kernel: Bf16Kernel,
-        x: Vec<u32>,
+        x: bf16::Pairs,
         w: AlignedBuf<u32>,
         cin: usize,
     },
@@ -111,7 +111,7 @@ impl<'a> Operands<'a> {
             }
             Operands::Bf16 { kernel, x, w, cin } => {
                 let tile = Tile {
-                    x,
+                    x: x.as_slice(),
                     w: w.as_slice(),
                     taps: p.taps,
                     x_vstride: p.x_vstride,
