@@ -50,24 +50,4 @@ for p in fp32 bf16; do
     > "$work/$p.log" 2>&1 &
 done
 wait
-python3 - "$work" <<'PY'
-import csv, sys
-work = sys.argv[1]
-def curve(p):
-    rows = list(csv.DictReader(open(f"{work}/{p}/m.log.csv")))
-    return {int(r["step"]): r for r in rows if r.get("val_dsc_liver")}
-a, b = curve("fp32"), curve("bf16")
-organs = ["liver", "kidney", "spleen", "pancreas"]
-print("validation Dice, fp32 | bf16 (phantom_022 + phantom_023, stage 1)")
-print("step  " + "  ".join(f"{o:>17}" for o in organs))
-worst = {o: 0.0 for o in organs}
-for s in sorted(set(a) & set(b)):
-    cells = []
-    for o in organs:
-        x, y = float(a[s][f"val_dsc_{o}"]), float(b[s][f"val_dsc_{o}"])
-        worst[o] = max(worst[o], abs(x - y))
-        cells.append(f"{x:.4f} | {y:.4f}")
-    print(f"{s:>5} " + "  ".join(f"{c:>17}" for c in cells))
-print("largest |fp32 - bf16|: " + ", ".join(f"{o} {worst[o]:.4f}" for o in organs))
-PY
-grep -h "samples/s\|s/step" "$work"/fp32.log "$work"/bf16.log | tail -2 || true
+python3 scripts/bench/bf16_curves.py "$work/fp32/m.log.csv" "$work/bf16/m.log.csv"
