@@ -6,8 +6,7 @@
 //! 3x3x3 convolution `1 x S^3 x C -> C` forward, backward to the input and backward to the
 //! weights, best of 5 (`--reps`) after a warm-up, as GFLOP/s and % of that ceiling. Where the
 //! CPU has avx512_bf16, a `bf16` row runs the same convolutions with bf16 operands and fp32
-//! sums (the weight gradient stays fp32 in this version); its % is of the fp32 ceiling, so up
-//! to 200% is possible.
+//! sums; its % is of the fp32 ceiling, so up to 200% is possible.
 
 use std::time::Instant;
 

@@ -53,20 +53,24 @@ pub(crate) fn pairs(c: usize) -> usize {
     c.div_ceil(2)
 }
 
-/// A converted activation. Its buffer goes back to a one-slot spare when dropped, so that the
+/// A converted activation. Its buffer goes back to a small spare pool when dropped, so that the
 /// next convolution converts into memory that is already mapped: a fresh 64 MB buffer per call
 /// costs ~16 000 page faults (the fp32 network reuses its activations for the same reason).
 pub(crate) struct Pairs(Vec<u32>);
 
-/// The spare buffer (the largest recently dropped one).
-static SPARE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Spare buffers (the weight gradient converts two operands at once, the other passes one).
+static SPARE: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+
+/// Spare buffers kept at most.
+const SPARES: usize = 2;
 
 impl Pairs {
     /// `len` words with unspecified contents (the caller overwrites them all).
     fn with_len(len: usize) -> Pairs {
         let mut v = SPARE
             .lock()
-            .map(|mut s| std::mem::take(&mut *s))
+            .ok()
+            .and_then(|mut s| s.pop())
             .unwrap_or_default();
         if v.len() >= len {
             v.truncate(len);
@@ -84,10 +88,13 @@ impl Pairs {
 
 impl Drop for Pairs {
     fn drop(&mut self) {
-        if let Ok(mut spare) = SPARE.lock()
-            && spare.capacity() < self.0.capacity()
-        {
-            *spare = std::mem::take(&mut self.0);
+        if let Ok(mut spare) = SPARE.lock() {
+            spare.push(std::mem::take(&mut self.0));
+            // Keep the largest.
+            spare.sort_by_key(|v| v.capacity());
+            while spare.len() > SPARES {
+                spare.remove(0);
+            }
         }
     }
 }
@@ -118,6 +125,67 @@ pub(crate) fn to_pairs(kernel: Bf16Kernel, x: &[f32], c: usize) -> Pairs {
             }
         });
     pairs_buf
+}
+
+/// "Sliding pairs" for the weight-gradient kernels: word `i` holds the bf16 values of `x[i]`
+/// (low half) and of `x[i + stride]` (high half; zero past the end). Each value appears in two
+/// words, so a pair of voxels `stride` apart starts at any element, whatever its alignment.
+pub(crate) fn sliding_pairs(kernel: Bf16Kernel, x: &[f32], stride: usize) -> Pairs {
+    let mut buf = Pairs::with_len(x.len());
+    let out = &mut buf.0;
+    const CHUNK: usize = 16384;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, dst)| {
+        let i0 = k * CHUNK;
+        // The part of this chunk whose partner lies inside `x`.
+        let full = x
+            .len()
+            .saturating_sub(stride)
+            .saturating_sub(i0)
+            .min(dst.len());
+        let n = match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Bf16Kernel::Avx512Bf16 if full > 0 => {
+                // SAFETY: a `Bf16Kernel::Avx512Bf16` only reaches here through a `Ctx` that
+                // checked `is_supported`; the slices hold `full` words and values.
+                unsafe {
+                    sliding_avx512bf16(
+                        &x[i0..i0 + full],
+                        &x[i0 + stride..i0 + stride + full],
+                        &mut dst[..full],
+                    )
+                }
+            }
+            _ => 0,
+        };
+        for (j, d) in dst.iter_mut().enumerate().skip(n) {
+            let hi = x.get(i0 + j + stride).copied().unwrap_or(0.0);
+            *d = pair(x[i0 + j], hi);
+        }
+    });
+    buf
+}
+
+/// `dst[j] = pair(lo[j], hi[j])` for the first `len / 16 * 16` words; returns how many.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn sliding_avx512bf16(lo: &[f32], hi: &[f32], dst: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let n = dst.len().min(lo.len()).min(hi.len()) / 16 * 16;
+    // SAFETY: each step reads `lo[j..j + 16]`, `hi[j..j + 16]` and writes `dst[j..j + 16]`,
+    // `j + 16 <= n`. `__m256bh` and `__m256i` are both 32-byte vectors.
+    unsafe {
+        let mut j = 0;
+        while j < n {
+            let a = _mm512_cvtneps_pbh(_mm512_loadu_ps(lo.as_ptr().add(j)));
+            let b = _mm512_cvtneps_pbh(_mm512_loadu_ps(hi.as_ptr().add(j)));
+            let a = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(a));
+            let b = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(b));
+            let w = _mm512_or_si512(a, _mm512_slli_epi32::<16>(b));
+            _mm512_storeu_si512(dst.as_mut_ptr().add(j).cast(), w);
+            j += 16;
+        }
+    }
+    n
 }
 
 /// `dst[i] = pair(src[2i], src[2i + 1])`; `src.len() == 2 * dst.len()`.
@@ -269,6 +337,19 @@ mod tests {
     }
 
     #[test]
+    fn sliding_pairs_hold_each_value_and_its_partner() {
+        let x: Vec<f32> = (0..40).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let p = sliding_pairs(Bf16Kernel::Reference, &x, 7);
+        let p = p.as_slice();
+        assert_eq!(p.len(), 40);
+        for (i, &w) in p.iter().enumerate() {
+            assert_eq!(bf16_to_f32(w as u16), bf16_round(x[i]));
+            let hi = x.get(i + 7).map_or(0.0, |&v| bf16_round(v));
+            assert_eq!(bf16_to_f32((w >> 16) as u16), hi);
+        }
+    }
+
+    #[test]
     fn native_conversion_matches_the_portable_one_bit_for_bit() {
         let Some(k) = Bf16Kernel::native() else {
             eprintln!("skipped: this CPU has no avx512_bf16, so there is no native conversion");
@@ -281,6 +362,15 @@ mod tests {
             let native = to_pairs(k, src, 2);
             let portable = to_pairs(Bf16Kernel::Reference, src, 2);
             assert_eq!(native.as_slice(), portable.as_slice(), "len {len}");
+            for stride in [1, 5, 16] {
+                let native = sliding_pairs(k, src, stride);
+                let portable = sliding_pairs(Bf16Kernel::Reference, src, stride);
+                assert_eq!(
+                    native.as_slice(),
+                    portable.as_slice(),
+                    "len {len} stride {stride}"
+                );
+            }
         }
     }
 }

@@ -38,13 +38,15 @@
 //! vectorises.
 //!
 //! # bf16 (issue 11)
-//! A [`Ctx`] with [`Precision::Bf16`] ([`Ctx::with_precision`]) runs the convolutions' forward
-//! and input-gradient passes (plain and transposed) with inputs and weights rounded to bfloat16
-//! (round to nearest even, [`f32_to_bf16`]) and fp32 sums, on the AVX512-BF16 kernel
-//! (`vdpbf16ps`, input channels in pairs; `src/conv3d/forward/avx512bf16.rs`), detected once
-//! ([`Bf16Kernel::native`]). Weight gradients, norms, losses and optimisers stay fp32. Without
+//! A [`Ctx`] with [`Precision::Bf16`] ([`Ctx::with_precision`]) runs the convolutions' three
+//! passes (forward, input gradient, weight gradient; plain and transposed) with their operands
+//! rounded to bfloat16 (round to nearest even, [`f32_to_bf16`]) and fp32 sums, on AVX512-BF16
+//! kernels (`vdpbf16ps`: the gather kernel pairs input channels,
+//! `src/conv3d/forward/avx512bf16.rs`; the weight-gradient kernel pairs voxels,
+//! `src/conv3d/backward_weight/avx512bf16.rs`), detected once ([`Bf16Kernel::native`]). Outputs,
+//! norms, losses and optimisers stay fp32. Without
 //! avx512_bf16 a bf16 request keeps fp32, so such CPUs run exactly the fp32 kernels. The
-//! portable [`Bf16Kernel::Reference`] defines the arithmetic; the native kernel equals it bit
+//! portable [`Bf16Kernel::Reference`] defines the arithmetic; the native kernels equal it bit
 //! for bit (`tests/bf16.rs`). No AMX kernel yet: it awaits a machine with amx_bf16 to test on.
 //!
 //! # Threads

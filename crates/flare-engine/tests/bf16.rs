@@ -1,4 +1,5 @@
-//! bf16 convolutions (issue 11): every bf16 kernel against an independent oracle written here
+//! bf16 convolutions (issue 11), forward, input gradient and weight gradient, plain and
+//! transposed: every bf16 kernel against an independent oracle written here
 //! from the definition (operands rounded with `bf16_round`, products summed in f64), the native
 //! kernel against the portable reference, and bf16 against fp32 whole layers.
 //!
@@ -22,8 +23,8 @@ mod common;
 use common::{Rng, rel_l2};
 use flare_engine::{
     Bf16Kernel, Conv3dSpec, Conv3dWeight, Ctx, Precision, Shape5, Tensor, bf16_round,
-    conv_transpose3d_backward_data, conv_transpose3d_forward, conv3d_backward_data, conv3d_forward,
-    conv3d_forward_accumulate,
+    conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
+    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate,
 };
 
 /// The bf16 contexts this CPU can run: the reference always, the native kernel where present.
@@ -79,8 +80,17 @@ impl Oracle {
     }
 }
 
-/// Forward convolution from the definition; with `gy`, instead the input gradient (each
-/// (output, tap, channel) term scattered back to its input voxel).
+/// What an oracle computes: the forward output, or, from an output gradient, the input
+/// gradient or the weight gradient.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    Forward,
+    Data,
+    Weight,
+}
+
+/// A convolution pass from the definition: every (output, tap, input channel, output channel)
+/// term added to the output, scattered back to its input voxel, or summed into its weight.
 fn oracle_conv(
     x: &Tensor,
     w: &Conv3dWeight,
@@ -88,13 +98,33 @@ fn oracle_conv(
     spec: &Conv3dSpec,
     gy: Option<&Tensor>,
 ) -> Oracle {
+    let pass = if gy.is_some() {
+        Pass::Data
+    } else {
+        Pass::Forward
+    };
+    oracle_conv_pass(x, w, bias, spec, gy, pass)
+}
+
+fn oracle_conv_pass(
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    spec: &Conv3dSpec,
+    gy: Option<&Tensor>,
+    pass: Pass,
+) -> Oracle {
     let xs = x.shape();
     let ys = spec.output_shape(xs, w.cout()).unwrap();
     let (xb, wb) = (rounded(x.data()), rounded(w.data()));
     let gb = gy.map(|g| rounded(g.data()));
     let [kd, kh, kw] = spec.kernel;
-    let mut o = Oracle::zeros(if gy.is_some() { xs.len() } else { ys.len() });
-    if let (None, Some(b)) = (gy, bias) {
+    let mut o = Oracle::zeros(match pass {
+        Pass::Forward => ys.len(),
+        Pass::Data => xs.len(),
+        Pass::Weight => w.data().len(),
+    });
+    if let (Pass::Forward, Some(b)) = (pass, bias) {
         for i in 0..ys.len() {
             o.add(i, b[i % ys.c] as f64);
         }
@@ -118,12 +148,13 @@ fn oracle_conv(
                                 let t = (a * kh + b) * kw + c;
                                 for ci in 0..xs.c {
                                     for co in 0..ys.c {
-                                        let wv = wb[(t * xs.c + ci) * ys.c + co];
+                                        let wi = (t * xs.c + ci) * ys.c + co;
                                         let yi = ys.index(n, od, oh, ow, co);
                                         let xi = xs.index(n, id, ih, iw, ci);
-                                        match &gb {
-                                            None => o.add(yi, xb[xi] * wv),
-                                            Some(g) => o.add(xi, g[yi] * wv),
+                                        match (&gb, pass) {
+                                            (Some(g), Pass::Data) => o.add(xi, g[yi] * wb[wi]),
+                                            (Some(g), Pass::Weight) => o.add(wi, g[yi] * xb[xi]),
+                                            _ => o.add(yi, xb[xi] * wb[wi]),
                                         }
                                     }
                                 }
@@ -139,14 +170,34 @@ fn oracle_conv(
 
 /// Transposed convolution (stride = kernel) from the definition; with `gy`, its input gradient.
 fn oracle_convt(x: &Tensor, w: &Conv3dWeight, bias: Option<&[f32]>, gy: Option<&Tensor>) -> Oracle {
+    let pass = if gy.is_some() {
+        Pass::Data
+    } else {
+        Pass::Forward
+    };
+    oracle_convt_pass(x, w, bias, gy, pass)
+}
+
+/// [`oracle_convt`] for any [`Pass`] (the weight gradient needs `gy`).
+fn oracle_convt_pass(
+    x: &Tensor,
+    w: &Conv3dWeight,
+    bias: Option<&[f32]>,
+    gy: Option<&Tensor>,
+    pass: Pass,
+) -> Oracle {
     let xs = x.shape();
     let k = w.kernel();
     let cout = w.cout();
     let ys = Shape5::new(xs.n, xs.d * k[0], xs.h * k[1], xs.w * k[2], cout);
     let (xb, wb) = (rounded(x.data()), rounded(w.data()));
     let gb = gy.map(|g| rounded(g.data()));
-    let mut o = Oracle::zeros(if gy.is_some() { xs.len() } else { ys.len() });
-    if let (None, Some(b)) = (gy, bias) {
+    let mut o = Oracle::zeros(match pass {
+        Pass::Forward => ys.len(),
+        Pass::Data => xs.len(),
+        Pass::Weight => w.data().len(),
+    });
+    if let (Pass::Forward, Some(b)) = (pass, bias) {
         for i in 0..ys.len() {
             o.add(i, b[i % cout] as f64);
         }
@@ -160,10 +211,11 @@ fn oracle_convt(x: &Tensor, w: &Conv3dWeight, bias: Option<&[f32]>, gy: Option<&
                         let xi = xs.index(n, d / k[0], h / k[1], wv / k[2], ci);
                         for co in 0..cout {
                             let yi = ys.index(n, d, h, wv, co);
-                            let wt = wb[(t * xs.c + ci) * cout + co];
-                            match &gb {
-                                None => o.add(yi, xb[xi] * wt),
-                                Some(g) => o.add(xi, g[yi] * wt),
+                            let wi = (t * xs.c + ci) * cout + co;
+                            match (&gb, pass) {
+                                (Some(g), Pass::Data) => o.add(xi, g[yi] * wb[wi]),
+                                (Some(g), Pass::Weight) => o.add(wi, g[yi] * xb[xi]),
+                                _ => o.add(yi, xb[xi] * wb[wi]),
                             }
                         }
                     }
@@ -214,12 +266,20 @@ fn bf16_convolutions_match_the_oracle() {
         let gy = Tensor::from_vec(ys, rng.vec(ys.len())).unwrap();
         let fwd = oracle_conv(&x, &w, Some(&b), &spec, None);
         let bwd = oracle_conv(&x, &w, None, &spec, Some(&gy));
+        let wgt = oracle_conv_pass(&x, &w, None, &spec, Some(&gy), Pass::Weight);
+        let gb32 = conv3d_backward_weight(&Ctx::new(), &x, &gy, &spec)
+            .unwrap()
+            .bias;
         for ctx in bf16_ctxs() {
             let tag = format!("{xs} -> {cout} {spec:?} on {:?}", ctx.bf16_kernel());
             let y = conv3d_forward(&ctx, &x, &w, Some(&b), &spec).unwrap();
             fwd.check(y.data(), &format!("{tag}: forward"));
             let gx = conv3d_backward_data(&ctx, &gy, &w, &spec, xs).unwrap();
             bwd.check(gx.data(), &format!("{tag}: input gradient"));
+            let g = conv3d_backward_weight(&ctx, &x, &gy, &spec).unwrap();
+            wgt.check(g.weight.data(), &format!("{tag}: weight gradient"));
+            // The bias gradient is a plain fp32 sum in both precisions.
+            assert_eq!(g.bias, gb32, "{tag}: bias gradient");
         }
     }
 }
@@ -241,12 +301,15 @@ fn bf16_transposed_convolutions_match_the_oracle() {
         let ys = Shape5::new(s.n, s.d * k[0], s.h * k[1], s.w * k[2], cout);
         let gy = Tensor::from_vec(ys, rng.vec(ys.len())).unwrap();
         let bwd = oracle_convt(&x, &w, None, Some(&gy));
+        let wgt = oracle_convt_pass(&x, &w, None, Some(&gy), Pass::Weight);
         for ctx in bf16_ctxs() {
             let tag = format!("{s} -> {cout} k {k:?} on {:?}", ctx.bf16_kernel());
             let y = conv_transpose3d_forward(&ctx, &x, &w, Some(&b)).unwrap();
             fwd.check(y.data(), &format!("{tag}: forward"));
             let gx = conv_transpose3d_backward_data(&ctx, &gy, &w, s).unwrap();
             bwd.check(gx.data(), &format!("{tag}: input gradient"));
+            let g = conv_transpose3d_backward_weight(&ctx, &x, &gy, k).unwrap();
+            wgt.check(g.weight.data(), &format!("{tag}: weight gradient"));
         }
     }
 }
@@ -282,6 +345,9 @@ fn native_bf16_kernel_equals_the_reference_bit_for_bit() {
         let g0 = conv3d_backward_data(&reference, &gy, &w, &spec, xs).unwrap();
         let g1 = conv3d_backward_data(&native, &gy, &w, &spec, xs).unwrap();
         assert_eq!(g0.data(), g1.data(), "{tag}: input gradient");
+        let w0 = conv3d_backward_weight(&reference, &x, &gy, &spec).unwrap();
+        let w1 = conv3d_backward_weight(&native, &x, &gy, &spec).unwrap();
+        assert_eq!(w0.weight.data(), w1.weight.data(), "{tag}: weight gradient");
     }
 }
 
@@ -300,6 +366,7 @@ fn bf16_layers_stay_within_bf16_error_of_fp32() {
         let y32 = conv3d_forward(&fp32, &x, &w, None, &spec).unwrap();
         let gy = Tensor::from_vec(y32.shape(), rng.vec(y32.shape().len())).unwrap();
         let gx32 = conv3d_backward_data(&fp32, &gy, &w, &spec, xs).unwrap();
+        let gw32 = conv3d_backward_weight(&fp32, &x, &gy, &spec).unwrap();
         for ctx in bf16_ctxs() {
             assert_eq!(ctx.precision(), Precision::Bf16);
             let tag = format!("{xs} -> {cout} {spec:?} on {:?}", ctx.bf16_kernel());
@@ -311,6 +378,12 @@ fn bf16_layers_stay_within_bf16_error_of_fp32() {
             assert!(
                 (1e-4..1e-2).contains(&e),
                 "{tag}: input gradient rel L2 {e:e}"
+            );
+            let gw = conv3d_backward_weight(&ctx, &x, &gy, &spec).unwrap();
+            let e = rel_l2(gw.weight.data(), gw32.weight.data());
+            assert!(
+                (1e-4..1e-2).contains(&e),
+                "{tag}: weight gradient rel L2 {e:e}"
             );
         }
     }

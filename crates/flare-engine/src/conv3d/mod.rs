@@ -798,8 +798,8 @@ pub fn conv3d_backward_weight(
     let [kd, kh, kw] = spec.kernel;
     let [sd, sh, sw] = spec.stride;
     let [pd, ph, pw] = spec.padding;
-    let isa = ctx.isa();
-    let (xd, gd) = (x.data(), gy.data());
+    let gd = gy.data();
+    let wops = backward_weight::WOperands::new(ctx, x.data(), sw * cin, gd, cout);
     let row_work = gs.w * spec.taps() * cin * cout;
     let (total, bsum) = reduce_rows(gs.rows(), row_work, plen, cout, |rows, acc, bacc| {
         let mut segs: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
@@ -841,10 +841,8 @@ pub fn conv3d_backward_weight(
                         }
                         let tap = (a * kh + b) * kw + c;
                         for co0 in (0..cout).step_by(2 * BLOCK) {
-                            let t = backward_weight::WTile {
-                                x: xd,
+                            let t = backward_weight::WShape {
                                 x_vstride: sw * cin,
-                                g: gd,
                                 g_vstride: cout,
                                 segs: &segs,
                                 g_shift: co0,
@@ -852,7 +850,7 @@ pub fn conv3d_backward_weight(
                                 nci: cin,
                                 nco: (cout - co0).min(2 * BLOCK),
                             };
-                            backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                            wops.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
                         }
                     }
                 }

@@ -264,8 +264,8 @@ pub fn conv_transpose3d_backward_weight(
     let [kd, kh, kw] = kernel;
     let cpad = round_up(cout, BLOCK);
     let plen = weight.taps() * cin * cpad;
-    let isa = ctx.isa();
-    let (xd, gd) = (x.data(), gy.data());
+    let gd = gy.data();
+    let wops = backward_weight::WOperands::new(ctx, x.data(), cin, gd, kw * cout);
     // Chunks of input rows; each input row meets kd * kh output rows, each through kw
     // interleaved taps.
     let row_work = xs.w * weight.taps() * cin * cout;
@@ -289,10 +289,8 @@ pub fn conv_transpose3d_backward_weight(
                     for c in 0..kw {
                         let tap = (a * kh + b) * kw + c;
                         for co0 in (0..cout).step_by(2 * BLOCK) {
-                            let t = backward_weight::WTile {
-                                x: xd,
+                            let t = backward_weight::WShape {
                                 x_vstride: cin,
-                                g: gd,
                                 g_vstride: kw * cout,
                                 segs: &segs,
                                 g_shift: c * cout + co0,
@@ -300,7 +298,7 @@ pub fn conv_transpose3d_backward_weight(
                                 nci: cin,
                                 nco: (cout - co0).min(2 * BLOCK),
                             };
-                            backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                            wops.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
                         }
                     }
                 }
