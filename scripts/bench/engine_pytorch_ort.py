@@ -5,9 +5,13 @@ times (same thread count for both, best of --reps after a warm-up):
 - PyTorch CPU forward (float32, no_grad),
 - PyTorch training step: forward, CE + soft Dice (foreground classes), backward, SGD step
   (momentum 0.99, Nesterov), the same step flare times,
-- ONNX Runtime forward of the network exported to ONNX (opset 17, legacy exporter).
-Prints a table and one machine-readable line:
+- ONNX Runtime forward of the network exported to ONNX (opset 17, legacy exporter),
+- with --bf16 (issue 11), PyTorch's forward and training step again under
+  torch.autocast("cpu", dtype=torch.bfloat16) from the same weights: bf16 convolutions with
+  fp32 master weights, autocast's own fp32 for norms, softmax and losses.
+Prints a table and machine-readable lines:
   result: pytorch_forward=<s> pytorch_train_step=<s> onnxruntime_forward=<s>
+  result_bf16: pytorch_forward=<s> pytorch_train_step=<s>        (with --bf16)
 
 Run: python3 scripts/bench/engine_pytorch_ort.py --model M.safetensors [--size 128 --threads 2]
 """
@@ -53,6 +57,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--train-reps", type=int, default=2)
     ap.add_argument("--onnx", default="/tmp/flare_engine_bench.onnx")
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
 
     # The legacy exporter's deprecation and instance-norm notes are expected here.
@@ -114,6 +119,28 @@ def main():
         print(f"onnxruntime not available: {e}")
     print(f"result: pytorch_forward={fwd:.4f} pytorch_train_step={train:.4f} "
           f"onnxruntime_forward={ort_t:.4f}")
+
+    if a.bf16:
+        net.load_state_dict(load_file(a.model))
+        net.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            fwd16 = best_of(a.reps, lambda: net(x))
+        print(f"pytorch bf16 autocast forward: {fwd16:.3f} s")
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True,
+                              weight_decay=3e-5)
+
+        def step16():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = net(x)
+            loss = loss_of(logits.float(), labels)
+            loss.backward()
+            opt.step()
+
+        train16 = best_of(a.train_reps, step16)
+        print(f"pytorch bf16 autocast train step: {train16:.3f} s")
+        print(f"result_bf16: pytorch_forward={fwd16:.4f} pytorch_train_step={train16:.4f}")
 
 
 if __name__ == "__main__":

@@ -197,16 +197,51 @@ fn loss_decreases_and_every_output_is_written() {
 
 #[test]
 fn checkpoint_and_resume_repeat_the_uninterrupted_run_bit_for_bit() {
-    let dir = TempDir::new("train_resume");
+    resume_repeats_the_uninterrupted_run("train_resume", &[]);
+}
+
+/// Issue 11: a bf16 run records its precision in the checkpoint, resumes bit for bit in bf16,
+/// and really trains in bf16 (its weights differ from the fp32 run's).
+#[test]
+fn bf16_checkpoint_records_its_precision_and_resumes_bit_for_bit() {
+    if flare_engine::Bf16Kernel::native().is_none() {
+        eprintln!("skipped: this CPU lacks avx512_bf16, so flare train --precision bf16 refuses");
+        return;
+    }
+    let dir = resume_repeats_the_uninterrupted_run("train_resume_bf16", &["--precision", "bf16"]);
+    let ck = flare_train::checkpoint::load(&dir.join("whole.ckpt")).unwrap();
+    assert_eq!(ck.state.config.precision, flare_engine::Precision::Bf16);
+    let data = dir.join("data");
+    let fp32 = dir.join("fp32.safetensors");
+    ok(&train(&dir, &data, &fp32, &["--steps", "8"]));
+    let (a, _) = flare_model::file::load(&fp32).unwrap();
+    let (b, _) = flare_model::file::load(&dir.join("whole.safetensors")).unwrap();
+    assert!(
+        a.slots() != b.slots(),
+        "the bf16 run's weights equal the fp32 run's"
+    );
+    let ck = flare_train::checkpoint::load(&dir.join("fp32.ckpt")).unwrap();
+    assert_eq!(ck.state.config.precision, flare_engine::Precision::Fp32);
+}
+
+/// Trains 8 steps in one go and as 4 + resume (`extra` added to both), and checks the two end
+/// alike: weights, model cards, logs, checkpoints. Returns the run folder.
+fn resume_repeats_the_uninterrupted_run(name: &str, extra: &[&str]) -> TempDir {
+    let dir = TempDir::new(name);
     let data = dataset(&dir);
     let whole = dir.join("whole.safetensors");
-    ok(&train(&dir, &data, &whole, &["--steps", "8"]));
+    ok(&train(
+        &dir,
+        &data,
+        &whole,
+        &[&["--steps", "8"], extra].concat(),
+    ));
     let split = dir.join("split.safetensors");
     ok(&train(
         &dir,
         &data,
         &split,
-        &["--steps", "8", "--stop-at", "4"],
+        &[&["--steps", "8", "--stop-at", "4"], extra].concat(),
     ));
     let half = std::fs::read(&split).unwrap();
     assert!(
@@ -249,6 +284,7 @@ fn checkpoint_and_resume_repeat_the_uninterrupted_run_bit_for_bit() {
     assert!(a.opt == b.opt); // AdamW's update count and moments
     assert_eq!(a.state.step, 8);
     assert_eq!(a.state.sampler, b.state.sampler);
+    dir
 }
 
 #[test]

@@ -4,12 +4,14 @@
 //!
 //! For each SIMD instruction set and thread count (1 and 2): the 12-chain FMA ceiling, then a
 //! 3x3x3 convolution `1 x S^3 x C -> C` forward, backward to the input and backward to the
-//! weights, best of 5 (`--reps`) after a warm-up, as GFLOP/s and % of that ceiling.
+//! weights, best of 5 (`--reps`) after a warm-up, as GFLOP/s and % of that ceiling. Where the
+//! CPU has avx512_bf16, a `bf16` row runs the same convolutions with bf16 operands and fp32
+//! sums; its % is of the fp32 ceiling, so up to 200% is possible.
 
 use std::time::Instant;
 
 use flare_engine::{
-    Conv3dSpec, Conv3dWeight, Ctx, Isa, Shape5, Tensor, conv3d_backward_data_into,
+    Bf16Kernel, Conv3dSpec, Conv3dWeight, Ctx, Isa, Shape5, Tensor, conv3d_backward_data_into,
     conv3d_backward_weight, conv3d_forward, conv3d_forward_into, fma_ceiling,
 };
 
@@ -76,8 +78,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<7} {:>3} | {:>15} | {:>24} | {:>24} | {:>24} | {:>8}",
         "isa", "thr", "ceiling GF/s", "forward", "backward data", "backward weight", "fwd+alloc"
     );
+    let mut rows: Vec<(&str, Ctx)> = Vec::new();
     for isa in Isa::supported().into_iter().filter(|&i| i != Isa::Scalar) {
-        let ctx = Ctx::with_isa(isa)?;
+        rows.push((isa.name(), Ctx::with_isa(isa)?));
+    }
+    match Bf16Kernel::native() {
+        Some(k) => rows.push(("bf16", Ctx::with_isa(Isa::best())?.with_bf16_kernel(k)?)),
+        None => println!("no bf16 row: this CPU lacks avx512_bf16"),
+    }
+    for (name, ctx) in rows {
+        let isa = ctx.isa();
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -125,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
                 println!(
                     "{:<7} {:>3} | {:6.1} cpu {:6.1} | {} | {} | {} | {:8.1}",
-                    isa.name(),
+                    name,
                     threads,
                     ceil.0,
                     ceil.1,

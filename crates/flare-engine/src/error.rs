@@ -1,6 +1,6 @@
 //! Errors the engine reports for shapes and settings it cannot run.
 
-use crate::Isa;
+use crate::{Bf16Kernel, Isa};
 
 /// Why an engine operation refused its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,12 @@ pub enum EngineError {
     /// `FLARE_ISA` (or a parsed name) is not one of `scalar`, `avx2`, `avx512`.
     #[error("unknown instruction set {0:?} (expected scalar, avx2 or avx512)")]
     UnknownIsa(String),
+    /// A bf16 kernel was requested that this CPU (or build) cannot run.
+    #[error("bf16 kernel {0} is not supported on this CPU")]
+    UnsupportedBf16(Bf16Kernel),
+    /// A parsed precision name is not one of `fp32`, `bf16`.
+    #[error("unknown precision {0:?} (expected fp32 or bf16)")]
+    UnknownPrecision(String),
 }
 
 /// Shorthand for results of engine operations.

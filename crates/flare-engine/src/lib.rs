@@ -37,6 +37,18 @@
 //! Memory-bound layers (norms, activations, losses) are plain Rust that the compiler
 //! vectorises.
 //!
+//! # bf16 (issue 11)
+//! A [`Ctx`] with [`Precision::Bf16`] ([`Ctx::with_precision`]) runs the convolutions' three
+//! passes (forward, input gradient, weight gradient; plain and transposed) with their operands
+//! rounded to bfloat16 (round to nearest even, [`f32_to_bf16`]) and fp32 sums, on AVX512-BF16
+//! kernels (`vdpbf16ps`: the gather kernel pairs input channels,
+//! `src/conv3d/forward/avx512bf16.rs`; the weight-gradient kernel pairs voxels,
+//! `src/conv3d/backward_weight/avx512bf16.rs`), detected once ([`Bf16Kernel::native`]). Outputs,
+//! norms, losses and optimisers stay fp32. Without
+//! avx512_bf16 a bf16 request keeps fp32, so such CPUs run exactly the fp32 kernels. The
+//! portable [`Bf16Kernel::Reference`] defines the arithmetic; the native kernels equal it bit
+//! for bit (`tests/bf16.rs`). No AMX kernel yet: it awaits a machine with amx_bf16 to test on.
+//!
 //! # Threads
 //! Ops split their work with rayon over the current pool (wrap calls in
 //! `rayon::ThreadPool::install` to fix a thread count). Results do not depend on the thread
@@ -58,6 +70,7 @@
 #![deny(missing_docs)]
 
 mod aligned;
+mod bf16;
 mod conv3d;
 mod elementwise;
 mod error;
@@ -72,6 +85,7 @@ mod shape;
 mod tensor;
 
 pub use crate::{
+    bf16::{bf16_round, bf16_to_f32, f32_to_bf16},
     conv3d::{
         Conv3dGrads, Conv3dWeight, conv_transpose3d_backward_data,
         conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_forward_into,
@@ -84,7 +98,7 @@ pub use crate::{
     },
     error::{EngineError, Result},
     fused::{NormAct, instance_norm_act_inplace},
-    isa::{Ctx, Isa},
+    isa::{Bf16Kernel, Ctx, Isa, Precision},
     loss::{LossGrad, cross_entropy, soft_dice, softmax, softmax_inplace},
     norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
     optim::{AdamState, AdamW, LrSchedule, Sgd, SgdState},

@@ -13,11 +13,17 @@
 //! with the summary line
 //! `engine: unet forward flare=<s> onnxruntime=<s> pytorch=<s> train_step flare=<s> pytorch=<s> ceiling_pct=<n>`.
 //! Times are the best of `--reps` after a warm-up; the load average is printed at start.
+//!
+//! Where the CPU has avx512_bf16 (unless `--no-bf16`), the per-layer table gains bf16 columns
+//! (forward and backward to the input on the bf16 kernel), and flare's forward and train step
+//! run again with bf16 convolutions from the same weights, PyTorch's under
+//! `torch.autocast("cpu", dtype=torch.bfloat16)`; after the summary line comes
+//! `engine-bf16: unet forward flare=<s> pytorch=<s> train_step flare=<s> pytorch=<s>` (issue 11).
 
 use std::{path::PathBuf, process::Command, time::Instant};
 
 use flare_engine::{
-    Conv3dSpec, Conv3dWeight, Ctx, Sgd, Shape5, Tensor, conv_transpose3d_backward_data,
+    Conv3dSpec, Conv3dWeight, Ctx, Precision, Sgd, Shape5, Tensor, conv_transpose3d_backward_data,
     conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_forward_into,
     conv_transpose3d_output_shape, conv3d_backward_data, conv3d_backward_weight, conv3d_forward,
     conv3d_forward_into, fma_ceiling,
@@ -160,7 +166,15 @@ fn main() -> Result<(), BoxErr> {
         .num_threads(threads)
         .build()?;
     let ctx = Ctx::new();
-    println!("isa: {}", ctx.isa());
+    // The bf16 context, where the CPU has the instructions and `--no-bf16` is not given.
+    let bctx = Some(ctx.with_precision(Precision::Bf16))
+        .filter(|c| c.precision() == Precision::Bf16 && !flag("--no-bf16"));
+    println!(
+        "isa: {}; bf16 kernel: {}",
+        ctx.isa(),
+        bctx.and_then(|c| c.bf16_kernel())
+            .map_or("none".to_string(), |k| k.to_string())
+    );
     let cfg = UNetConfig::standard(1, 5, &[16, 32, 64, 128]);
     let net = UNet::init(&cfg, 2026)?;
     let model = out_dir.join("flare_engine_bench.safetensors");
@@ -181,9 +195,20 @@ fn main() -> Result<(), BoxErr> {
          ceiling (GFLOP counted as for the forward)"
     );
     println!(
-        "{:<16} {:>21} {:>6} | {:>7} {:>5} | {:>7} {:>5} | {:>7} {:>5}",
-        "layer", "input", "GFLOP", "fwd ms", "%", "data ms", "%", "wgt ms", "%"
+        "{:<16} {:>21} {:>6} | {:>7} {:>5} | {:>7} {:>5} | {:>7} {:>5} | {:>8} {:>9}",
+        "layer",
+        "input",
+        "GFLOP",
+        "fwd ms",
+        "%",
+        "data ms",
+        "%",
+        "wgt ms",
+        "%",
+        "bf16 fwd",
+        "bf16 data"
     );
+    let (mut bf16_fwd_secs, mut bf16_data_secs) = (0.0f64, 0.0f64);
     let (mut conv_flops, mut conv_secs) = (0.0f64, 0.0f64);
     let (mut bwd_flops, mut bwd_secs) = (0.0f64, 0.0f64);
     let layer_list = if flag("--no-layers") {
@@ -200,7 +225,7 @@ fn main() -> Result<(), BoxErr> {
         let x = noise(layer.input, 3)?;
         let bias = vec![0.01f32; layer.weight.cout()];
         let w = &layer.weight;
-        let (flops, fwd, data, wgt) = if layer.transposed {
+        let (flops, fwd, data, wgt, bfwd, bdata) = if layer.transposed {
             let f = 2.0 * layer.input.voxels() as f64 * (w.taps() * w.cout() * w.cin()) as f64;
             let gy = noise(
                 conv_transpose3d_output_shape(layer.input, w.kernel(), w.cout()),
@@ -231,7 +256,20 @@ fn main() -> Result<(), BoxErr> {
                     Ok(())
                 })?
             };
-            (f, fwd, data, wgt)
+            let (mut bfwd, mut bdata) = (f64::NAN, f64::NAN);
+            if let Some(bctx) = bctx {
+                bfwd = t(&mut || {
+                    conv_transpose3d_forward_into(&bctx, &x, w, Some(&bias), &mut y)?;
+                    Ok(())
+                })?;
+                if !fwd_only {
+                    bdata = t(&mut || {
+                        conv_transpose3d_backward_data(&bctx, &gy, w, layer.input)?;
+                        Ok(())
+                    })?;
+                }
+            }
+            (f, fwd, data, wgt, bfwd, bdata)
         } else {
             let f = layer.spec.flops(layer.input, w.cout())?;
             let gy = noise(layer.spec.output_shape(layer.input, w.cout())?, 5)?;
@@ -259,15 +297,30 @@ fn main() -> Result<(), BoxErr> {
                     Ok(())
                 })?
             };
-            (f, fwd, data, wgt)
+            let (mut bfwd, mut bdata) = (f64::NAN, f64::NAN);
+            if let Some(bctx) = bctx {
+                bfwd = t(&mut || {
+                    conv3d_forward_into(&bctx, &x, w, Some(&bias), &layer.spec, &mut y)?;
+                    Ok(())
+                })?;
+                if !fwd_only {
+                    bdata = t(&mut || {
+                        conv3d_backward_data(&bctx, &gy, w, &layer.spec, layer.input)?;
+                        Ok(())
+                    })?;
+                }
+            }
+            (f, fwd, data, wgt, bfwd, bdata)
         };
         conv_flops += flops;
         conv_secs += fwd;
         bwd_flops += 2.0 * flops;
         bwd_secs += data + wgt;
+        bf16_fwd_secs += bfwd;
+        bf16_data_secs += bdata;
         let pct = |s: f64| 100.0 * flops / s / 1e9 / ceiling;
         println!(
-            "{:<16} {:>21} {:>6.2} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1}",
+            "{:<16} {:>21} {:>6.2} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>8.1} {:>9.1}",
             layer.name,
             layer.input.to_string(),
             flops / 1e9,
@@ -276,7 +329,16 @@ fn main() -> Result<(), BoxErr> {
             data * 1e3,
             pct(data),
             wgt * 1e3,
-            pct(wgt)
+            pct(wgt),
+            bfwd * 1e3,
+            bdata * 1e3
+        );
+    }
+    if bctx.is_some() {
+        println!(
+            "all convolutions in bf16: forward {bf16_fwd_secs:.3} s ({:.2}x fp32), backward to \
+             the input {bf16_data_secs:.3} s",
+            conv_secs / bf16_fwd_secs
         );
     }
     if bwd_secs > 0.0 {
@@ -364,6 +426,45 @@ fn main() -> Result<(), BoxErr> {
         })?
     };
     println!("flare train step (forward + loss + backward + SGD): {train:.3} s");
+    // The same forward and train step with bf16 convolutions, from the same weights.
+    let (mut fwd16, mut train16) = (f64::NAN, f64::NAN);
+    if let Some(bctx) = bctx {
+        let mut ws16 = InferWorkspace::new();
+        fwd16 = pool.install(|| {
+            best_of(reps, || {
+                let (logits, _) = net.infer_with(&bctx, x.clone(), &mut ws16)?;
+                ws16.recycle(logits);
+                Ok(())
+            })
+        })?;
+        println!("flare bf16 forward (lean inference, reused workspace): {fwd16:.3} s");
+        if !flag("--no-train") {
+            let mut tnet = net.clone();
+            let mut opt = Optimizer::sgd(
+                &tnet,
+                Sgd {
+                    momentum: 0.99,
+                    nesterov: true,
+                    weight_decay: 3e-5,
+                },
+            );
+            train16 = pool.install(|| {
+                best_of(train_reps, || {
+                    train_step(
+                        &bctx,
+                        &mut tnet,
+                        &mut opt,
+                        x.clone(),
+                        &labels,
+                        &loss_cfg,
+                        0.01,
+                    )?;
+                    Ok(())
+                })
+            })?;
+            println!("flare bf16 train step (forward + loss + backward + SGD): {train16:.3} s");
+        }
+    }
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -379,6 +480,7 @@ fn main() -> Result<(), BoxErr> {
     );
 
     let (mut ort, mut torch_fwd, mut torch_train) = (f64::NAN, f64::NAN, f64::NAN);
+    let (mut torch_fwd16, mut torch_train16) = (f64::NAN, f64::NAN);
     if !flag("--no-python") {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let script = root.join("scripts/bench/engine_pytorch_ort.py");
@@ -402,6 +504,7 @@ fn main() -> Result<(), BoxErr> {
                 "--onnx",
                 &out_dir.join("flare_engine_bench.onnx").to_string_lossy(),
             ])
+            .args(bctx.map(|_| "--bf16"))
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         print!("{text}");
@@ -410,16 +513,17 @@ fn main() -> Result<(), BoxErr> {
         }
         for line in text.lines() {
             let mut it = line.split_whitespace();
-            if it.next() == Some("result:") {
-                for kv in it {
-                    if let Some((k, v)) = kv.split_once('=') {
-                        let v: f64 = v.parse().unwrap_or(f64::NAN);
-                        match k {
-                            "onnxruntime_forward" => ort = v,
-                            "pytorch_forward" => torch_fwd = v,
-                            "pytorch_train_step" => torch_train = v,
-                            _ => {}
-                        }
+            let head = it.next();
+            for kv in it {
+                if let Some((k, v)) = kv.split_once('=') {
+                    let v: f64 = v.parse().unwrap_or(f64::NAN);
+                    match (head, k) {
+                        (Some("result:"), "onnxruntime_forward") => ort = v,
+                        (Some("result:"), "pytorch_forward") => torch_fwd = v,
+                        (Some("result:"), "pytorch_train_step") => torch_train = v,
+                        (Some("result_bf16:"), "pytorch_forward") => torch_fwd16 = v,
+                        (Some("result_bf16:"), "pytorch_train_step") => torch_train16 = v,
+                        _ => {}
                     }
                 }
             }
@@ -431,9 +535,25 @@ fn main() -> Result<(), BoxErr> {
         torch_fwd / fwd,
         torch_train / train
     );
+    if bctx.is_some() {
+        println!(
+            "ratios bf16: forward flare fp32/bf16 {:.2}x, PyTorch bf16/flare bf16 {:.2}x; train \
+             step flare fp32/bf16 {:.2}x, PyTorch bf16/flare bf16 {:.2}x",
+            fwd / fwd16,
+            torch_fwd16 / fwd16,
+            train / train16,
+            torch_train16 / train16
+        );
+    }
     println!(
         "engine: unet forward flare={fwd:.3} onnxruntime={ort:.3} pytorch={torch_fwd:.3} \
          train_step flare={train:.3} pytorch={torch_train:.3} ceiling_pct={ceiling_pct:.0}"
     );
+    if bctx.is_some() {
+        println!(
+            "engine-bf16: unet forward flare={fwd16:.3} pytorch={torch_fwd16:.3} train_step \
+             flare={train16:.3} pytorch={torch_train16:.3}"
+        );
+    }
     Ok(())
 }

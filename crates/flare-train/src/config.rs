@@ -1,6 +1,7 @@
 //! What defines a training run: the stage and the [`TrainConfig`] (network, samples,
 //! preprocessing, schedule, optimiser, loss), saved in every checkpoint.
 
+use flare_engine::Precision;
 use flare_model::{LossConfig, UNetConfig};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,26 @@ pub struct TrainConfig {
     /// (fine-tuning: a model file, see [`crate::Trainer::fine_tune`]); `None`: from the seed.
     #[serde(default)]
     pub init_from: Option<String>,
+    /// Number format of the convolutions (issue 11): `fp32`, or `bf16` operands with fp32
+    /// sums; master weights, norms, losses and the optimiser stay fp32 either way. Checkpoints
+    /// written before this field existed trained in fp32, which is its default.
+    #[serde(default, with = "precision_text")]
+    pub precision: Precision,
+}
+
+/// [`Precision`] as its name in the checkpoint's JSON (the engine has no serde).
+mod precision_text {
+    use flare_engine::Precision;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Precision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl TrainConfig {
@@ -93,12 +114,24 @@ impl TrainConfig {
             train_cases: Vec::new(),
             val_cases: Vec::new(),
             init_from: None,
+            precision: Precision::Fp32,
         }
     }
 
     /// Checks that the pieces fit together before any work starts.
     pub fn validate(&self) -> Result<()> {
         self.architecture.validate()?;
+        if self.precision != Precision::Fp32
+            && flare_engine::Ctx::new()
+                .with_precision(self.precision)
+                .precision()
+                != self.precision
+        {
+            return Err(TrainError::Config(format!(
+                "this run trains with {} convolutions, which this CPU cannot run (no avx512_bf16)",
+                self.precision
+            )));
+        }
         let [d, h, w] = self.sample.grid_dhw;
         self.architecture
             .check_input([d, h, w], 1)

@@ -105,6 +105,8 @@ pub struct Trainer {
     train: Arc<Cache>,
     val: Vec<CachedCase>,
     outputs: Outputs,
+    /// The training steps' context, in the run's precision (validation runs fp32, see
+    /// [`Trainer::validate`]).
     ctx: Ctx,
     /// FLARE21's: the data checks, cache, sampler and loss know labels 0..=4 only.
     labels: LabelSet,
@@ -154,6 +156,7 @@ impl Trainer {
         outputs: Outputs,
     ) -> Result<Trainer> {
         let opt = Optimizer::adamw(&net, config.adamw.rule());
+        let precision = config.precision;
         let state = RunState {
             sampler: SamplerState {
                 seed: config.seed,
@@ -172,7 +175,7 @@ impl Trainer {
             train,
             val,
             outputs,
-            ctx: Ctx::new(),
+            ctx: Ctx::new().with_precision(precision),
             labels: LabelSet::flare21(),
         };
         t.check_data()?;
@@ -189,6 +192,7 @@ impl Trainer {
         outputs: Outputs,
     ) -> Result<Trainer> {
         ck.state.config.validate()?;
+        let precision = ck.state.config.precision;
         let t = Trainer {
             state: ck.state,
             net: ck.net,
@@ -196,7 +200,7 @@ impl Trainer {
             train,
             val,
             outputs,
-            ctx: Ctx::new(),
+            ctx: Ctx::new().with_precision(precision),
             labels: LabelSet::flare21(),
         };
         t.check_data()?;
@@ -295,11 +299,13 @@ impl Trainer {
         write_plot(&self.outputs.plot, self.labels(), &self.state.log)
     }
 
-    /// Validation Dice of the current weights on the held-out cases.
+    /// Validation Dice of the current weights on the held-out cases. Always fp32 inference,
+    /// whatever the run's precision, so that the curves of an fp32 and a bf16 run compare the
+    /// weights each trained, not two inference precisions.
     pub fn validate(&self) -> Result<ValScore> {
         let c = &self.state.config;
         validate(
-            &self.ctx,
+            &Ctx::new(),
             &self.net,
             &self.val,
             c.val_region(),

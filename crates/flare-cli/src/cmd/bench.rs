@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use flare_io::ReadOptions;
 use flare_pipeline::SegmentOptions;
 
-use crate::cmd::segment::{CaseTimings, load_model, segment_file};
+use crate::cmd::segment::{CaseTimings, engine_ctx, load_model, segment_file};
 
 /// Benchmarks.
 #[derive(clap::Subcommand)]
@@ -28,6 +28,9 @@ pub struct SegmentArgs {
     /// A two-stage model file [default: the built-in model].
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
+    /// Number format of the networks' convolutions (as `flare segment --precision`).
+    #[arg(long, default_value = "fp32", value_name = "fp32|bf16")]
+    pub precision: flare_engine::Precision,
 }
 
 /// Runs a benchmark.
@@ -57,14 +60,22 @@ fn bench_segment(args: &SegmentArgs) -> anyhow::Result<ExitCode> {
     let threads = rayon::current_num_threads();
     let options = SegmentOptions::default();
     let read = ReadOptions::default();
+    let ctx = engine_ctx(args.precision);
     let mut runs: Vec<(f64, CaseTimings, Option<u64>)> = Vec::new();
     let mut shape = [0; 3];
     for rep in 0..=args.reps {
         let _ = std::fs::remove_file(&out);
         flare_measure::reset_own_peak_rss();
         let t = Instant::now();
-        let (image, _seg, timings) =
-            segment_file(&model, &args.input, &out, &read, &options, &mut |_| {})?;
+        let (image, _seg, timings) = segment_file(
+            &ctx,
+            &model,
+            &args.input,
+            &out,
+            &read,
+            &options,
+            &mut |_| {},
+        )?;
         let wall = t.elapsed().as_secs_f64();
         shape = image.volume.geometry().shape();
         drop(image);
@@ -80,10 +91,12 @@ fn bench_segment(args: &SegmentArgs) -> anyhow::Result<ExitCode> {
     }
     let [x, y, z] = shape;
     println!(
-        "flare bench segment: {} ({x} x {y} x {z}), {threads} threads, model {}, {} runs",
+        "flare bench segment: {} ({x} x {y} x {z}), {threads} threads, model {}, {} runs, \
+         convolutions in {}",
         args.input.display(),
         model.describe(),
-        runs.len()
+        runs.len(),
+        ctx.precision()
     );
     println!("{:<14} {:>10} {:>8}", "step", "median s", "share");
     let wall_med = median(runs.iter().map(|r| r.0).collect());

@@ -68,6 +68,22 @@ pub struct Args {
     /// OUTPUT/<SeriesInstanceUID>.nii.gz (OUTPUT is a folder).
     #[arg(long, conflicts_with = "series")]
     pub each_series: bool,
+    /// Number format of the networks' convolutions: fp32, or bf16 (bf16 inputs and weights,
+    /// fp32 sums; needs a CPU with avx512_bf16, else flare says so and runs fp32).
+    #[arg(long, default_value = "fp32", value_name = "fp32|bf16")]
+    pub precision: flare_engine::Precision,
+}
+
+/// The engine context for `precision`, with a note on stderr when the CPU cannot run it.
+pub fn engine_ctx(precision: flare_engine::Precision) -> flare_engine::Ctx {
+    let ctx = flare_engine::Ctx::new().with_precision(precision);
+    if ctx.precision() != precision {
+        eprintln!(
+            "flare: note: this CPU has no avx512_bf16 instructions; running the convolutions in {}",
+            ctx.precision()
+        );
+    }
+    ctx
 }
 
 /// The long help (`flare segment --help`), after the options.
@@ -159,8 +175,10 @@ impl CaseTimings {
     }
 }
 
-/// Reads, segments and writes one case; `on_step` hears each step's name.
+/// Reads, segments and writes one case with the engine context `ctx`; `on_step` hears each
+/// step's name.
 pub fn segment_file(
+    ctx: &flare_engine::Ctx,
     model: &Model,
     input: &Path,
     output: &Path,
@@ -172,8 +190,7 @@ pub fn segment_file(
     let t = Instant::now();
     let image = flare_io::read_ct(input, read)?;
     let read_s = t.elapsed().as_secs_f64();
-    let ctx = flare_engine::Ctx::new();
-    let seg = flare_pipeline::segment(&ctx, model, &image.volume, options, &mut |s| {
+    let seg = flare_pipeline::segment(ctx, model, &image.volume, options, &mut |s| {
         on_step(step_name(s))
     })
     .with_context(|| format!("{}: segmenting", input.display()))?;
@@ -269,6 +286,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the report folder", dir.display()))?;
     }
+    // Says once, up front, when bf16 was asked for and this CPU cannot run it.
+    engine_ctx(args.precision);
     let options = SegmentOptions {
         postprocess: PostProcess {
             largest_components: !args.keep_all_components,
@@ -468,11 +487,18 @@ fn run_case(
         return existing();
     }
     flare_measure::reset_own_peak_rss();
+    let ctx = flare_engine::Ctx::new().with_precision(args.precision);
     let start = Instant::now();
     let name = job.name.clone();
-    let result = segment_file(model, &job.input, &job.output, read, options, &mut |step| {
-        bar.set_message(format!("{name}: {step}"))
-    });
+    let result = segment_file(
+        &ctx,
+        model,
+        &job.input,
+        &job.output,
+        read,
+        options,
+        &mut |step| bar.set_message(format!("{name}: {step}")),
+    );
     let wall_s = start.elapsed().as_secs_f64();
     let peak_rss_mb = flare_measure::own_peak_rss_bytes().map(|b| b as f64 / 1048576.0);
     let (image, seg, timings) = match result {

@@ -95,6 +95,11 @@ pub struct Args {
     /// "ce_class_weights".
     #[arg(long, value_name = "FILE.json")]
     pub config: Option<PathBuf>,
+    /// Number format of the training convolutions: fp32 (default), or bf16 (bf16 operands,
+    /// fp32 sums; fp32 master weights, norms, losses and optimiser; needs avx512_bf16).
+    /// Recorded in the checkpoint, which a resumed run follows.
+    #[arg(long, value_name = "fp32|bf16", conflicts_with = "resume")]
+    pub precision: Option<flare_engine::Precision>,
 }
 
 /// The long help (`flare train --help`), after the options.
@@ -227,6 +232,9 @@ fn config_for(args: &Args, stage: Stage, plan: &Plan) -> TrainConfig {
     }
     if let Some(b) = args.batch {
         c.batch = b;
+    }
+    if let Some(p) = args.precision {
+        c.precision = p;
     }
     if let Some(lr) = args.lr {
         c.lr.base = lr;

@@ -35,8 +35,95 @@ use rayon::prelude::*;
 
 use self::forward::{BLOCK, Tap, Tile};
 use crate::{
-    Conv3dSpec, Ctx, EngineError, Result, Shape5, Tensor, aligned::AlignedBuf, shape::round_up,
+    Bf16Kernel, Conv3dSpec, Ctx, EngineError, Isa, Result, Shape5, Tensor, aligned::AlignedBuf,
+    bf16, shape::round_up,
 };
+
+/// What the gather kernels read in one pass, in the context's precision: the input as given
+/// and the fp32 packed weights, or both converted to bf16 channel pairs (`crate::bf16`). The
+/// drivers compute every input and weight offset in [`Operands::cin`] units (channels, or
+/// channel pairs), so the same tap lists serve both.
+enum Operands<'a> {
+    F32 {
+        isa: Isa,
+        x: &'a [f32],
+        w: AlignedBuf,
+        cin: usize,
+    },
+    Bf16 {
+        kernel: Bf16Kernel,
+        x: bf16::Pairs,
+        w: AlignedBuf<u32>,
+        cin: usize,
+    },
+}
+
+/// One kernel call's taps and settings ([`forward::Tile`] without its operands).
+struct Pass<'a> {
+    taps: &'a [Tap],
+    x_vstride: usize,
+    init: &'a [f32; BLOCK],
+    accumulate: bool,
+}
+
+impl<'a> Operands<'a> {
+    /// `x` is channels-last with `c` channels; `packed` is a `[block][tap][c][16]` weight pack
+    /// (reduction over `c`). A bf16 context converts both (the input once per call: one pass
+    /// over it, next to `taps * cout` multiply-adds per input value).
+    fn new(ctx: &Ctx, x: &'a [f32], c: usize, packed: AlignedBuf) -> Operands<'a> {
+        match ctx.bf16_kernel() {
+            None => Operands::F32 {
+                isa: ctx.isa(),
+                x,
+                w: packed,
+                cin: c,
+            },
+            Some(kernel) => Operands::Bf16 {
+                kernel,
+                x: bf16::to_pairs(kernel, x, c),
+                w: bf16::pack_pairs(packed.as_slice(), c),
+                cin: bf16::pairs(c),
+            },
+        }
+    }
+
+    /// Units per voxel of the input, and per tap of the weights: channels, or channel pairs.
+    fn cin(&self) -> usize {
+        match self {
+            Operands::F32 { cin, .. } | Operands::Bf16 { cin, .. } => *cin,
+        }
+    }
+
+    /// Runs one kernel call (see [`forward::run`]).
+    fn run(&self, p: &Pass, nv: usize, out: &mut [f32], out_vstride: usize, nco: usize) {
+        match self {
+            Operands::F32 { isa, x, w, cin } => {
+                let tile = Tile {
+                    x,
+                    w: w.as_slice(),
+                    taps: p.taps,
+                    x_vstride: p.x_vstride,
+                    cin: *cin,
+                    init: p.init,
+                    accumulate: p.accumulate,
+                };
+                forward::run(*isa, &tile, nv, out, out_vstride, nco);
+            }
+            Operands::Bf16 { kernel, x, w, cin } => {
+                let tile = Tile {
+                    x: x.as_slice(),
+                    w: w.as_slice(),
+                    taps: p.taps,
+                    x_vstride: p.x_vstride,
+                    cin: *cin,
+                    init: p.init,
+                    accumulate: p.accumulate,
+                };
+                forward::run_bf16(*kernel, &tile, nv, out, out_vstride, nco);
+            }
+        }
+    }
+}
 
 /// Convolution weights in `[kd][kh][kw][ci][co]` layout (see the module doc for PyTorch's).
 #[derive(Clone, Debug, PartialEq)]
@@ -396,8 +483,10 @@ fn forward_impl(
         return Ok(());
     }
     let cpad = round_up(cout, BLOCK);
-    let packed = w.pack(cpad);
-    let packed = packed.as_slice();
+    let ops = Operands::new(ctx, x.data(), xs.c, w.pack(cpad));
+    // Input and weight offsets count channels, or bf16 channel pairs.
+    let ck = ops.cin();
+    let xk = xs.with_channels(ck);
     let taps_total = spec.taps();
     let mut inits = vec![[0.0f32; BLOCK]; cpad / BLOCK];
     if let Some(b) = bias {
@@ -408,10 +497,7 @@ fn forward_impl(
     let [kd, kh, kw] = spec.kernel;
     let [sd, sh, sw] = spec.stride;
     let [pd, ph, pw] = spec.padding;
-    let cin = xs.c;
     let (lo, hi) = interior(xs.w, ys.w, kw, sw, pw);
-    let isa = ctx.isa();
-    let xd = x.data();
 
     let compute_row =
         |planes: &mut Vec<(usize, usize)>, taps: &mut Vec<Tap>, r: usize, row: &mut [f32]| {
@@ -428,7 +514,7 @@ fn forward_impl(
                     let Some(ih) = (oh * sh + b).checked_sub(ph).filter(|&i| i < xs.h) else {
                         continue;
                     };
-                    planes.push(((a * kh + b) * kw, xs.index(n, id, ih, 0, 0)));
+                    planes.push(((a * kh + b) * kw, xk.index(n, id, ih, 0, 0)));
                 }
             }
             for (blk, init) in inits.iter().enumerate() {
@@ -440,21 +526,18 @@ fn forward_impl(
                     for &(t0, xrow) in planes.iter() {
                         for c in 0..kw {
                             taps.push(Tap {
-                                x: xrow + (lo * sw + c - pw) * cin,
-                                w: packed_offset(blk, t0 + c, taps_total, 0, cin),
+                                x: xrow + (lo * sw + c - pw) * ck,
+                                w: packed_offset(blk, t0 + c, taps_total, 0, ck),
                             });
                         }
                     }
-                    let tile = Tile {
-                        x: xd,
-                        w: packed,
+                    let pass = Pass {
                         taps,
-                        x_vstride: sw * cin,
-                        cin,
+                        x_vstride: sw * ck,
                         init,
                         accumulate,
                     };
-                    forward::run(isa, &tile, hi - lo, &mut row[lo * cout + co0..], cout, nco);
+                    ops.run(&pass, hi - lo, &mut row[lo * cout + co0..], cout, nco);
                 }
                 // Border voxels: only the kernel columns that land inside the input.
                 for ow in (0..lo).chain(hi..ys.w) {
@@ -463,22 +546,19 @@ fn forward_impl(
                         for c in 0..kw {
                             if let Some(iw) = (ow * sw + c).checked_sub(pw).filter(|&i| i < xs.w) {
                                 taps.push(Tap {
-                                    x: xrow + iw * cin,
-                                    w: packed_offset(blk, t0 + c, taps_total, 0, cin),
+                                    x: xrow + iw * ck,
+                                    w: packed_offset(blk, t0 + c, taps_total, 0, ck),
                                 });
                             }
                         }
                     }
-                    let tile = Tile {
-                        x: xd,
-                        w: packed,
+                    let pass = Pass {
                         taps,
                         x_vstride: 0,
-                        cin,
                         init,
                         accumulate,
                     };
-                    forward::run(isa, &tile, 1, &mut row[ow * cout + co0..], cout, nco);
+                    ops.run(&pass, 1, &mut row[ow * cout + co0..], cout, nco);
                 }
             }
         };
@@ -536,15 +616,15 @@ pub fn conv3d_backward_data_into(
     }
     let (cin, cout) = (input.c, w.cout);
     let cpad = round_up(cin, BLOCK);
-    let packed = w.pack_transposed(cpad);
-    let packed = packed.as_slice();
+    let ops = Operands::new(ctx, gy.data(), cout, w.pack_transposed(cpad));
+    // Gradient and weight offsets count output channels, or bf16 pairs of them.
+    let ck = ops.cin();
+    let gk = gs.with_channels(ck);
     let taps_total = spec.taps();
     let zero = [0.0f32; BLOCK];
     let [kd, kh, kw] = spec.kernel;
     let [sd, sh, sw] = spec.stride;
     let [pd, ph, pw] = spec.padding;
-    let isa = ctx.isa();
-    let gd = gy.data();
 
     // Output position along one axis that input position `i` meets through kernel index `k`:
     // `o * s + k - p = i`, if such an integer `o` exists inside `0..n_out`.
@@ -571,7 +651,7 @@ pub fn conv3d_backward_data_into(
                         let Some(oh) = source(ih, b, sh, ph, gs.h) else {
                             continue;
                         };
-                        planes.push(((a * kh + b) * kw, gs.index(n, od, oh, 0, 0)));
+                        planes.push(((a * kh + b) * kw, gk.index(n, od, oh, 0, 0)));
                     }
                 }
                 // Input columns iw = res + sw * j of one residue class meet the same kernel
@@ -606,23 +686,20 @@ pub fn conv3d_backward_data_into(
                                     let ow = j0 as isize + q;
                                     if all || (0..ow_max).contains(&ow) {
                                         taps.push(Tap {
-                                            x: grow + ow as usize * cout,
-                                            w: packed_offset(blk, t0 + c, taps_total, 0, cout),
+                                            x: grow + ow as usize * ck,
+                                            w: packed_offset(blk, t0 + c, taps_total, 0, ck),
                                         });
                                     }
                                 }
                             }
-                            let tile = Tile {
-                                x: gd,
-                                w: packed,
+                            let pass = Pass {
                                 taps,
-                                x_vstride: cout,
-                                cin: cout,
+                                x_vstride: ck,
                                 init: &zero,
                                 accumulate: false,
                             };
                             let start = (res + sw * j0) * cin + ci0;
-                            forward::run(isa, &tile, nv, &mut row[start..], sw * cin, nco);
+                            ops.run(&pass, nv, &mut row[start..], sw * cin, nco);
                         };
                         if hi > lo {
                             call(lo, hi - lo, true, taps);
@@ -721,8 +798,8 @@ pub fn conv3d_backward_weight(
     let [kd, kh, kw] = spec.kernel;
     let [sd, sh, sw] = spec.stride;
     let [pd, ph, pw] = spec.padding;
-    let isa = ctx.isa();
-    let (xd, gd) = (x.data(), gy.data());
+    let gd = gy.data();
+    let wops = backward_weight::WOperands::new(ctx, x.data(), sw * cin, gd, cout);
     let row_work = gs.w * spec.taps() * cin * cout;
     let (total, bsum) = reduce_rows(gs.rows(), row_work, plen, cout, |rows, acc, bacc| {
         let mut segs: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
@@ -764,10 +841,8 @@ pub fn conv3d_backward_weight(
                         }
                         let tap = (a * kh + b) * kw + c;
                         for co0 in (0..cout).step_by(2 * BLOCK) {
-                            let t = backward_weight::WTile {
-                                x: xd,
+                            let t = backward_weight::WShape {
                                 x_vstride: sw * cin,
-                                g: gd,
                                 g_vstride: cout,
                                 segs: &segs,
                                 g_shift: co0,
@@ -775,7 +850,7 @@ pub fn conv3d_backward_weight(
                                 nci: cin,
                                 nco: (cout - co0).min(2 * BLOCK),
                             };
-                            backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                            wops.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
                         }
                     }
                 }

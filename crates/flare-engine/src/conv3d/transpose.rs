@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::{
-    BLOCK, Conv3dGrads, Conv3dWeight, Tap, Tile, backward_weight, forward, packed_offset,
+    BLOCK, Conv3dGrads, Conv3dWeight, Operands, Pass, Tap, backward_weight, packed_offset,
     reduce_rows, sub_blocks,
 };
 use crate::{Ctx, EngineError, Result, Shape5, Tensor, shape::round_up};
@@ -131,16 +131,16 @@ pub fn conv_transpose3d_forward_into(
         return Ok(());
     }
     let cpad = round_up(cout, BLOCK);
-    let packed = w.pack(cpad);
-    let packed = packed.as_slice();
+    let ops = Operands::new(ctx, x.data(), cin, w.pack(cpad));
+    // Input and weight offsets count channels, or bf16 channel pairs.
+    let ck = ops.cin();
+    let xk = xs.with_channels(ck);
     let mut inits = vec![[0.0f32; BLOCK]; cpad / BLOCK];
     if let Some(b) = bias {
         for (i, &v) in b.iter().enumerate() {
             inits[i / BLOCK][i % BLOCK] = v;
         }
     }
-    let isa = ctx.isa();
-    let xd = x.data();
     y.data_mut()
         .par_chunks_mut(ys.row_len())
         .enumerate()
@@ -148,26 +148,23 @@ pub fn conv_transpose3d_forward_into(
             let oh = r % ys.h;
             let od = (r / ys.h) % ys.d;
             let n = r / (ys.h * ys.d);
-            let xrow = xs.index(n, od / kd, oh / kh, 0, 0);
+            let xrow = xk.index(n, od / kd, oh / kh, 0, 0);
             let t0 = ((od % kd) * kh + oh % kh) * kw;
             for c in 0..kw {
                 for (blk, init) in inits.iter().enumerate() {
                     let co0 = blk * BLOCK;
                     let taps = [Tap {
                         x: xrow,
-                        w: packed_offset(blk, t0 + c, w.taps(), 0, cin),
+                        w: packed_offset(blk, t0 + c, w.taps(), 0, ck),
                     }];
-                    let tile = Tile {
-                        x: xd,
-                        w: packed,
+                    let pass = Pass {
                         taps: &taps,
-                        x_vstride: cin,
-                        cin,
+                        x_vstride: ck,
                         init,
                         accumulate: false,
                     };
                     let nco = (cout - co0).min(BLOCK);
-                    forward::run(isa, &tile, xs.w, &mut row[c * cout + co0..], kw * cout, nco);
+                    ops.run(&pass, xs.w, &mut row[c * cout + co0..], kw * cout, nco);
                 }
             }
         });
@@ -197,11 +194,11 @@ pub fn conv_transpose3d_backward_data(
     let (cin, cout) = (input.c, w.cout);
     let [kd, kh, kw] = w.kernel;
     let cpad = round_up(cin, BLOCK);
-    let packed = w.pack_transposed(cpad);
-    let packed = packed.as_slice();
+    let ops = Operands::new(ctx, gy.data(), cout, w.pack_transposed(cpad));
+    // Gradient and weight offsets count output channels, or bf16 pairs of them.
+    let ck = ops.cin();
+    let gk = gs.with_channels(ck);
     let zero = [0.0f32; BLOCK];
-    let isa = ctx.isa();
-    let gd = gy.data();
     gx.data_mut()
         .par_chunks_mut(input.row_len())
         .enumerate()
@@ -215,29 +212,26 @@ pub fn conv_transpose3d_backward_data(
                     for b in 0..kh {
                         for c in 0..kw {
                             taps.push(Tap {
-                                x: gs.index(n, id * kd + a, ih * kh + b, c, 0),
+                                x: gk.index(n, id * kd + a, ih * kh + b, c, 0),
                                 w: packed_offset(
                                     ci0 / BLOCK,
                                     (a * kh + b) * kw + c,
                                     w.taps(),
                                     0,
-                                    cout,
+                                    ck,
                                 ),
                             });
                         }
                     }
                 }
-                let tile = Tile {
-                    x: gd,
-                    w: packed,
+                let pass = Pass {
                     taps,
-                    x_vstride: kw * cout,
-                    cin: cout,
+                    x_vstride: kw * ck,
                     init: &zero,
                     accumulate: false,
                 };
                 let nco = (cin - ci0).min(BLOCK);
-                forward::run(isa, &tile, input.w, &mut row[ci0..], cin, nco);
+                ops.run(&pass, input.w, &mut row[ci0..], cin, nco);
             }
         });
     Ok(gx)
@@ -270,8 +264,8 @@ pub fn conv_transpose3d_backward_weight(
     let [kd, kh, kw] = kernel;
     let cpad = round_up(cout, BLOCK);
     let plen = weight.taps() * cin * cpad;
-    let isa = ctx.isa();
-    let (xd, gd) = (x.data(), gy.data());
+    let gd = gy.data();
+    let wops = backward_weight::WOperands::new(ctx, x.data(), cin, gd, kw * cout);
     // Chunks of input rows; each input row meets kd * kh output rows, each through kw
     // interleaved taps.
     let row_work = xs.w * weight.taps() * cin * cout;
@@ -295,10 +289,8 @@ pub fn conv_transpose3d_backward_weight(
                     for c in 0..kw {
                         let tap = (a * kh + b) * kw + c;
                         for co0 in (0..cout).step_by(2 * BLOCK) {
-                            let t = backward_weight::WTile {
-                                x: xd,
+                            let t = backward_weight::WShape {
                                 x_vstride: cin,
-                                g: gd,
                                 g_vstride: kw * cout,
                                 segs: &segs,
                                 g_shift: c * cout + co0,
@@ -306,7 +298,7 @@ pub fn conv_transpose3d_backward_weight(
                                 nci: cin,
                                 nco: (cout - co0).min(2 * BLOCK),
                             };
-                            backward_weight::run(isa, &t, &mut acc[tap * cin * cpad + co0..], cpad);
+                            wops.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
                         }
                     }
                 }

@@ -9,15 +9,24 @@
 //! kernel knows nothing about padding, strides or which pass it serves. Summation order is the
 //! same on every ISA (taps, then input channels, in list order), so the paths differ only by
 //! rounding (FMA versus separate multiply and add).
+//!
+//! The bf16 versions ([`run_bf16`]) read `u32` words of two bf16 channels instead of f32
+//! channels (`crate::bf16` documents the pairs): `cin` and every offset then count channel
+//! pairs, and each output channel sums, per tap and pair in list order, the odd channel's product
+//! then the even one's, each added in fp32 (the order `vdpbf16ps` uses; bf16 products are exact
+//! in fp32). The portable reference (`bf16_ref.rs`) follows that order exactly.
 
+mod bf16_ref;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512bf16;
 
-use crate::Isa;
+use crate::{Bf16Kernel, Isa};
 
 /// Output channels per kernel call: one AVX-512 register, two AVX2 registers.
 pub(crate) const BLOCK: usize = 16;
@@ -34,15 +43,15 @@ pub(crate) struct Tap {
 /// groups: about two thirds of a 48 KiB L1, leaving room for the input rows.
 const L1_WEIGHT_BUDGET: usize = 32 * 1024;
 
-/// Everything one call reads.
+/// Everything one call reads: fp32 channels (`T = f32`) or bf16 channel pairs (`T = u32`).
 #[derive(Clone, Copy)]
-pub(crate) struct Tile<'a> {
-    pub x: &'a [f32],
-    pub w: &'a [f32],
+pub(crate) struct Tile<'a, T = f32> {
+    pub x: &'a [T],
+    pub w: &'a [T],
     pub taps: &'a [Tap],
     /// Elements between consecutive voxels of the tile in `x`.
     pub x_vstride: usize,
-    /// Input channels summed per tap.
+    /// Input channels (bf16: channel pairs) summed per tap.
     pub cin: usize,
     /// Starting value of each output channel (the bias, or zeros).
     pub init: &'a [f32; BLOCK],
@@ -57,6 +66,37 @@ pub(crate) struct Tile<'a> {
 /// that is a bug in the engine, never a consequence of user input. The check is what makes the
 /// SIMD kernels' raw-pointer loads sound.
 pub(crate) fn run(isa: Isa, t: &Tile, nv: usize, out: &mut [f32], out_vstride: usize, nco: usize) {
+    run_groups(t, nv, out, out_vstride, nco, |part, out| {
+        dispatch(isa, part, nv, out, out_vstride, nco)
+    });
+}
+
+/// [`run`] for bf16 channel pairs on `kernel`, with the same checks.
+pub(crate) fn run_bf16(
+    kernel: Bf16Kernel,
+    t: &Tile<u32>,
+    nv: usize,
+    out: &mut [f32],
+    out_vstride: usize,
+    nco: usize,
+) {
+    run_groups(t, nv, out, out_vstride, nco, |part, out| match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Bf16Kernel::Avx512Bf16 => avx512bf16::run(part, nv, out, out_vstride, nco),
+        _ => bf16_ref::run(part, nv, out, out_vstride, nco),
+    });
+}
+
+/// Checks every offset of the tile, then calls `kernel` once, or once per group of taps whose
+/// weights fit in L1.
+fn run_groups<T: Copy>(
+    t: &Tile<T>,
+    nv: usize,
+    out: &mut [f32],
+    out_vstride: usize,
+    nco: usize,
+    mut kernel: impl FnMut(&Tile<T>, &mut [f32]),
+) {
     if nv == 0 {
         return;
     }
@@ -79,9 +119,9 @@ pub(crate) fn run(isa: Isa, t: &Tile, nv: usize, out: &mut [f32], out_vstride: u
     // With many input channels one block's weights outgrow L1 and every register tile would
     // stream them from L2 again. Split the taps into groups whose weights fit, and sweep the
     // whole run of voxels once per group, accumulating into the output after the first.
-    let group = (L1_WEIGHT_BUDGET / (t.cin * BLOCK * std::mem::size_of::<f32>())).max(1);
+    let group = (L1_WEIGHT_BUDGET / (t.cin * BLOCK * std::mem::size_of::<T>())).max(1);
     if t.taps.len() <= group {
-        dispatch(isa, t, nv, out, out_vstride, nco);
+        kernel(t, out);
         return;
     }
     const ZERO: [f32; BLOCK] = [0.0; BLOCK];
@@ -92,7 +132,7 @@ pub(crate) fn run(isa: Isa, t: &Tile, nv: usize, out: &mut [f32], out_vstride: u
             accumulate: t.accumulate || i > 0,
             ..*t
         };
-        dispatch(isa, &part, nv, out, out_vstride, nco);
+        kernel(&part, out);
     }
 }
 
