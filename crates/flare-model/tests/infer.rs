@@ -4,26 +4,8 @@
 use flare_engine::{Ctx, Isa, Shape5, Tensor};
 use flare_model::{InferWorkspace, UNet, UNetConfig, argmax_labels, file};
 
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-fn noise(shape: Shape5, seed: u32) -> Tensor {
-    let mut s = seed;
-    let v = (0..shape.len())
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect();
-    Tensor::from_vec(shape, v).unwrap()
-}
+mod common;
+use common::{noise, rel_l2};
 
 #[test]
 fn lean_inference_equals_the_training_forward() {
