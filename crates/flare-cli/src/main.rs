@@ -60,6 +60,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread or tensor exists: freed activations are reused without page faults
+    // (the engine's `memory` module has the measurements).
+    flare_engine::retain_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads
         && let Err(e) = rayon::ThreadPoolBuilder::new()

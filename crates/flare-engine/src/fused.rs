@@ -7,18 +7,15 @@
 //! passes (whole forward 4.1-4.2 s against 3.6-3.7 s on a loaded 2-vCPU Xeon, 2.1-2.5 s against
 //! 1.5-1.6 s on a quiet one), so it was dropped and this is the one fused path.
 //!
-//! Pass 1 sums `x - p` and `(x - p)^2` per channel, where the pivot `p` is the channel's first
-//! value: shifting by a sample of the data keeps the one-pass variance free of cancellation when
-//! the mean is large next to the spread. Each fixed chunk of voxels sums in f32 (short enough
-//! for f32, and vectorisable), the chunks combine in f64 in chunk order, so the result does not
-//! depend on the thread count.
+//! Pass 1 is the norm module's shifted moments (the same sums as training's norm); pass 2 is
+//! `x * scale + shift` and the activation.
 
 use rayon::prelude::*;
 
-use crate::{Ctx, EngineError, Result, Tensor};
-
-/// Voxels per chunk of the statistics (fixed, so results do not depend on threads).
-const CHUNK: usize = 4096;
+use crate::{
+    Ctx, EngineError, Result, Tensor,
+    norm::{CHUNK, shifted_moments},
+};
 
 /// Instance-norm and activation parameters of a block.
 #[derive(Clone, Copy, Debug)]
@@ -57,28 +54,7 @@ pub fn instance_norm_act_inplace(_ctx: &Ctx, x: &mut Tensor, norm: &NormAct) -> 
     let slope = norm.slope;
     for data in x.data_mut().chunks_exact_mut(m * c) {
         let pivot: Vec<f32> = data[..c].to_vec();
-        let parts: Vec<Vec<f32>> = data
-            .par_chunks(CHUNK * c)
-            .map(|ch| {
-                let mut acc = vec![0.0f32; 2 * c];
-                let (sum, sq) = acc.split_at_mut(c);
-                // Zipped iterators: no bounds checks, so the channel loop vectorises.
-                for v in ch.chunks_exact(c) {
-                    for (((s, q), &x), &p) in sum.iter_mut().zip(sq.iter_mut()).zip(v).zip(&pivot) {
-                        let d = x - p;
-                        *s += d;
-                        *q += d * d;
-                    }
-                }
-                acc
-            })
-            .collect();
-        let mut tot = vec![0.0f64; 2 * c];
-        for p in parts {
-            for (a, b) in tot.iter_mut().zip(p) {
-                *a += b as f64;
-            }
-        }
+        let tot = shifted_moments(data, c, &pivot);
         let mut scale = vec![0.0f32; c];
         let mut shift = vec![0.0f32; c];
         for i in 0..c {

@@ -15,11 +15,15 @@
 //!   and trilinear resize ([`resize_trilinear`]).
 //! - Instance norm ([`instance_norm_forward`]/[`instance_norm_backward`]), LeakyReLU/ReLU,
 //!   residual add, channel concat.
+//! - Training fusion: [`instance_norm_act_forward`] and [`instance_norm_act_backward`] (norm and
+//!   LeakyReLU in one pass each way).
 //! - Inference fusion: [`instance_norm_act_inplace`] (instance norm + LeakyReLU in place on a
 //!   convolution's output), and [`conv3d_forward_accumulate`] with [`Conv3dWeight::split_input_channels`] to convolve a
 //!   skip-connection concat without materialising it; `*_into` variants reuse output buffers.
 //! - Losses with logit gradients ([`softmax`], [`cross_entropy`], [`soft_dice`]), optimisers
 //!   ([`Sgd`], [`AdamW`]) and schedules ([`LrSchedule`]).
+//! - [`retain_freed_memory`]: the allocator policy programs set so that freed tensors are
+//!   reused without page faults.
 //! - [`fma_ceiling`]: the machine's FMA peak, for benchmarks (`examples/conv_bench.rs`).
 //!
 //! Every layer is checked against PyTorch (float64) by fixtures that
@@ -77,6 +81,7 @@ mod error;
 mod fused;
 mod isa;
 mod loss;
+mod memory;
 mod norm;
 mod optim;
 mod peak;
@@ -100,7 +105,11 @@ pub use crate::{
     fused::{NormAct, instance_norm_act_inplace},
     isa::{Bf16Kernel, Ctx, Isa, Precision},
     loss::{LossGrad, cross_entropy, soft_dice, softmax, softmax_inplace},
-    norm::{NormGrads, NormStats, instance_norm_backward, instance_norm_forward},
+    memory::retain_freed_memory,
+    norm::{
+        NormGrads, NormStats, instance_norm_act_backward, instance_norm_act_forward,
+        instance_norm_backward, instance_norm_forward,
+    },
     optim::{AdamState, AdamW, LrSchedule, Sgd, SgdState},
     peak::fma_ceiling,
     resize::{resize_trilinear, resize_trilinear_backward},

@@ -8,8 +8,9 @@ use common::{Fixtures, Rng, arr3, rel_l2, rel_max};
 use flare_engine::{
     Conv3dWeight, Ctx, Isa, Shape5, Tensor, add_inplace, concat_channels,
     conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
-    conv_transpose3d_forward_into, instance_norm_backward, instance_norm_forward, leaky_relu,
-    leaky_relu_backward, split_channels,
+    conv_transpose3d_forward_into, instance_norm_act_backward, instance_norm_act_forward,
+    instance_norm_backward, instance_norm_forward, leaky_relu, leaky_relu_backward,
+    leaky_relu_inplace, split_channels,
 };
 
 fn shape5(v: &[usize]) -> Shape5 {
@@ -50,6 +51,58 @@ fn instance_norm_matches_pytorch() {
         let e = rel_l2(&g.beta, &fx.array(case, "gbeta").1);
         assert!(e < 1e-5, "{name}: grad beta {e:e}");
     }
+}
+
+/// The training fusion equals the separate ops (each checked against PyTorch above) value for
+/// value: the same sums in the same order, the activation applied in the same pass.
+#[test]
+fn fused_norm_act_forward_and_backward_equal_the_separate_ops() {
+    use flare_engine::NormAct;
+    let ctx = Ctx::new();
+    let mut rng = Rng::new(11);
+    // Two samples, channels with a large mean (cancellation) and more than one chunk of voxels.
+    let s = Shape5::new(2, 9, 24, 21, 5);
+    let mut xv = rng.vec(s.len());
+    for (i, v) in xv.iter_mut().enumerate() {
+        if i % 5 == 3 {
+            *v = 300.0 + *v * 0.01;
+        }
+    }
+    let x = Tensor::from_vec(s, xv).unwrap();
+    let ga = Tensor::from_vec(s, rng.vec(s.len())).unwrap();
+    let gamma = vec![0.7, 1.3, -0.4, 2.0, 0.9];
+    let beta = vec![0.1, -0.2, 0.3, 0.0, -1.0];
+    for slope in [0.01f32, 0.0] {
+        let norm = NormAct {
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+            slope,
+        };
+        let (mut a, stats) = instance_norm_forward(&ctx, &x, &gamma, &beta, 1e-5).unwrap();
+        leaky_relu_inplace(&ctx, &mut a, slope);
+        let (fa, fstats) = instance_norm_act_forward(&ctx, &x, &norm).unwrap();
+        assert_eq!(fstats, stats);
+        assert!(
+            fa.data().iter().zip(a.data()).all(|(p, q)| p == q),
+            "forward, slope {slope}"
+        );
+        assert!(a.data().iter().any(|&v| v < 0.0) == (slope > 0.0));
+
+        let gy = leaky_relu_backward(&ctx, &a, &ga, slope).unwrap();
+        let g = instance_norm_backward(&ctx, &x, &stats, &gamma, &gy).unwrap();
+        let fg = instance_norm_act_backward(&ctx, &x, &a, &stats, &gamma, &ga, slope).unwrap();
+        assert_eq!(
+            fg.input.data(),
+            g.input.data(),
+            "input gradient, slope {slope}"
+        );
+        assert_eq!(fg.gamma, g.gamma);
+        assert_eq!(fg.beta, g.beta);
+    }
+    let wrong = Tensor::zeros(Shape5::new(1, 9, 24, 21, 5)).unwrap();
+    let (_, stats) = instance_norm_forward(&ctx, &x, &gamma, &beta, 1e-5).unwrap();
+    assert!(instance_norm_act_backward(&ctx, &x, &wrong, &stats, &gamma, &ga, 0.01).is_err());
 }
 
 #[test]

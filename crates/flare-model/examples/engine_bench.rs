@@ -149,6 +149,8 @@ fn layers(net: &UNet, size: usize) -> Vec<Layer> {
 }
 
 fn main() -> Result<(), BoxErr> {
+    // As the `flare` binary does, so the train step is timed as `flare train` runs it.
+    flare_engine::retain_freed_memory();
     let size = arg("--size", 128);
     let threads = arg("--threads", 2);
     let reps = arg("--reps", 3);

@@ -12,11 +12,11 @@
 //! container, so they pair with parameters through [`UNet::slots`].
 
 use flare_engine::{
-    AdamState, AdamW, Conv3dWeight, Ctx, NormStats, Sgd, SgdState, Shape5, Tensor, add_inplace,
-    conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
-    conv3d_backward_data, conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate,
-    cross_entropy, instance_norm_backward, instance_norm_forward, leaky_relu_backward,
-    leaky_relu_inplace, soft_dice,
+    AdamState, AdamW, Conv3dWeight, Ctx, NormAct, NormStats, Sgd, SgdState, Shape5, Tensor,
+    add_inplace, conv_transpose3d_backward_data, conv_transpose3d_backward_weight,
+    conv_transpose3d_forward, conv3d_backward_data, conv3d_backward_weight, conv3d_forward,
+    conv3d_forward_accumulate, cross_entropy, instance_norm_act_backward,
+    instance_norm_act_forward, soft_dice,
 };
 
 use crate::{Conv, ModelError, Result, UNet, Unit, error::LayerContext};
@@ -90,9 +90,13 @@ fn norm_act_forward(
     slope: f32,
     name: &str,
 ) -> Result<UnitCache> {
-    let (mut a, stats) =
-        instance_norm_forward(ctx, &z, &u.norm.gamma, &u.norm.beta, eps).layer(name)?;
-    leaky_relu_inplace(ctx, &mut a, slope);
+    let norm = NormAct {
+        gamma: &u.norm.gamma,
+        beta: &u.norm.beta,
+        eps,
+        slope,
+    };
+    let (a, stats) = instance_norm_act_forward(ctx, &z, &norm).layer(name)?;
     Ok(UnitCache { z, stats, a })
 }
 
@@ -135,8 +139,8 @@ fn norm_act_backward(
     name: &str,
 ) -> Result<Tensor> {
     // With a positive slope the output has the input's sign, so `a` stands in for the input.
-    let gy = leaky_relu_backward(ctx, &c.a, ga, slope).layer(name)?;
-    let ng = instance_norm_backward(ctx, &c.z, &c.stats, &u.norm.gamma, &gy).layer(name)?;
+    let ng = instance_norm_act_backward(ctx, &c.z, &c.a, &c.stats, &u.norm.gamma, ga, slope)
+        .layer(name)?;
     g.norm.gamma = ng.gamma;
     g.norm.beta = ng.beta;
     Ok(ng.input)
