@@ -121,3 +121,33 @@ pub fn split_channels(_ctx: &Ctx, g: &Tensor, ca: usize) -> Result<(Tensor, Tens
         Tensor::from_vec(s.with_channels(cb), gb)?,
     ))
 }
+
+/// `x` mirrored along the spatial axes marked in `axes` (`[W, H, D]`, i.e. a volume's
+/// `[i, j, k]`): element `(n, d, h, w, c)` of the result is `x`'s at the mirrored position.
+/// Its own inverse. Test-time mirroring runs a network on mirrored inputs and mirrors the
+/// outputs back.
+pub fn flip_spatial(_ctx: &Ctx, x: &Tensor, axes: [bool; 3]) -> Result<Tensor> {
+    let s = x.shape();
+    let mut out = Tensor::zeros(s)?;
+    let row = s.w * s.c;
+    let src = x.data();
+    // One output row (fixed n, d, h) per task step: rows of W voxels of C channels.
+    out.data_mut()
+        .par_chunks_mut(row.max(1))
+        .enumerate()
+        .for_each(|(r, dst)| {
+            let (nd, h) = (r / s.h.max(1), r % s.h.max(1));
+            let (n, d) = (nd / s.d.max(1), nd % s.d.max(1));
+            let d = if axes[2] { s.d - 1 - d } else { d };
+            let h = if axes[1] { s.h - 1 - h } else { h };
+            let from = &src[((n * s.d + d) * s.h + h) * row..][..row];
+            if axes[0] {
+                for (o, v) in dst.chunks_exact_mut(s.c).zip(from.chunks_exact(s.c).rev()) {
+                    o.copy_from_slice(v);
+                }
+            } else {
+                dst.copy_from_slice(from);
+            }
+        });
+    Ok(out)
+}

@@ -98,8 +98,8 @@ pub use crate::{
         conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate, conv3d_forward_into,
     },
     elementwise::{
-        add_inplace, concat_channels, leaky_relu, leaky_relu_backward, leaky_relu_inplace,
-        split_channels,
+        add_inplace, concat_channels, flip_spatial, leaky_relu, leaky_relu_backward,
+        leaky_relu_inplace, split_channels,
     },
     error::{EngineError, Result},
     fused::{NormAct, instance_norm_act_inplace},

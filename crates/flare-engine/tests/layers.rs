@@ -382,3 +382,35 @@ fn instance_norm_survives_a_large_mean() {
         assert!(e < 1e-5, "channel {c}: {e:e}");
     }
 }
+
+#[test]
+fn flip_spatial_mirrors_each_marked_axis_and_is_its_own_inverse() {
+    use flare_engine::flip_spatial;
+    let ctx = Ctx::new();
+    let mut rng = Rng::new(3);
+    let s = Shape5::new(2, 3, 4, 5, 3);
+    let x = Tensor::from_vec(s, rng.vec(s.len())).unwrap();
+    for mask in 0..8u8 {
+        let axes = [mask & 1 != 0, mask & 2 != 0, mask & 4 != 0];
+        let y = flip_spatial(&ctx, &x, axes).unwrap();
+        for n in 0..s.n {
+            for d in 0..s.d {
+                for h in 0..s.h {
+                    for w in 0..s.w {
+                        let (fw, fh, fd) = (
+                            if axes[0] { s.w - 1 - w } else { w },
+                            if axes[1] { s.h - 1 - h } else { h },
+                            if axes[2] { s.d - 1 - d } else { d },
+                        );
+                        for c in 0..s.c {
+                            assert_eq!(y.get(n, d, h, w, c), x.get(n, fd, fh, fw, c));
+                        }
+                    }
+                }
+            }
+        }
+        let back = flip_spatial(&ctx, &y, axes).unwrap();
+        assert_eq!(back.data(), x.data());
+        assert_eq!(mask == 0, y.data() == x.data());
+    }
+}

@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: args.get(4).cloned().unwrap_or_else(|| "flare".into()),
         notes: args.get(5).cloned().unwrap_or_default(),
         refine: None,
+        mirror_axes: Vec::new(),
     };
     let model = Model::from_stage_files(Path::new(&args[0]), Path::new(&args[1]), plan)?;
     model.save(Path::new(&args[2]))?;

@@ -53,6 +53,12 @@ pub struct PipelinePlan {
     /// two-stage models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refine: Option<RefinePlan>,
+    /// Test-time mirroring of stage 2: the axes of its grid (0 = i, 1 = j, 2 = k) whose
+    /// mirror images it also segments; the probabilities of every combination (2^n passes)
+    /// are averaged. Empty (older plans): one pass. Only for a stage 2 trained with mirrored
+    /// samples (`p_mirror`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror_axes: Vec<u8>,
 }
 
 /// How stage 3 refines one organ: the box of stage 2's voxels of `label` on the scan, grown
@@ -73,6 +79,18 @@ impl PipelinePlan {
                 path: path.to_path_buf(),
                 detail: format!("roi_margin {} is not in [0, 2]", self.roi_margin),
             });
+        }
+        let mut seen = [false; 3];
+        for &a in &self.mirror_axes {
+            if a > 2 || std::mem::replace(&mut seen[usize::from(a)], true) {
+                return Err(PipelineError::BadPlan {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "mirror_axes {:?}: each axis (0, 1, 2) at most once",
+                        self.mirror_axes
+                    ),
+                });
+            }
         }
         if let Some(r) = &self.refine
             && !(r.label > 0 && r.margin.is_finite() && (0.0..=2.0).contains(&r.margin))
@@ -419,7 +437,18 @@ impl Model {
             Some(r) => format!(" (refines label {})", r.label),
             None => String::new(),
         };
-        format!("{}: {}{refines}", self.plan.name, stages.join("; "))
+        let mirrors = match self.plan.mirror_axes.as_slice() {
+            [] => String::new(),
+            axes => format!(
+                " (stage 2 mirrored along axes {axes:?}: {} passes)",
+                1u32 << axes.len()
+            ),
+        };
+        format!(
+            "{}: {}{refines}{mirrors}",
+            self.plan.name,
+            stages.join("; ")
+        )
     }
 
     /// The model cards of stage 1 and stage 2.

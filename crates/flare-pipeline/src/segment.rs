@@ -142,8 +142,15 @@ pub fn segment(
 
     on_step(Step::Stage2);
     let t = Instant::now();
-    let (grid2, logits) =
-        region_logits(ctx, &s2.net, image_hu, &region, s2.grid_dhw, &s2.intensity)?;
+    let (grid2, logits) = region_logits(
+        ctx,
+        &s2.net,
+        image_hu,
+        &region,
+        s2.grid_dhw,
+        &s2.intensity,
+        &model.plan().mirror_axes,
+    )?;
     timings.stage2_s = t.elapsed().as_secs_f64();
 
     on_step(Step::Export);
@@ -209,6 +216,7 @@ fn refine_organ(
         &region,
         stage.grid_dhw,
         &stage.intensity,
+        &[],
     )?;
     let refined = export_labels(logits, &grid, image.geometry(), &roi)?;
     let [nx, ny, _] = image.shape();

@@ -327,7 +327,8 @@ pub fn organ_box(small: &mut LabelMap, card: &ModelCard, scan: &Geometry) -> Opt
 }
 
 /// Stage 2's network on `region` (a box in `image`'s index space, margin included): the
-/// network grid and its logits `[1, D, H, W, classes]`.
+/// network grid and its logits `[1, D, H, W, classes]`, averaged over the mirror images of
+/// `mirror_axes` (see [`infer_mirrored`]; empty: one plain pass).
 pub fn region_logits(
     ctx: &Ctx,
     net: &UNet,
@@ -335,10 +336,58 @@ pub fn region_logits(
     region: &IndexBox,
     grid_dhw: [usize; 3],
     intensity: &Intensity,
+    mirror_axes: &[u8],
 ) -> Result<(Geometry, Tensor)> {
     let grid = region_grid(image.geometry(), region, grid_dhw)?;
-    let logits = run_network(ctx, net, image, &grid, intensity)?;
+    let x = network_input(image, &grid, intensity)?;
+    let logits = infer_mirrored(ctx, net, x, mirror_axes)?;
     Ok((grid, logits))
+}
+
+/// Test-time mirroring: `net` on `x` and on its mirror images along every combination of
+/// `mirror_axes` (grid axes, 0 = i, 1 = j, 2 = k; 2^n passes), each output mirrored back and
+/// turned into probabilities, their mean returned as log-probabilities (so the export's
+/// softmax gives back the mean). No axes: the plain logits of one pass.
+///
+/// Probabilities are averaged, not logits, as nnU-Net does: one confident pass must not
+/// outvote the others.
+pub fn infer_mirrored(ctx: &Ctx, net: &UNet, x: Tensor, mirror_axes: &[u8]) -> Result<Tensor> {
+    if mirror_axes.is_empty() {
+        return Ok(net.infer(ctx, x)?.0);
+    }
+    let passes = 1u32 << mirror_axes.len();
+    let mut sum: Option<Tensor> = None;
+    for mask in 0..passes {
+        let mut axes = [false; 3];
+        for (bit, &a) in mirror_axes.iter().enumerate() {
+            if mask >> bit & 1 == 1 {
+                axes[usize::from(a.min(2))] = true;
+            }
+        }
+        let mirrored = axes.contains(&true);
+        let input = if mirrored {
+            flare_engine::flip_spatial(ctx, &x, axes)?
+        } else {
+            x.clone()
+        };
+        let (mut out, _) = net.infer(ctx, input)?;
+        if mirrored {
+            out = flare_engine::flip_spatial(ctx, &out, axes)?;
+        }
+        flare_engine::softmax_inplace(ctx, &mut out);
+        match &mut sum {
+            None => sum = Some(out),
+            Some(s) => flare_engine::add_inplace(ctx, s, &out)?,
+        }
+    }
+    let Some(mut mean) = sum else {
+        return Ok(net.infer(ctx, x)?.0);
+    };
+    let k = 1.0 / passes as f32;
+    for v in mean.data_mut() {
+        *v = (*v * k).max(f32::MIN_POSITIVE).ln();
+    }
+    Ok(mean)
 }
 
 /// The lean export of stage 2's logits on `grid` to a label map on `scan` (background outside
@@ -373,7 +422,7 @@ pub fn predict_region(
     let Some(roi) = region.voxels(image.shape()) else {
         return Ok((Volume::filled(*image.geometry(), 0u8), None));
     };
-    let (grid, logits) = region_logits(ctx, net, image, region, grid_dhw, intensity)?;
+    let (grid, logits) = region_logits(ctx, net, image, region, grid_dhw, intensity, &[])?;
     let labels = export_labels(logits, &grid, image.geometry(), &roi)?;
     Ok((labels, Some(roi)))
 }

@@ -49,6 +49,33 @@ fn save_then_load_gives_the_same_model() {
 }
 
 #[test]
+fn test_time_mirroring_is_stored_in_the_plan_and_shown() {
+    let t = TempDir::new("pipeline-model-mirror");
+    let m = tiny_model();
+    let plan = PipelinePlan {
+        mirror_axes: vec![0, 2],
+        ..m.plan().clone()
+    };
+    let [s1, s2] = m.networks();
+    let [c1, c2] = m.stage_cards();
+    let mirrored =
+        Model::from_parts((s1.clone(), c1.clone()), (s2.clone(), c2.clone()), plan).unwrap();
+    let path = t.join("mirrored.safetensors");
+    mirrored.save(&path).unwrap();
+    let back = Model::load(&path).unwrap();
+    assert_eq!(back.plan().mirror_axes, vec![0, 2]);
+    assert!(
+        back.describe()
+            .ends_with("(stage 2 mirrored along axes [0, 2]: 4 passes)"),
+        "{}",
+        back.describe()
+    );
+    // A plan without mirroring does not write the key (older readers see the same JSON).
+    let json = serde_json::to_string(m.plan()).unwrap();
+    assert!(!json.contains("mirror_axes"), "{json}");
+}
+
+#[test]
 fn from_stage_files_combines_two_training_outputs() {
     let t = TempDir::new("pipeline-model-stages");
     let (s1, s2) = (tiny_stage(3, [8, 16, 16]), tiny_stage(4, [8, 12, 16]));
@@ -154,6 +181,21 @@ fn bad_files_name_the_file_and_the_problem() {
         },
     ));
     assert!(e.contains("roi_margin -1"), "{e}");
+    for axes in [vec![0, 0], vec![3]] {
+        let bad_plan = serde_json::to_string(&PipelinePlan {
+            mirror_axes: axes.clone(),
+            ..plan()
+        })
+        .unwrap();
+        let e = err_of(&rebuild(
+            &good,
+            |n| Some(n.to_string()),
+            |m| {
+                m.insert(PLAN_KEY.into(), bad_plan.clone());
+            },
+        ));
+        assert!(e.contains(&format!("mirror_axes {axes:?}")), "{e}");
+    }
     let e = err_of(&rebuild(
         &good,
         |n| Some(n.to_string()),

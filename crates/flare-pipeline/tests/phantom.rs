@@ -63,6 +63,7 @@ fn phantom_model() -> Option<Model> {
         name: "phantom".into(),
         notes: "trained on flare_testkit phantoms, for tests".into(),
         refine: None,
+        mirror_axes: Vec::new(),
     };
     Some(Model::from_stage_files(&s1, &s2, plan).unwrap())
 }

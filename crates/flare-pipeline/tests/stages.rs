@@ -120,3 +120,54 @@ fn input_is_windowed_before_it_is_interpolated() {
     let out = Geometry::axis_aligned([1, 1, 1], [1.0; 3], [5.0, 0.0, 0.0]).unwrap();
     assert_eq!(network_input(&img, &out, &i).unwrap().data(), &[0.0]);
 }
+
+/// Test-time mirroring over all three axes makes the output mirror-equivariant (a mirrored
+/// input gives the mirrored output), which a single pass of a random network is not; no axes
+/// is the plain pass; outputs are log-probabilities.
+#[test]
+fn mirrored_inference_is_equivariant_and_averages_probabilities() {
+    use flare_engine::{Ctx, Shape5, Tensor, flip_spatial};
+    use flare_model::UNet;
+    use flare_pipeline::stages::infer_mirrored;
+    let ctx = Ctx::new();
+    let net = UNet::init(&UNetConfig::standard(1, 5, &[4, 8]), 7).unwrap();
+    let s = Shape5::new(1, 4, 6, 8, 1);
+    let x = Tensor::from_vec(
+        s,
+        (0..s.len())
+            .map(|i| ((i * 37) % 101) as f32 / 101.0)
+            .collect(),
+    )
+    .unwrap();
+    let plain = net.infer(&ctx, x.clone()).unwrap().0;
+    assert_eq!(infer_mirrored(&ctx, &net, x.clone(), &[]).unwrap(), plain);
+
+    let max_diff = |a: &Tensor, b: &Tensor| {
+        a.data()
+            .iter()
+            .zip(b.data())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max)
+    };
+    for axes in [[true, false, false], [false, true, true]] {
+        let flipped_in = flip_spatial(&ctx, &x, axes).unwrap();
+        // One pass: not equivariant (the test below could fail).
+        let one =
+            flip_spatial(&ctx, &net.infer(&ctx, flipped_in.clone()).unwrap().0, axes).unwrap();
+        assert!(max_diff(&one, &plain) > 1e-3);
+        // Mirrored over all axes: equivariant up to the order of the sum.
+        let tta = infer_mirrored(&ctx, &net, x.clone(), &[0, 1, 2]).unwrap();
+        let tta_flipped = flip_spatial(
+            &ctx,
+            &infer_mirrored(&ctx, &net, flipped_in, &[0, 1, 2]).unwrap(),
+            axes,
+        )
+        .unwrap();
+        assert!(max_diff(&tta, &tta_flipped) < 1e-5, "axes {axes:?}");
+        // Log-probabilities: each voxel's exponentials sum to 1.
+        for v in tta.data().chunks_exact(5) {
+            let total: f32 = v.iter().map(|l| l.exp()).sum();
+            assert!((total - 1.0).abs() < 1e-5, "{total}");
+        }
+    }
+}

@@ -129,6 +129,13 @@ pub struct AugmentConfig {
     /// `[-0.375, 0.125]` is -150..+50 HU), drawn per organ, softened over a voxel at the edges.
     #[serde(default = "default_organ_shift")]
     pub organ_shift: [f64; 2],
+    /// Probability of mirroring the sample along each axis `[i, j, k]` of the network grid
+    /// (nnU-Net mirrors all three): what a model needs before test-time mirroring (the
+    /// pipeline plan's `mirror_axes`) can average it with itself. Older plans lack it: none.
+    /// Drawn only for axes with a probability above 0, so older plans keep their random
+    /// stream (and their runs resume exactly).
+    #[serde(default)]
+    pub p_mirror: [f64; 3],
 }
 
 fn default_organ_shift() -> [f64; 2] {
@@ -165,6 +172,7 @@ impl AugmentConfig {
             cut_keep: default_cut_keep(),
             p_organ_shift: 0.0,
             organ_shift: [0.0; 2],
+            p_mirror: [0.0; 3],
         }
     }
 
@@ -180,6 +188,9 @@ impl AugmentConfig {
             self.p_noise,
             self.p_cut_z,
             self.p_organ_shift,
+            self.p_mirror[0],
+            self.p_mirror[1],
+            self.p_mirror[2],
         ];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err(TrainError::Config("probabilities must lie in 0..=1".into()));
@@ -248,6 +259,7 @@ impl Default for AugmentConfig {
             cut_keep: default_cut_keep(),
             p_organ_shift: 0.3,
             organ_shift: default_organ_shift(),
+            p_mirror: [0.0; 3],
         }
     }
 }
@@ -555,9 +567,15 @@ pub(crate) fn draw_mapping(
     } else {
         None
     };
+    // A mirrored axis walks its output voxels the other way (h < 0 below).
+    let mirror = aug.p_mirror.map(|p| p > 0.0 && chance(rng, p));
     // Output voxel o -> mm offset from the centre, before rotation: v = (o + 0.5 - n/2) * h,
-    // h = 2 * half_mm / (scale * n). Source index p = centre + diag(1/sp) R v.
-    let h = [0, 1, 2].map(|a| 2.0 * half[a] * sp[a] / (scale[a] * out[a] as f64));
+    // h = 2 * half_mm / (scale * n) (negated on a mirrored axis). Source index
+    // p = centre + diag(1/sp) R v.
+    let h = [0, 1, 2].map(|a| {
+        let step = 2.0 * half[a] * sp[a] / (scale[a] * out[a] as f64);
+        if mirror[a] { -step } else { step }
+    });
     let mut a = [[0.0; 3]; 3];
     let mut b = centre;
     for r in 0..3 {

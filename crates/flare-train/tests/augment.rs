@@ -605,3 +605,36 @@ fn organ_region_crop_is_that_organs_box() {
     };
     assert!(cfg.validate().is_err());
 }
+
+#[test]
+fn mirroring_an_axis_reverses_the_sample_along_it() {
+    let c = case([20, 17, 11], [1.6, 1.6, 3.0]);
+    let whole = Crop::WholeScan {
+        z_fraction: [1.0, 1.0],
+    };
+    let cfg = plain([7, 10, 12], whole);
+    let (nx, ny, nz) = (12, 10, 7);
+    let (img, lab) = draw(&c, &cfg, 1);
+    for axis in 0..3 {
+        let mut m = cfg.clone();
+        m.augment.p_mirror[axis] = 1.0;
+        let (mimg, mlab) = draw(&c, &m, 1);
+        let mut worst = 0.0f32;
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let mut src = [i, j, k];
+                    src[axis] = [nx, ny, nz][axis] - 1 - src[axis];
+                    let at = |[i, j, k]: [usize; 3]| (k * ny + j) * nx + i;
+                    worst = worst.max((mimg[at([i, j, k])] - img[at(src)]).abs());
+                    assert_eq!(mlab[at([i, j, k])], lab[at(src)], "axis {axis}");
+                }
+            }
+        }
+        assert!(worst < 1e-5, "axis {axis}: image differs by {worst}");
+        assert_ne!(
+            mlab, lab,
+            "axis {axis}: the phantom is not symmetric, so labels move"
+        );
+    }
+}

@@ -50,6 +50,11 @@ pub struct Args {
     /// margin stage 3 was trained with.
     #[arg(long, default_value_t = 0.25)]
     pub refine_margin: f64,
+    /// Test-time mirroring of stage 2: the axes of its grid (0 = i, 1 = j, 2 = k) whose
+    /// mirror images it also segments, averaging the probabilities of all 2^n combinations
+    /// (2^n times stage 2's time). Only for a stage 2 trained with mirrored samples.
+    #[arg(long, value_name = "AXIS,...", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub mirror: Vec<u8>,
 }
 
 /// Loads both stages, checks them, writes the bundle atomically.
@@ -62,6 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         name: args.name.clone(),
         notes: args.notes.clone(),
         refine: None,
+        mirror_axes: args.mirror.clone(),
     };
     let mut model = Model::from_parts(stage_of(&args.stage1, 1)?, stage_of(&args.stage2, 2)?, plan)
         .context("combining the stages")?;

@@ -27,6 +27,7 @@ pub fn plan() -> PipelinePlan {
         name: "tiny-random".into(),
         notes: "randomly initialised, for plumbing tests only".into(),
         refine: None,
+        mirror_axes: Vec::new(),
     }
 }
 
