@@ -168,25 +168,31 @@ fn bad_files_name_the_file_and_the_problem() {
         },
     ));
     assert!(e.contains(PLAN_KEY), "{e}");
-    let bad_plan = serde_json::to_string(&PipelinePlan {
-        roi_margin: -1.0,
-        ..plan()
-    })
-    .unwrap();
-    let e = err_of(&rebuild(
-        &good,
-        |n| Some(n.to_string()),
-        |m| {
-            m.insert(PLAN_KEY.into(), bad_plan.clone());
-        },
-    ));
-    assert!(e.contains("roi_margin -1"), "{e}");
-    for axes in [vec![0, 0], vec![3]] {
-        let bad_plan = serde_json::to_string(&PipelinePlan {
-            mirror_axes: axes.clone(),
-            ..plan()
-        })
-        .unwrap();
+    let bad_plans = [
+        (
+            PipelinePlan {
+                roi_margin: -1.0,
+                ..plan()
+            },
+            "roi_margin -1",
+        ),
+        (
+            PipelinePlan {
+                mirror_axes: vec![0, 0],
+                ..plan()
+            },
+            "mirror_axes [0, 0]",
+        ),
+        (
+            PipelinePlan {
+                mirror_axes: vec![3],
+                ..plan()
+            },
+            "mirror_axes [3]",
+        ),
+    ];
+    for (bad, message) in bad_plans {
+        let bad_plan = serde_json::to_string(&bad).unwrap();
         let e = err_of(&rebuild(
             &good,
             |n| Some(n.to_string()),
@@ -194,7 +200,7 @@ fn bad_files_name_the_file_and_the_problem() {
                 m.insert(PLAN_KEY.into(), bad_plan.clone());
             },
         ));
-        assert!(e.contains(&format!("mirror_axes {axes:?}")), "{e}");
+        assert!(e.contains(message), "{e}");
     }
     let e = err_of(&rebuild(
         &good,
