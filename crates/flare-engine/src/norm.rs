@@ -3,10 +3,12 @@
 //! For each sample `n` and channel `c`, over the `D*H*W` voxels:
 //! `y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c]`, with the biased variance, exactly as
 //! PyTorch's `InstanceNorm3d(affine=True)` in training mode. Statistics (both moments in one
-//! pass, shifted by a sample value for stability) are summed in f32 over
-//! voxel chunks whose boundaries depend only on the shape, then combined in f64 in chunk order,
-//! so the result is deterministic for any thread count. These passes are memory-bound; plain Rust that
-//! the compiler vectorises is as fast here as hand-written SIMD would be.
+//! pass, shifted by a sample value for stability) are summed in f32 over runs of 256 voxels,
+//! joined in f64 per chunk, and the chunks (boundaries fixed by the shape) combined in order, so
+//! the result is deterministic for any thread count. These passes are memory-bound; plain Rust
+//! that the compiler vectorises is as fast here as hand-written SIMD would be. Training uses the
+//! fused pair [`instance_norm_act_forward`] / [`instance_norm_act_backward`] (norm and
+//! LeakyReLU in one pass each way).
 
 use rayon::prelude::*;
 
