@@ -123,13 +123,6 @@ pub(crate) fn shifted_moments(xs: &[f32], c: usize, pivot: &[f32]) -> Vec<f64> {
     })
 }
 
-/// The activation after the norm: identity, or LeakyReLU with a slope (0: ReLU).
-#[derive(Clone, Copy)]
-enum Act {
-    Identity,
-    Leaky(f32),
-}
-
 /// Instance norm forward; returns the output and the statistics backward needs.
 pub fn instance_norm_forward(
     _ctx: &Ctx,
@@ -138,7 +131,8 @@ pub fn instance_norm_forward(
     beta: &[f32],
     eps: f32,
 ) -> Result<(Tensor, NormStats)> {
-    norm_forward(x, gamma, beta, eps, Act::Identity)
+    // LeakyReLU of slope 1 is the identity, exactly: `v.max(0) + v.min(0) == v`.
+    norm_forward(x, gamma, beta, eps, 1.0)
 }
 
 /// Instance norm then LeakyReLU (`norm.slope`) in one output pass: equal to
@@ -149,7 +143,7 @@ pub fn instance_norm_act_forward(
     x: &Tensor,
     norm: &NormAct,
 ) -> Result<(Tensor, NormStats)> {
-    norm_forward(x, norm.gamma, norm.beta, norm.eps, Act::Leaky(norm.slope))
+    norm_forward(x, norm.gamma, norm.beta, norm.eps, norm.slope)
 }
 
 fn norm_forward(
@@ -157,7 +151,7 @@ fn norm_forward(
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
-    act: Act,
+    slope: f32,
 ) -> Result<(Tensor, NormStats)> {
     let s = x.shape();
     let c = s.c;
@@ -189,23 +183,19 @@ fn norm_forward(
         let scale: Vec<f32> = (0..c).map(|i| (inv[i] * gamma[i] as f64) as f32).collect();
         let (hi, lo) = split_mean(&mean);
         let ys = &mut y.data_mut()[n * m * c..(n + 1) * m * c];
-        let out = |yc: &mut [f32], xc: &[f32], act: &dyn Fn(f32) -> f32| {
-            for (yv, xv) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
-                // Zipped iterators: no bounds checks, so the channel loop vectorises.
-                let per_channel = hi.iter().zip(&lo).zip(&scale).zip(beta);
-                for ((y, &x), (((&h, &l), &a), &b)) in yv.iter_mut().zip(xv).zip(per_channel) {
-                    *y = act(((x - h) - l) * a + b);
+        ys.par_chunks_mut(CHUNK * c)
+            .zip(xs.par_chunks(CHUNK * c))
+            .for_each(|(yc, xc)| {
+                for (yv, xv) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
+                    // Zipped iterators: no bounds checks, so the channel loop vectorises.
+                    let per_channel = hi.iter().zip(&lo).zip(&scale).zip(beta);
+                    for ((y, &x), (((&h, &l), &a), &b)) in yv.iter_mut().zip(xv).zip(per_channel) {
+                        let v = ((x - h) - l) * a + b;
+                        // Branch-free LeakyReLU (`v > 0 ? v : slope * v`): the loop vectorises.
+                        *y = v.max(0.0) + slope * v.min(0.0);
+                    }
                 }
-            }
-        };
-        let chunks = ys.par_chunks_mut(CHUNK * c).zip(xs.par_chunks(CHUNK * c));
-        match act {
-            Act::Identity => chunks.for_each(|(yc, xc)| out(yc, xc, &|v| v)),
-            // Branch-free LeakyReLU (equal to `v > 0 ? v : slope * v`) so the loop vectorises.
-            Act::Leaky(slope) => {
-                chunks.for_each(|(yc, xc)| out(yc, xc, &|v| v.max(0.0) + slope * v.min(0.0)))
-            }
-        }
+            });
         for i in 0..c {
             stats.mean[n * c + i] = mean[i];
             stats.inv_std[n * c + i] = inv[i];

@@ -356,33 +356,21 @@ pub fn infer_mirrored(ctx: &Ctx, net: &UNet, x: Tensor, mirror_axes: &[u8]) -> R
         return Ok(net.infer(ctx, x)?.0);
     }
     let passes = 1u32 << mirror_axes.len();
-    let mut sum: Option<Tensor> = None;
-    for mask in 0..passes {
+    // The plain pass starts the sum; the loop adds the mirrored ones.
+    let (mut mean, _) = net.infer(ctx, x.clone())?;
+    flare_engine::softmax_inplace(ctx, &mut mean);
+    for mask in 1..passes {
         let mut axes = [false; 3];
         for (bit, &a) in mirror_axes.iter().enumerate() {
             if mask >> bit & 1 == 1 {
                 axes[usize::from(a.min(2))] = true;
             }
         }
-        let mirrored = axes.contains(&true);
-        let input = if mirrored {
-            flare_engine::flip_spatial(ctx, &x, axes)?
-        } else {
-            x.clone()
-        };
-        let (mut out, _) = net.infer(ctx, input)?;
-        if mirrored {
-            out = flare_engine::flip_spatial(ctx, &out, axes)?;
-        }
+        let (out, _) = net.infer(ctx, flare_engine::flip_spatial(ctx, &x, axes)?)?;
+        let mut out = flare_engine::flip_spatial(ctx, &out, axes)?;
         flare_engine::softmax_inplace(ctx, &mut out);
-        match &mut sum {
-            None => sum = Some(out),
-            Some(s) => flare_engine::add_inplace(ctx, s, &out)?,
-        }
+        flare_engine::add_inplace(ctx, &mut mean, &out)?;
     }
-    let Some(mut mean) = sum else {
-        return Ok(net.infer(ctx, x)?.0);
-    };
     let k = 1.0 / passes as f32;
     for v in mean.data_mut() {
         *v = (*v * k).max(f32::MIN_POSITIVE).ln();
