@@ -105,6 +105,65 @@ fn fused_norm_act_forward_and_backward_equal_the_separate_ops() {
     assert!(instance_norm_act_backward(&ctx, &x, &wrong, &stats, &gamma, &ga, 0.01).is_err());
 }
 
+/// Channels are normalised independently, so the backward of 16 channels must equal, value for
+/// value, the first 16 channels of the backward of the same data with a 17th channel: the two
+/// run different loops (the compile-time widths of the U-Net, and the any-width loop checked
+/// against PyTorch above).
+#[test]
+fn norm_backward_at_a_network_width_equals_the_any_width_loop() {
+    let ctx = Ctx::new();
+    let mut rng = Rng::new(23);
+    for c in [8usize, 16, 32, 64, 128] {
+        let s = Shape5::new(2, 5, 7, 9, c);
+        let s1 = s.with_channels(c + 1);
+        let (x1, ga1) = (rng.vec(s1.len()), rng.vec(s1.len()));
+        // The first `c` channels of each voxel.
+        let narrow = |v: &[f32]| -> Vec<f32> {
+            v.chunks_exact(c + 1)
+                .flat_map(|vox| vox[..c].to_vec())
+                .collect()
+        };
+        let gamma1: Vec<f32> = (0..=c).map(|i| 0.5 + (i % 7) as f32 * 0.25).collect();
+        let beta1: Vec<f32> = (0..=c).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
+        let norm1 = flare_engine::NormAct {
+            gamma: &gamma1,
+            beta: &beta1,
+            eps: 1e-5,
+            slope: 0.01,
+        };
+        let norm = flare_engine::NormAct {
+            gamma: &gamma1[..c],
+            beta: &beta1[..c],
+            ..norm1
+        };
+        let (x1, ga1) = (
+            Tensor::from_vec(s1, x1).unwrap(),
+            Tensor::from_vec(s1, ga1).unwrap(),
+        );
+        let x = Tensor::from_vec(s, narrow(x1.data())).unwrap();
+        let ga = Tensor::from_vec(s, narrow(ga1.data())).unwrap();
+        let (a1, st1) = instance_norm_act_forward(&ctx, &x1, &norm1).unwrap();
+        let (a, st) = instance_norm_act_forward(&ctx, &x, &norm).unwrap();
+        assert_eq!(
+            a.data(),
+            narrow(a1.data()).as_slice(),
+            "forward, {c} channels"
+        );
+        let g1 = instance_norm_act_backward(&ctx, &x1, &a1, &st1, &gamma1, &ga1, 0.01).unwrap();
+        let g = instance_norm_act_backward(&ctx, &x, &a, &st, &gamma1[..c], &ga, 0.01).unwrap();
+        assert_eq!(
+            g.input.data(),
+            narrow(g1.input.data()).as_slice(),
+            "{c} channels"
+        );
+        assert_eq!(g.gamma, g1.gamma[..c], "gamma, {c} channels");
+        assert_eq!(g.beta, g1.beta[..c], "beta, {c} channels");
+        let plain1 = instance_norm_backward(&ctx, &x1, &st1, &gamma1, &ga1).unwrap();
+        let plain = instance_norm_backward(&ctx, &x, &st, &gamma1[..c], &ga).unwrap();
+        assert_eq!(plain.input.data(), narrow(plain1.input.data()).as_slice());
+    }
+}
+
 #[test]
 fn instance_norm_gradient_matches_finite_differences() {
     let ctx = Ctx::new();
