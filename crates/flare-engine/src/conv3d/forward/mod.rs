@@ -14,7 +14,10 @@
 //! channels (`crate::bf16` documents the pairs): `cin` and every offset then count channel
 //! pairs, and each output channel sums, per tap and pair in list order, the odd channel's product
 //! then the even one's, each added in fp32 (the order `vdpbf16ps` uses; bf16 products are exact
-//! in fp32). The portable reference (`bf16_ref.rs`) follows that order exactly.
+//! in fp32), except that a one-voxel call splits each tap's pairs over 8 partial sums (pair `p`
+//! of the first `cin / 8 * 8` into sum `p % 8`, the rest into the first) joined pairwise at the
+//! end, so that a lone voxel is not one long dependent chain. The portable reference
+//! (`bf16_ref.rs`) follows that order exactly.
 
 mod bf16_ref;
 mod scalar;
