@@ -14,6 +14,7 @@ use flare_engine::{
     Bf16Kernel, Conv3dSpec, Conv3dWeight, Ctx, Isa, Shape5, Tensor, conv3d_backward_data_into,
     conv3d_backward_weight, conv3d_forward, conv3d_forward_into, fma_ceiling,
 };
+use flare_testkit::bench::arg;
 
 /// Best of `reps` timed runs after one warm-up: (wall seconds, process CPU seconds). CPU time
 /// divided by the thread count is the time the work would take on an otherwise idle machine,
@@ -28,15 +29,6 @@ fn best_of<F: FnMut()>(reps: usize, mut f: F) -> (f64, f64) {
         best.1 = best.1.min(c.elapsed().as_secs_f64());
     }
     best
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

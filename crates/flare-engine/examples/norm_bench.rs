@@ -14,15 +14,7 @@ use flare_engine::{
     Ctx, NormAct, Shape5, Tensor, instance_norm_act_backward, instance_norm_act_forward,
     instance_norm_act_inplace,
 };
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use flare_testkit::bench::arg;
 
 /// Best wall seconds of `reps` runs after one warm-up.
 fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
@@ -37,16 +29,7 @@ fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 }
 
 fn noise(shape: Shape5, seed: u32) -> Result<Tensor, flare_engine::EngineError> {
-    let mut s = seed;
-    Tensor::from_vec(
-        shape,
-        (0..shape.len())
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect(),
-    )
+    Tensor::from_vec(shape, flare_testkit::bench::noise(shape.len(), seed))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -31,15 +31,7 @@ use flare_engine::{
 use flare_model::{
     InferWorkspace, LossConfig, ModelCard, Optimizer, UNet, UNetConfig, file, train_step,
 };
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use flare_testkit::bench::arg;
 
 fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
@@ -68,16 +60,7 @@ fn best_of<F: FnMut() -> Result<(), BoxErr>>(reps: usize, mut f: F) -> Result<f6
 }
 
 fn noise(shape: Shape5, seed: u32) -> Result<Tensor, flare_engine::EngineError> {
-    let mut s = seed;
-    Tensor::from_vec(
-        shape,
-        (0..shape.len())
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect(),
-    )
+    Tensor::from_vec(shape, flare_testkit::bench::noise(shape.len(), seed))
 }
 
 /// One convolution of the network: name, input shape, weights, spec.

@@ -9,15 +9,7 @@ use std::time::Instant;
 
 use flare_engine::{Ctx, Shape5, Tensor};
 use flare_model::{UNet, UNetConfig, argmax_labels};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use flare_testkit::bench::arg;
 
 fn status_kib(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

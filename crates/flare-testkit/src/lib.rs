@@ -8,6 +8,7 @@
 // `deny`, not `forbid`: `mutate::CappedAlloc` must implement the unsafe `GlobalAlloc` trait.
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod mutate;
 pub mod phantom;
 
