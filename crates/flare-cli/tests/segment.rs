@@ -570,3 +570,83 @@ fn info_shows_a_models_networks_and_training_record() {
         text(&o.stderr)
     );
 }
+
+/// `flare bundle --stage2-member` makes stage 2 an ensemble: the bundle says so, a member that
+/// cannot be read is named, and an ensemble of stage 2 with itself averages two
+/// equal probability maps, so it labels the phantom as the single network does (up to the
+/// rounding of the log-probabilities it hands the export).
+#[test]
+fn a_stage2_ensemble_is_bundled_shown_and_segments() {
+    let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
+    let (s1, s2) = (
+        fixtures.join("phantom-stage1.safetensors"),
+        fixtures.join("phantom-stage2.safetensors"),
+    );
+    let t = TempDir::new("segment-ensemble");
+    let ens = t.join("ensemble.safetensors");
+    let bundle = |member: &Path, out: &Path| {
+        flare(&[
+            "bundle",
+            "--stage1",
+            p(&s1),
+            "--stage2",
+            p(&s2),
+            "--stage2-member",
+            p(member),
+            "--out",
+            p(out),
+        ])
+    };
+    let o = bundle(&s2, &ens);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("(stage 2 an ensemble of 2 networks)"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = flare(&["info", p(&ens)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let info = text(&o.stdout);
+    assert!(
+        info.contains("network 2:") && info.contains("network 2, member 2:"),
+        "{info}"
+    );
+    // A member that cannot be read: one line naming it, and nothing written.
+    let (missing, bad) = (t.join("missing.safetensors"), t.join("bad.safetensors"));
+    let o = bundle(&missing, &bad);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("missing.safetensors"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!bad.exists());
+
+    let spec = PhantomSpec::new([80, 72, 44], [2.2, 2.4, 4.0], 9002);
+    let (ct, truth) = phantom(&spec).unwrap();
+    let input = t.join("case_0000.nii.gz");
+    write_phantom(&input, &ct);
+    let mut maps = Vec::new();
+    for (name, model) in [("single", phantom_model()), ("ensemble", ens.clone())] {
+        let out = t.join(&format!("{name}.nii.gz"));
+        let o = flare(&[
+            "segment",
+            "-i",
+            p(&input),
+            "-o",
+            p(&out),
+            "--model",
+            p(&model),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o.stderr));
+        maps.push(flare_nifti::read_label_map(&out).unwrap().volume);
+    }
+    assert_organs_found(&maps[1], &truth, "ensemble");
+    let (a, b) = (maps[0].data(), maps[1].data());
+    let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    assert!(
+        differ * 100_000 <= a.len(),
+        "{differ} of {} voxels differ",
+        a.len()
+    );
+}

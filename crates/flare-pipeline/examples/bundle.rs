@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         notes: args.get(5).cloned().unwrap_or_default(),
         refine: None,
         mirror_axes: Vec::new(),
+        stage2_members: 1,
     };
     let model = Model::from_stage_files(Path::new(&args[0]), Path::new(&args[1]), plan)?;
     model.save(Path::new(&args[2]))?;

@@ -41,7 +41,7 @@ pub enum PipelineError {
         detail: String,
     },
     /// A tensor that belongs to neither stage.
-    #[error("{}: unexpected tensor `{name}` (every tensor must start with `stage1.` or `stage2.`)", path.display())]
+    #[error("{}: unexpected tensor `{name}` (not a tensor of any stage the file's plan names)", path.display())]
     UnexpectedTensor {
         /// The file.
         path: PathBuf,

@@ -40,8 +40,8 @@ pub mod stages;
 pub use crate::{
     error::{PipelineError, Result},
     model::{
-        CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3, Model, ModelFile, PLAN_KEY,
-        PipelinePlan, RefinePlan,
+        CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3, MAX_STAGE2_MEMBERS, Model, ModelFile,
+        PLAN_KEY, PipelinePlan, RefinePlan, member_card_key,
     },
     segment::{
         PostProcess, SegmentOptions, Segmentation, StageTimings, Step, organ_volumes_ml, segment,

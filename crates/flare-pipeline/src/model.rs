@@ -6,7 +6,9 @@
 //! entries: [`CARD_KEY_STAGE1`] and [`CARD_KEY_STAGE2`] (each stage's model card JSON) and
 //! [`PLAN_KEY`] (the [`PipelinePlan`] JSON). A model with a refinement stage (the plan's
 //! [`PipelinePlan::refine`]) also holds `stage3.<name>` tensors and [`CARD_KEY_STAGE3`]; files
-//! without it read as before. Each stage is written and validated by
+//! without it read as before. A stage 2 that is an ensemble (the plan's
+//! [`PipelinePlan::stage2_members`] > 1) holds its further members as `stage2m<k>.<name>`
+//! (`k` = 2, 3, ...) with their cards under [`member_card_key`]. Each stage is written and validated by
 //! `flare_model::file` itself: saving renames the tensors of `to_bytes`'s output; loading
 //! rebuilds each stage's single-stage bytes and hands them to `from_bytes`, so every check of
 //! a model file (card version, architecture, every tensor's name, dtype, shape and values)
@@ -59,6 +61,27 @@ pub struct PipelinePlan {
     /// samples (`p_mirror`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirror_axes: Vec<u8>,
+    /// How many stage-2 networks segment the region, their probabilities averaged (an
+    /// ensemble; each also mirrored where `mirror_axes` asks): 1 (older plans) is one network.
+    /// Stage 2's time grows by the same factor.
+    #[serde(default = "one_member", skip_serializing_if = "is_one_member")]
+    pub stage2_members: u8,
+}
+
+/// Most stage-2 members a plan may name (each costs a stage-2 pass).
+pub const MAX_STAGE2_MEMBERS: u8 = 8;
+
+fn one_member() -> u8 {
+    1
+}
+
+fn is_one_member(n: &u8) -> bool {
+    *n == 1
+}
+
+/// Metadata key of stage-2 member `k`'s card (`k` >= 2; member 1 is [`CARD_KEY_STAGE2`]).
+pub fn member_card_key(k: usize) -> String {
+    format!("{CARD_KEY_STAGE2}.m{k}")
 }
 
 /// How stage 3 refines one organ: the box of stage 2's voxels of `label` on the scan, grown
@@ -91,6 +114,15 @@ impl PipelinePlan {
                     ),
                 });
             }
+        }
+        if !(1..=MAX_STAGE2_MEMBERS).contains(&self.stage2_members) {
+            return Err(PipelineError::BadPlan {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "stage2_members {} is not in 1..={MAX_STAGE2_MEMBERS}",
+                    self.stage2_members
+                ),
+            });
         }
         if let Some(r) = &self.refine
             && !(r.label > 0 && r.margin.is_finite() && (0.0..=2.0).contains(&r.margin))
@@ -168,6 +200,8 @@ pub struct Model {
     pub(crate) stages: [StageModel; 2],
     /// Stage 3, present exactly when the plan has [`PipelinePlan::refine`].
     pub(crate) refine: Option<StageModel>,
+    /// Stage 2's further ensemble members (`plan.stage2_members - 1` of them).
+    pub(crate) members: Vec<StageModel>,
     plan: PipelinePlan,
 }
 
@@ -189,18 +223,14 @@ impl Model {
             }
         }
         plan.check(mem)?;
-        if plan.refine.is_some() {
-            return Err(PipelineError::BadPlan {
-                path: mem.to_path_buf(),
-                detail: "the plan has a refinement stage: use Model::with_refinement".into(),
-            });
-        }
+        check_parts_plan(&plan, mem)?;
         Ok(Model {
             stages: [
                 StageModel::new(stage1.0, stage1.1, 1, mem)?,
                 StageModel::new(stage2.0, stage2.1, 2, mem)?,
             ],
             refine: None,
+            members: Vec::new(),
             plan,
         })
     }
@@ -229,6 +259,31 @@ impl Model {
         self.plan.refine = Some(refine);
         self.plan.check(mem)?;
         self.refine = Some(StageModel::new(net, card, 3, mem)?);
+        Ok(self)
+    }
+
+    /// This model with `members` added to stage 2 as an ensemble: each segments the region
+    /// too and the probabilities of all are averaged. Each must share stage 2's labels, grid
+    /// and intensity mapping (its width and depth may differ).
+    pub fn with_stage2_members(mut self, members: Vec<(UNet, ModelCard)>) -> Result<Model> {
+        let mem = Path::new("<memory>");
+        for (net, card) in members {
+            let k = self.members.len() + 2;
+            if net.config() != &card.architecture {
+                return Err(PipelineError::Unusable {
+                    path: mem.to_path_buf(),
+                    stage: 2,
+                    detail: format!(
+                        "member {k}: the card's architecture differs from the network's"
+                    ),
+                });
+            }
+            let member = StageModel::new(net, card, 2, mem)?;
+            check_member(&self.stages[1], &member, k, mem)?;
+            self.members.push(member);
+        }
+        self.plan.stage2_members = u8::try_from(self.members.len() + 1).unwrap_or(u8::MAX);
+        self.plan.check(mem)?;
         Ok(self)
     }
 
@@ -270,6 +325,8 @@ impl Model {
             })?;
         plan.check(origin)?;
         let mut parts: [Vec<(String, TensorView<'_>)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut member_parts: Vec<Vec<(String, TensorView<'_>)>> =
+            vec![Vec::new(); usize::from(plan.stage2_members).saturating_sub(1)];
         let mut tensors = st.tensors();
         // Sorted, so that the first unexpected name reported is reproducible.
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -282,6 +339,10 @@ impl Model {
                 && plan.refine.is_some()
             {
                 parts[2].push((rest.to_string(), view));
+            } else if let Some((k, rest)) = member_tensor(&name)
+                && let Some(part) = k.checked_sub(2).and_then(|i| member_parts.get_mut(i))
+            {
+                part.push((rest.to_string(), view));
             } else {
                 return Err(PipelineError::UnexpectedTensor {
                     path: origin.to_path_buf(),
@@ -300,9 +361,17 @@ impl Model {
             }
             None => None,
         };
+        let mut members = Vec::with_capacity(member_parts.len());
+        for (i, part) in member_parts.into_iter().enumerate() {
+            let k = i + 2;
+            let m = load_stage(meta, part, 2, &member_card_key(k), origin)?;
+            check_member(&s2, &m, k, origin)?;
+            members.push(m);
+        }
         Ok(Model {
             stages: [s1, s2],
             refine,
+            members,
             plan,
         })
     }
@@ -330,16 +399,11 @@ impl Model {
             StageModel::new(net, card, n, p)
         };
         plan.check(Path::new("<plan>"))?;
-        if plan.refine.is_some() {
-            return Err(PipelineError::BadPlan {
-                path: PathBuf::from("<plan>"),
-                detail: "the plan has a refinement stage: add it with Model::with_refinement"
-                    .into(),
-            });
-        }
+        check_parts_plan(&plan, Path::new("<plan>"))?;
         Ok(Model {
             stages: [read(stage1, 1)?, read(stage2, 2)?],
             refine: None,
+            members: Vec::new(),
             plan,
         })
     }
@@ -347,18 +411,27 @@ impl Model {
     /// The model as file bytes (see the module doc).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mem = PathBuf::from("<memory>");
-        let per_stage: Vec<Vec<u8>> = self
-            .stages
+        // (tensor prefix, card key, stage) of every network in the file.
+        let mut parts: Vec<(String, String, &StageModel)> = vec![
+            ("stage1".into(), CARD_KEY_STAGE1.into(), &self.stages[0]),
+            ("stage2".into(), CARD_KEY_STAGE2.into(), &self.stages[1]),
+        ];
+        if let Some(s3) = &self.refine {
+            parts.push(("stage3".into(), CARD_KEY_STAGE3.into(), s3));
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            parts.push((format!("stage2m{}", i + 2), member_card_key(i + 2), m));
+        }
+        let per_stage: Vec<Vec<u8>> = parts
             .iter()
-            .chain(&self.refine)
-            .map(|s| file::to_bytes(&s.net, &s.card))
+            .map(|(_, _, s)| file::to_bytes(&s.net, &s.card))
             .collect::<std::result::Result<_, _>>()?;
         let mut views = Vec::new();
         let mut meta = HashMap::new();
-        for (n, bytes) in per_stage.iter().enumerate() {
+        for (bytes, (prefix, _, _)) in per_stage.iter().zip(&parts) {
             let st = SafeTensors::deserialize(bytes).map_err(|e| PipelineError::NotAModel {
                 path: mem.clone(),
-                detail: format!("stage {}: {e}", n + 1),
+                detail: format!("{prefix}: {e}"),
             })?;
             for (name, view) in st.tensors() {
                 // Re-wrap: the view borrows `bytes`, which outlives `views`.
@@ -368,19 +441,15 @@ impl Model {
                         detail: format!("tensor `{name}`: {e}"),
                     },
                 )?;
-                views.push((format!("stage{}.{name}", n + 1), v));
+                views.push((format!("{prefix}.{name}"), v));
             }
         }
-        let all = self.stages.iter().chain(&self.refine);
-        for (key, s) in [CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3]
-            .iter()
-            .zip(all)
-        {
+        for (_, key, s) in &parts {
             let json = serde_json::to_string(&s.card).map_err(|e| PipelineError::NotAModel {
                 path: mem.clone(),
                 detail: format!("model card: {e}"),
             })?;
-            meta.insert(key.to_string(), json);
+            meta.insert(key.clone(), json);
         }
         let plan = serde_json::to_string(&self.plan).map_err(|e| PipelineError::BadPlan {
             path: mem.clone(),
@@ -437,6 +506,10 @@ impl Model {
             Some(r) => format!(" (refines label {})", r.label),
             None => String::new(),
         };
+        let members = match self.members.len() {
+            0 => String::new(),
+            n => format!(" (stage 2 an ensemble of {} networks)", n + 1),
+        };
         let mirrors = match self.plan.mirror_axes.as_slice() {
             [] => String::new(),
             axes => format!(
@@ -445,7 +518,7 @@ impl Model {
             ),
         };
         format!(
-            "{}: {}{refines}{mirrors}",
+            "{}: {}{refines}{members}{mirrors}",
             self.plan.name,
             stages.join("; ")
         )
@@ -461,9 +534,23 @@ impl Model {
         &self.stages[1].card.labels
     }
 
-    /// The networks of stage 1 and stage 2.
+    /// The networks of stage 1 and stage 2 (stage 2's first member).
     pub fn networks(&self) -> [&UNet; 2] {
         [&self.stages[0].net, &self.stages[1].net]
+    }
+
+    /// The cards of stage 2's further ensemble members (members 2, 3, ...; empty for one
+    /// network).
+    pub fn stage2_member_cards(&self) -> Vec<&ModelCard> {
+        self.members.iter().map(|m| &m.card).collect()
+    }
+
+    /// Every stage-2 network, in order: stage 2 itself, then its further ensemble members.
+    pub fn stage2_networks(&self) -> Vec<&UNet> {
+        std::iter::once(&self.stages[1])
+            .chain(&self.members)
+            .map(|s| &s.net)
+            .collect()
     }
 
     /// How the stages are chained.
@@ -501,6 +588,53 @@ impl ModelFile {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A plan for [`Model::from_parts`] or [`Model::from_stage_files`]: the stages beyond the
+/// two given are added with their own calls, which set the plan's fields for them.
+fn check_parts_plan(plan: &PipelinePlan, path: &Path) -> Result<()> {
+    let detail = if plan.refine.is_some() {
+        "the plan has a refinement stage: add it with Model::with_refinement"
+    } else if plan.stage2_members != 1 {
+        "the plan has stage-2 members: add them with Model::with_stage2_members"
+    } else {
+        return Ok(());
+    };
+    Err(PipelineError::BadPlan {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    })
+}
+
+/// `stage2m<k>.<rest>` -> `(k, rest)`.
+fn member_tensor(name: &str) -> Option<(usize, &str)> {
+    let (k, rest) = name.strip_prefix("stage2m")?.split_once('.')?;
+    Some((k.parse().ok()?, rest))
+}
+
+/// What a stage-2 ensemble member `k` must share with stage 2: the labels, the grid and the
+/// intensity mapping (their probabilities are averaged voxel by voxel on one grid).
+fn check_member(stage2: &StageModel, member: &StageModel, k: usize, path: &Path) -> Result<()> {
+    let unusable = |detail: String| PipelineError::Unusable {
+        path: path.to_path_buf(),
+        stage: 2,
+        detail: format!("member {k}: {detail}"),
+    };
+    if member.card.labels != stage2.card.labels {
+        return Err(unusable("its labels differ from stage 2's".into()));
+    }
+    if member.grid_dhw != stage2.grid_dhw {
+        return Err(unusable(format!(
+            "its grid {:?} differs from stage 2's {:?}",
+            member.grid_dhw, stage2.grid_dhw
+        )));
+    }
+    if member.intensity != stage2.intensity {
+        return Err(unusable(
+            "its intensity mapping differs from stage 2's".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The checks a stage 3 must pass against stage 2, whether added in memory or read from a file:

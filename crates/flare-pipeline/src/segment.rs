@@ -142,9 +142,11 @@ pub fn segment(
 
     on_step(Step::Stage2);
     let t = Instant::now();
+    let members: Vec<&flare_model::UNet> = model.members.iter().map(|m| &m.net).collect();
     let (grid2, logits) = region_logits(
         ctx,
         &s2.net,
+        &members,
         image_hu,
         &region,
         s2.grid_dhw,
@@ -212,6 +214,7 @@ fn refine_organ(
     let (grid, logits) = region_logits(
         ctx,
         &stage.net,
+        &[],
         image,
         &region,
         stage.grid_dhw,

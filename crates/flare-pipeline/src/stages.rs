@@ -326,12 +326,15 @@ pub fn organ_box(small: &mut LabelMap, card: &ModelCard, scan: &Geometry) -> Opt
     Some(IndexBox::of_voxels(bbox.start(), bbox.end()).mapped(small.geometry(), scan))
 }
 
-/// Stage 2's network on `region` (a box in `image`'s index space, margin included): the
-/// network grid and its logits `[1, D, H, W, classes]`, averaged over the mirror images of
-/// `mirror_axes` (see [`infer_mirrored`]; empty: one plain pass).
+/// Stage 2's network `net` (and its ensemble members `more`) on `region` (a box in `image`'s
+/// index space, margin included): the network grid and the logits `[1, D, H, W, classes]`,
+/// averaged over the networks and the mirror images of `mirror_axes` (see
+/// [`infer_averaged`]; no members and no axes: one plain pass).
+#[allow(clippy::too_many_arguments)]
 pub fn region_logits(
     ctx: &Ctx,
     net: &UNet,
+    more: &[&UNet],
     image: &Volume<f32>,
     region: &IndexBox,
     grid_dhw: [usize; 3],
@@ -340,38 +343,55 @@ pub fn region_logits(
 ) -> Result<(Geometry, Tensor)> {
     let grid = region_grid(image.geometry(), region, grid_dhw)?;
     let x = network_input(image, &grid, intensity)?;
-    let logits = infer_mirrored(ctx, net, x, mirror_axes)?;
+    let logits = infer_averaged(ctx, net, more, x, mirror_axes)?;
     Ok((grid, logits))
 }
 
-/// Test-time mirroring: `net` on `x` and on its mirror images along every combination of
-/// `mirror_axes` (grid axes, 0 = i, 1 = j, 2 = k; 2^n passes), each output mirrored back and
-/// turned into probabilities, their mean returned as log-probabilities (so the export's
-/// softmax gives back the mean). No axes: the plain logits of one pass.
+/// An ensemble with test-time mirroring: `net` and each network of `more` on `x` and on its
+/// mirror images along every combination of `mirror_axes` (grid axes, 0 = i, 1 = j, 2 = k;
+/// 2^n passes per network), each output mirrored back and turned into probabilities, their
+/// mean returned as log-probabilities (so the export's softmax gives back the mean). No
+/// further networks and no axes: the plain logits of one pass.
 ///
 /// Probabilities are averaged, not logits, as nnU-Net does: one confident pass must not
 /// outvote the others.
-pub fn infer_mirrored(ctx: &Ctx, net: &UNet, x: Tensor, mirror_axes: &[u8]) -> Result<Tensor> {
-    if mirror_axes.is_empty() {
+pub fn infer_averaged(
+    ctx: &Ctx,
+    net: &UNet,
+    more: &[&UNet],
+    x: Tensor,
+    mirror_axes: &[u8],
+) -> Result<Tensor> {
+    if more.is_empty() && mirror_axes.is_empty() {
         return Ok(net.infer(ctx, x)?.0);
     }
-    let passes = 1u32 << mirror_axes.len();
-    // The plain pass starts the sum; the loop adds the mirrored ones.
+    let per_net = 1u32 << mirror_axes.len();
+    // The first network's plain pass starts the sum; the loop adds every other pass.
     let (mut mean, _) = net.infer(ctx, x.clone())?;
     flare_engine::softmax_inplace(ctx, &mut mean);
-    for mask in 1..passes {
+    let passes = std::iter::once(net)
+        .chain(more.iter().copied())
+        .flat_map(|n| (0..per_net).map(move |mask| (n, mask)))
+        .skip(1);
+    let mut count = 1u32;
+    for (n, mask) in passes {
         let mut axes = [false; 3];
         for (bit, &a) in mirror_axes.iter().enumerate() {
             if mask >> bit & 1 == 1 {
                 axes[usize::from(a.min(2))] = true;
             }
         }
-        let (out, _) = net.infer(ctx, flare_engine::flip_spatial(ctx, &x, axes)?)?;
-        let mut out = flare_engine::flip_spatial(ctx, &out, axes)?;
+        let mut out = if mask == 0 {
+            n.infer(ctx, x.clone())?.0
+        } else {
+            let (out, _) = n.infer(ctx, flare_engine::flip_spatial(ctx, &x, axes)?)?;
+            flare_engine::flip_spatial(ctx, &out, axes)?
+        };
         flare_engine::softmax_inplace(ctx, &mut out);
         flare_engine::add_inplace(ctx, &mut mean, &out)?;
+        count += 1;
     }
-    let k = 1.0 / passes as f32;
+    let k = 1.0 / count as f32;
     for v in mean.data_mut() {
         *v = (*v * k).max(f32::MIN_POSITIVE).ln();
     }
@@ -410,7 +430,7 @@ pub fn predict_region(
     let Some(roi) = region.voxels(image.shape()) else {
         return Ok((Volume::filled(*image.geometry(), 0u8), None));
     };
-    let (grid, logits) = region_logits(ctx, net, image, region, grid_dhw, intensity, &[])?;
+    let (grid, logits) = region_logits(ctx, net, &[], image, region, grid_dhw, intensity, &[])?;
     let labels = export_labels(logits, &grid, image.geometry(), &roi)?;
     Ok((labels, Some(roi)))
 }

@@ -76,6 +76,94 @@ fn test_time_mirroring_is_stored_in_the_plan_and_shown() {
 }
 
 #[test]
+fn a_stage2_ensemble_round_trips_and_bad_members_are_named() {
+    let t = TempDir::new("pipeline-model-members");
+    let m = tiny_model();
+    let b = tiny_stage(7, [8, 12, 16]);
+    // A member may be wider or deeper than stage 2: only labels, grid and intensity must match.
+    let c = {
+        let cfg = flare_model::UNetConfig::standard(1, 5, &[6, 12, 24]);
+        let mut card = flare_model::ModelCard::untrained(cfg.clone());
+        card.preprocessing = m.stage_cards()[1].preprocessing.clone();
+        (flare_model::UNet::init(&cfg, 8).unwrap(), card)
+    };
+    let ens = m
+        .clone()
+        .with_stage2_members(vec![b.clone(), c.clone()])
+        .unwrap();
+    assert_eq!(ens.plan().stage2_members, 3);
+    assert!(
+        ens.describe()
+            .ends_with("(stage 2 an ensemble of 3 networks)"),
+        "{}",
+        ens.describe()
+    );
+    let path = t.join("ensemble.safetensors");
+    ens.save(&path).unwrap();
+    let back = Model::load(&path).unwrap();
+    assert_eq!(back.plan(), ens.plan());
+    let nets = back.stage2_networks();
+    assert_eq!(nets.len(), 3);
+    assert_eq!(*nets[0], *m.networks()[1]);
+    assert_eq!(*nets[1], b.0);
+    assert_eq!(*nets[2], c.0);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.names().contains(&"stage2m2.head.weight"));
+    assert!(st.names().contains(&"stage2m3.head.weight"));
+    // One network: the plan's JSON has no such key (older readers see the same file).
+    let json = serde_json::to_string(m.plan()).unwrap();
+    assert!(!json.contains("stage2_members"), "{json}");
+
+    // A member on another grid, or with other labels, is refused naming the member.
+    let other_grid = tiny_stage(9, [8, 16, 16]);
+    let e = m
+        .clone()
+        .with_stage2_members(vec![other_grid])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("member 2") && e.contains("grid"), "{e}");
+    let mut other_labels = tiny_stage(9, [8, 12, 16]);
+    other_labels.1.labels = flare_labels::LabelSet::new(vec![
+        flare_labels::Label::background(),
+        flare_labels::Label::organ(1, "a"),
+        flare_labels::Label::organ(2, "b"),
+        flare_labels::Label::organ(3, "c"),
+        flare_labels::Label::organ(4, "d"),
+    ])
+    .unwrap();
+    let e = m
+        .clone()
+        .with_stage2_members(vec![other_labels])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("member 2") && e.contains("labels"), "{e}");
+    // A file whose plan names more members than it holds is refused, naming the missing card.
+    let e = err_of(&rebuild(
+        &bytes,
+        |n| (!n.starts_with("stage2m3.")).then(|| n.to_string()),
+        |meta| {
+            meta.remove(&flare_pipeline::member_card_key(3));
+        },
+    ));
+    assert!(e.contains("flare.model_card.stage2.m3"), "{e}");
+    // And a member tensor the plan does not name is an unexpected tensor.
+    let e = err_of(&rebuild(
+        &bytes,
+        |n| Some(n.to_string()),
+        |meta| {
+            let plan = serde_json::to_string(&PipelinePlan {
+                stage2_members: 2,
+                ..ens.plan().clone()
+            })
+            .unwrap();
+            meta.insert(PLAN_KEY.into(), plan);
+        },
+    ));
+    assert!(e.contains("unexpected tensor `stage2m3."), "{e}");
+}
+
+#[test]
 fn from_stage_files_combines_two_training_outputs() {
     let t = TempDir::new("pipeline-model-stages");
     let (s1, s2) = (tiny_stage(3, [8, 16, 16]), tiny_stage(4, [8, 12, 16]));
@@ -189,6 +277,20 @@ fn bad_files_name_the_file_and_the_problem() {
                 ..plan()
             },
             "mirror_axes [3]",
+        ),
+        (
+            PipelinePlan {
+                stage2_members: 0,
+                ..plan()
+            },
+            "stage2_members 0",
+        ),
+        (
+            PipelinePlan {
+                stage2_members: 9,
+                ..plan()
+            },
+            "stage2_members 9",
         ),
     ];
     for (bad, message) in bad_plans {

@@ -64,6 +64,7 @@ fn phantom_model() -> Option<Model> {
         notes: "trained on flare_testkit phantoms, for tests".into(),
         refine: None,
         mirror_axes: Vec::new(),
+        stage2_members: 1,
     };
     Some(Model::from_stage_files(&s1, &s2, plan).unwrap())
 }

@@ -128,7 +128,7 @@ fn input_is_windowed_before_it_is_interpolated() {
 fn mirrored_inference_is_equivariant_and_averages_probabilities() {
     use flare_engine::{Ctx, Shape5, Tensor, flip_spatial};
     use flare_model::UNet;
-    use flare_pipeline::stages::infer_mirrored;
+    use flare_pipeline::stages::infer_averaged;
     let ctx = Ctx::new();
     let net = UNet::init(&UNetConfig::standard(1, 5, &[4, 8]), 7).unwrap();
     let s = Shape5::new(1, 4, 6, 8, 1);
@@ -140,7 +140,10 @@ fn mirrored_inference_is_equivariant_and_averages_probabilities() {
     )
     .unwrap();
     let plain = net.infer(&ctx, x.clone()).unwrap().0;
-    assert_eq!(infer_mirrored(&ctx, &net, x.clone(), &[]).unwrap(), plain);
+    assert_eq!(
+        infer_averaged(&ctx, &net, &[], x.clone(), &[]).unwrap(),
+        plain
+    );
 
     let max_diff = |a: &Tensor, b: &Tensor| {
         a.data()
@@ -156,10 +159,10 @@ fn mirrored_inference_is_equivariant_and_averages_probabilities() {
             flip_spatial(&ctx, &net.infer(&ctx, flipped_in.clone()).unwrap().0, axes).unwrap();
         assert!(max_diff(&one, &plain) > 1e-3);
         // Mirrored over all axes: equivariant up to the order of the sum.
-        let tta = infer_mirrored(&ctx, &net, x.clone(), &[0, 1, 2]).unwrap();
+        let tta = infer_averaged(&ctx, &net, &[], x.clone(), &[0, 1, 2]).unwrap();
         let tta_flipped = flip_spatial(
             &ctx,
-            &infer_mirrored(&ctx, &net, flipped_in, &[0, 1, 2]).unwrap(),
+            &infer_averaged(&ctx, &net, &[], flipped_in, &[0, 1, 2]).unwrap(),
             axes,
         )
         .unwrap();
@@ -169,5 +172,61 @@ fn mirrored_inference_is_equivariant_and_averages_probabilities() {
             let total: f32 = v.iter().map(|l| l.exp()).sum();
             assert!((total - 1.0).abs() < 1e-5, "{total}");
         }
+    }
+}
+
+/// A stage-2 ensemble returns the log of the mean of its networks' probabilities, computed
+/// here independently (softmax in f64 of each network's plain logits); member order does not
+/// matter beyond rounding, and with mirroring each network contributes all its passes.
+#[test]
+fn an_ensemble_averages_its_networks_probabilities() {
+    use flare_engine::{Ctx, Shape5, Tensor};
+    use flare_model::UNet;
+    use flare_pipeline::stages::infer_averaged;
+    let ctx = Ctx::new();
+    let a = UNet::init(&UNetConfig::standard(1, 5, &[4, 8]), 7).unwrap();
+    let b = UNet::init(&UNetConfig::standard(1, 5, &[6, 12]), 8).unwrap();
+    let s = Shape5::new(1, 4, 6, 8, 1);
+    let x = Tensor::from_vec(
+        s,
+        (0..s.len())
+            .map(|i| ((i * 53) % 97) as f32 / 97.0)
+            .collect(),
+    )
+    .unwrap();
+    let softmax = |logits: &[f32]| -> Vec<f64> {
+        logits
+            .chunks_exact(5)
+            .flat_map(|v| {
+                let m = v.iter().fold(f32::MIN, |m, &q| m.max(q)) as f64;
+                let e: Vec<f64> = v.iter().map(|&q| (q as f64 - m).exp()).collect();
+                let t: f64 = e.iter().sum();
+                e.into_iter().map(move |q| q / t)
+            })
+            .collect()
+    };
+    let pa = softmax(a.infer(&ctx, x.clone()).unwrap().0.data());
+    let pb = softmax(b.infer(&ctx, x.clone()).unwrap().0.data());
+    let ab = infer_averaged(&ctx, &a, &[&b], x.clone(), &[]).unwrap();
+    let ba = infer_averaged(&ctx, &b, &[&a], x.clone(), &[]).unwrap();
+    for ((&got, &other), (p, q)) in ab.data().iter().zip(ba.data()).zip(pa.iter().zip(&pb)) {
+        let want = (p + q) / 2.0;
+        assert!(
+            ((got as f64).exp() - want).abs() < 1e-5,
+            "{got} vs ln {want}"
+        );
+        assert!((got - other).abs() < 1e-5);
+    }
+    assert!(
+        pa.iter().zip(&pb).any(|(p, q)| (p - q).abs() > 1e-2),
+        "the nets differ"
+    );
+    // With mirroring: the mean of both networks' mirrored means (each 2 passes on one axis).
+    let am = infer_averaged(&ctx, &a, &[], x.clone(), &[1]).unwrap();
+    let bm = infer_averaged(&ctx, &b, &[], x.clone(), &[1]).unwrap();
+    let both = infer_averaged(&ctx, &a, &[&b], x, &[1]).unwrap();
+    for ((&g, &p), &q) in both.data().iter().zip(am.data()).zip(bm.data()) {
+        let want = (p.exp() + q.exp()) / 2.0;
+        assert!((g.exp() - want).abs() < 1e-5, "{g} vs ln {want}");
     }
 }

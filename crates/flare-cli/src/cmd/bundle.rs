@@ -55,12 +55,19 @@ pub struct Args {
     /// (2^n times stage 2's time). Only for a stage 2 trained with mirrored samples.
     #[arg(long, value_name = "AXIS,...", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=2))]
     pub mirror: Vec<u8>,
+    /// A further stage-2 network (repeat for more, up to 7): stage 2 becomes an ensemble
+    /// whose probabilities are averaged, each member adding one stage-2 pass. Each must share
+    /// stage 2's labels, grid and intensity mapping (a single-stage file, or a two-stage
+    /// model whose stage 2 to take).
+    #[arg(long, value_name = "FILE")]
+    pub stage2_member: Vec<PathBuf>,
 }
 
 /// Loads both stages, checks them, writes the bundle atomically.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut inputs = vec![args.stage1.as_path(), args.stage2.as_path()];
     inputs.extend(args.stage3.as_deref());
+    inputs.extend(args.stage2_member.iter().map(PathBuf::as_path));
     check_new_output(&args.out, &inputs, args.overwrite)?;
     let plan = PipelinePlan {
         roi_margin: args.margin,
@@ -68,6 +75,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         notes: args.notes.clone(),
         refine: None,
         mirror_axes: args.mirror.clone(),
+        stage2_members: 1,
     };
     let mut model = Model::from_parts(stage_of(&args.stage1, 1)?, stage_of(&args.stage2, 2)?, plan)
         .context("combining the stages")?;
@@ -81,6 +89,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         model = model
             .with_refinement(net, card, refine)
             .with_context(|| format!("adding stage 3 {}", path.display()))?;
+    }
+    if !args.stage2_member.is_empty() {
+        let members = args
+            .stage2_member
+            .iter()
+            .map(|p| stage_of(p, 2))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        model = model
+            .with_stage2_members(members)
+            .context("adding the stage-2 members")?;
     }
     model
         .save(&args.out)

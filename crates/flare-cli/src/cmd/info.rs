@@ -117,25 +117,32 @@ fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
                 "two-stage model"
             };
             let title = format!("{kind} {} (margin {})", m.plan().name, m.plan().roi_margin);
-            let cards: Vec<ModelCard> = m.stage_cards().map(|c| c.clone()).to_vec();
+            let mut cards: Vec<(String, ModelCard)> = m
+                .stage_cards()
+                .iter()
+                .enumerate()
+                .map(|(n, &c)| (format!("network {}:", n + 1), c.clone()))
+                .collect();
+            for (i, c) in m.stage2_member_cards().into_iter().enumerate() {
+                cards.push((format!("network 2, member {}:", i + 2), c.clone()));
+            }
             (title, m.plan().notes.clone(), cards)
         }
         ModelFile::Stage(_, card) => (
             "one network (a stage file from flare train)".to_string(),
             String::new(),
-            vec![card],
+            vec![("network 1:".to_string(), card)],
         ),
     };
     println!("model:        {}: {title}", path.display());
     if !notes.is_empty() {
         println!("notes:        {notes}");
     }
-    for (n, card) in cards.iter().enumerate() {
+    for (heading, card) in &cards {
         let a = &card.architecture;
         let params = a.num_params().unwrap_or(0);
         println!(
-            "network {}:    U-Net widths {:?}, {params} parameters",
-            n + 1,
+            "{heading:<14}U-Net widths {:?}, {params} parameters",
             a.widths
         );
         if let TargetGrid::FixedSize { size: [d, h, w] } = &card.preprocessing.target_grid {

@@ -28,6 +28,7 @@ pub fn plan() -> PipelinePlan {
         notes: "randomly initialised, for plumbing tests only".into(),
         refine: None,
         mirror_axes: Vec::new(),
+        stage2_members: 1,
     }
 }
 
