@@ -38,15 +38,20 @@ fn bf16_segmentation_gives_the_fp32_labels_on_a_phantom() {
         )
     };
     let (fp32, _) = run("fp32");
+    // `auto` runs bf16 where the CPU has the instructions, fp32 elsewhere, without a note.
+    let (auto, auto_stderr) = run("auto");
+    assert!(!auto_stderr.contains("note"), "{auto_stderr}");
     if flare_engine::Bf16Kernel::native().is_none() {
         // Without the instructions bf16 falls back to fp32 and says so.
         let (labels, stderr) = run("bf16");
         assert!(stderr.contains("no avx512_bf16"), "{stderr}");
         assert_eq!(labels.data(), fp32.data());
+        assert_eq!(auto.data(), fp32.data());
         eprintln!("skipped the bf16 comparison: this CPU lacks avx512_bf16");
         return;
     }
     let (bf16, _) = run("bf16");
+    assert_eq!(auto.data(), bf16.data(), "auto is bf16 on this CPU");
     let equal = fp32
         .data()
         .iter()

@@ -29,8 +29,8 @@ pub struct SegmentArgs {
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
     /// Number format of the networks' convolutions (as `flare segment --precision`).
-    #[arg(long, default_value = "fp32", value_name = "fp32|bf16")]
-    pub precision: flare_engine::Precision,
+    #[arg(long, default_value = "fp32", value_name = "fp32|bf16|auto")]
+    pub precision: crate::cmd::segment::PrecisionChoice,
 }
 
 /// Runs a benchmark.
