@@ -149,6 +149,20 @@ pub(crate) struct StageModel {
 }
 
 impl StageModel {
+    /// A stage built from a network and card in memory: the card must describe the network
+    /// (a file's stages are checked against their cards by `flare_model::file` instead).
+    fn in_memory(net: UNet, card: ModelCard, stage: u8) -> Result<StageModel> {
+        let mem = Path::new("<memory>");
+        if net.config() != &card.architecture {
+            return Err(PipelineError::Unusable {
+                path: mem.to_path_buf(),
+                stage,
+                detail: "the card's architecture differs from the network's".into(),
+            });
+        }
+        StageModel::new(net, card, stage, mem)
+    }
+
     fn new(net: UNet, card: ModelCard, stage: u8, path: &Path) -> Result<StageModel> {
         let unusable = |detail: String| PipelineError::Unusable {
             path: path.to_path_buf(),
@@ -213,22 +227,14 @@ impl Model {
         plan: PipelinePlan,
     ) -> Result<Model> {
         let mem = Path::new("<memory>");
-        for (n, (net, card)) in [(1, &stage1), (2, &stage2)] {
-            if net.config() != &card.architecture {
-                return Err(PipelineError::Unusable {
-                    path: mem.to_path_buf(),
-                    stage: n,
-                    detail: "the card's architecture differs from the network's".into(),
-                });
-            }
-        }
+        let stages = [
+            StageModel::in_memory(stage1.0, stage1.1, 1)?,
+            StageModel::in_memory(stage2.0, stage2.1, 2)?,
+        ];
         plan.check(mem)?;
         check_parts_plan(&plan, mem)?;
         Ok(Model {
-            stages: [
-                StageModel::new(stage1.0, stage1.1, 1, mem)?,
-                StageModel::new(stage2.0, stage2.1, 2, mem)?,
-            ],
+            stages,
             refine: None,
             members: Vec::new(),
             plan,
@@ -245,20 +251,11 @@ impl Model {
         refine: RefinePlan,
     ) -> Result<Model> {
         let mem = Path::new("<memory>");
-        let unusable = |detail: String| PipelineError::Unusable {
-            path: mem.to_path_buf(),
-            stage: 3,
-            detail,
-        };
-        if net.config() != &card.architecture {
-            return Err(unusable(
-                "the card's architecture differs from the network's".into(),
-            ));
-        }
-        check_refinement(&self.stages[1].card, &card, &refine, mem)?;
+        let stage = StageModel::in_memory(net, card, 3)?;
+        check_refinement(&self.stages[1].card, &stage.card, &refine, mem)?;
         self.plan.refine = Some(refine);
         self.plan.check(mem)?;
-        self.refine = Some(StageModel::new(net, card, 3, mem)?);
+        self.refine = Some(stage);
         Ok(self)
     }
 
@@ -269,16 +266,18 @@ impl Model {
         let mem = Path::new("<memory>");
         for (net, card) in members {
             let k = self.members.len() + 2;
-            if net.config() != &card.architecture {
-                return Err(PipelineError::Unusable {
-                    path: mem.to_path_buf(),
-                    stage: 2,
-                    detail: format!(
-                        "member {k}: the card's architecture differs from the network's"
-                    ),
-                });
-            }
-            let member = StageModel::new(net, card, 2, mem)?;
+            let member = StageModel::in_memory(net, card, 2).map_err(|e| match e {
+                PipelineError::Unusable {
+                    path,
+                    stage,
+                    detail,
+                } => PipelineError::Unusable {
+                    path,
+                    stage,
+                    detail: format!("member {k}: {detail}"),
+                },
+                e => e,
+            })?;
             check_member(&self.stages[1], &member, k, mem)?;
             self.members.push(member);
         }

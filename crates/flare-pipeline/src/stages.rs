@@ -373,7 +373,6 @@ pub fn infer_averaged(
         .chain(more.iter().copied())
         .flat_map(|n| (0..per_net).map(move |mask| (n, mask)))
         .skip(1);
-    let mut count = 1u32;
     for (n, mask) in passes {
         let mut axes = [false; 3];
         for (bit, &a) in mirror_axes.iter().enumerate() {
@@ -389,9 +388,8 @@ pub fn infer_averaged(
         };
         flare_engine::softmax_inplace(ctx, &mut out);
         flare_engine::add_inplace(ctx, &mut mean, &out)?;
-        count += 1;
     }
-    let k = 1.0 / count as f32;
+    let k = 1.0 / (per_net as f32 * (1 + more.len()) as f32);
     for v in mean.data_mut() {
         *v = (*v * k).max(f32::MIN_POSITIVE).ln();
     }
