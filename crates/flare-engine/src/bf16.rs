@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::Bf16Kernel;
+use crate::{Bf16Kernel, Ctx, EngineError, Result, Shape5, Tensor};
 
 /// Rounds `x` to bfloat16 (round to nearest even; NaN stays NaN; denormals flush to a signed
 /// zero), returning its 16 bits.
@@ -104,27 +104,141 @@ impl Drop for Pairs {
 /// the conversion instruction (the native one gives the same bits as the portable one).
 pub(crate) fn to_pairs(kernel: Bf16Kernel, x: &[f32], c: usize) -> Pairs {
     debug_assert!(c > 0 && x.len().is_multiple_of(c));
-    let voxels = x.len() / c;
-    let cp = pairs(c);
-    let mut pairs_buf = Pairs::with_len(voxels * cp);
-    let out = &mut pairs_buf.0;
+    let mut pairs_buf = Pairs::with_len(x.len() / c * pairs(c));
+    convert_into(kernel, x, c, &mut pairs_buf.0);
+    pairs_buf
+}
+
+/// [`convert_voxels`] of all of `x` (`c > 0` channels) into `out`, split over rayon.
+fn convert_into(kernel: Bf16Kernel, x: &[f32], c: usize, out: &mut [u32]) {
     // About 64 KiB of input per task: enough to amortise rayon, small enough to balance.
     let per = (16384 / c).max(1);
-    out.par_chunks_mut(per * cp)
+    out.par_chunks_mut(per * pairs(c))
         .zip(x.par_chunks(per * c))
-        .for_each(|(dst, src)| {
-            if c.is_multiple_of(2) {
-                convert_even(kernel, src, dst);
-            } else {
-                for (d, s) in dst.chunks_exact_mut(cp).zip(src.chunks_exact(c)) {
-                    for (p, w) in d.iter_mut().enumerate() {
-                        let hi = s.get(2 * p + 1).copied().unwrap_or(0.0);
-                        *w = pair(s[2 * p], hi);
-                    }
-                }
+        .for_each(|(dst, src)| convert_voxels(kernel, src, c, dst));
+}
+
+/// Converts whole voxels of `c` channels (`src`) into their channel pairs (`dst`, `pairs(c)`
+/// words per voxel): the one conversion every bf16 activation goes through, whether a
+/// convolution converts its input or a layer writes bf16 directly.
+pub(crate) fn convert_voxels(kernel: Bf16Kernel, src: &[f32], c: usize, dst: &mut [u32]) {
+    if c.is_multiple_of(2) {
+        convert_even(kernel, src, dst);
+    } else {
+        let cp = pairs(c);
+        for (d, s) in dst.chunks_exact_mut(cp).zip(src.chunks_exact(c)) {
+            for (p, w) in d.iter_mut().enumerate() {
+                let hi = s.get(2 * p + 1).copied().unwrap_or(0.0);
+                *w = pair(s[2 * p], hi);
             }
-        });
-    pairs_buf
+        }
+    }
+}
+
+/// An activation stored as bf16 channel pairs (channels-last, `pairs(c)` words per voxel; see
+/// the module doc): what a bf16 layer can hand straight to the next convolution without the
+/// convolution's conversion pass.
+///
+/// Its buffer may be longer than the words it holds (a reused fp32 activation buffer of the
+/// same shape, so that one pool of buffers serves both); the words past
+/// [`Bf16Tensor::words_for`] are ignored.
+#[derive(Clone, Debug)]
+pub struct Bf16Tensor {
+    shape: Shape5,
+    words: Vec<u32>,
+}
+
+impl PartialEq for Bf16Tensor {
+    fn eq(&self, other: &Bf16Tensor) -> bool {
+        self.shape == other.shape && self.words() == other.words()
+    }
+}
+
+impl Bf16Tensor {
+    /// Words a tensor of `shape` holds (voxels times channel pairs).
+    pub fn words_for(shape: Shape5) -> usize {
+        (shape.len() / shape.c.max(1)).saturating_mul(pairs(shape.c))
+    }
+
+    /// A tensor of `shape` over `buf` (for example a reused buffer), which must hold at least
+    /// [`Bf16Tensor::words_for`] words.
+    pub fn from_words(shape: Shape5, buf: Vec<u32>) -> Result<Bf16Tensor> {
+        let expected = Bf16Tensor::words_for(shape);
+        if buf.len() < expected {
+            return Err(EngineError::DataLength {
+                what: "bf16 tensor",
+                shape: shape.to_string(),
+                expected,
+                len: buf.len(),
+            });
+        }
+        Ok(Bf16Tensor { shape, words: buf })
+    }
+
+    /// `x` rounded to bf16 with the conversion of `ctx`'s bf16 kernel; an error in an fp32
+    /// context.
+    pub fn from_tensor(ctx: &Ctx, x: &Tensor) -> Result<Bf16Tensor> {
+        let kernel = bf16_kernel_of(ctx, "bf16 conversion")?;
+        let shape = x.shape();
+        let mut words = vec![0u32; Bf16Tensor::words_for(shape)];
+        if shape.c > 0 {
+            convert_into(kernel, x.data(), shape.c, &mut words);
+        }
+        Ok(Bf16Tensor { shape, words })
+    }
+
+    /// The fp32 tensor of the same values (exact: every bf16 value is an fp32 value).
+    pub fn to_tensor(&self) -> Tensor {
+        let c = self.shape.c;
+        let cp = pairs(c);
+        let mut data = Vec::with_capacity(self.shape.len());
+        for v in self.words().chunks_exact(cp.max(1)) {
+            for ch in 0..c {
+                let w = v[ch / 2];
+                let half = if ch % 2 == 0 {
+                    w as u16
+                } else {
+                    (w >> 16) as u16
+                };
+                data.push(bf16_to_f32(half));
+            }
+        }
+        Tensor::from_vec(self.shape, data).expect("one value per channel of every voxel")
+    }
+
+    /// The shape (in channels, not pairs).
+    pub fn shape(&self) -> Shape5 {
+        self.shape
+    }
+
+    /// The channel-pair words.
+    pub fn words(&self) -> &[u32] {
+        &self.words[..Bf16Tensor::words_for(self.shape)]
+    }
+
+    /// The channel-pair words, to overwrite (see the module doc for their layout).
+    pub fn words_mut(&mut self) -> &mut [u32] {
+        let n = Bf16Tensor::words_for(self.shape);
+        &mut self.words[..n]
+    }
+
+    /// The whole buffer, for reuse.
+    pub fn into_words(self) -> Vec<u32> {
+        self.words
+    }
+}
+
+/// `ctx`'s bf16 kernel, or an error naming `op` in an fp32 context.
+pub(crate) fn bf16_kernel_of(ctx: &Ctx, op: &'static str) -> Result<Bf16Kernel> {
+    ctx.bf16_kernel().ok_or_else(|| needs_bf16_context(op))
+}
+
+/// The error for a bf16 tensor met in an fp32 context.
+pub(crate) fn needs_bf16_context(op: &'static str) -> EngineError {
+    EngineError::Param {
+        op,
+        detail: "a bf16 tensor needs a bf16 context (this one computes in fp32)".into(),
+    }
 }
 
 /// "Sliding pairs" for the weight-gradient kernels: word `i` holds the bf16 values of `x[i]`

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::{
-    Ctx, EngineError, Result, Tensor,
+    Bf16Tensor, Ctx, EngineError, Result, Tensor, bf16,
     norm::{CHUNK, shifted_moments},
 };
 
@@ -37,6 +37,86 @@ pub struct NormAct<'a> {
 pub fn instance_norm_act_inplace(_ctx: &Ctx, x: &mut Tensor, norm: &NormAct) -> Result<()> {
     let s = x.shape();
     let c = s.c;
+    check_params(norm, c)?;
+    let m = s.d * s.h * s.w;
+    if c == 0 || m == 0 {
+        return Ok(());
+    }
+    let slope = norm.slope;
+    for data in x.data_mut().chunks_exact_mut(m * c) {
+        let (scale, shift) = scale_shift(data, c, norm);
+        data.par_chunks_mut(CHUNK * c).for_each(|ch| {
+            for v in ch.chunks_exact_mut(c) {
+                apply(v, &scale, &shift, slope);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// [`instance_norm_act_inplace`] writing its result as bf16 channel pairs into `out` (of
+/// `x`'s shape) instead of over `x`: the same fp32 arithmetic, then the conversion a bf16
+/// convolution applies to its input, so the next convolution reads `out` with the same bits
+/// and no conversion pass of its own (and the activation is half the bytes). Needs a bf16
+/// context (its kernel picks the conversion instruction).
+pub fn instance_norm_act_to_bf16(
+    ctx: &Ctx,
+    x: &Tensor,
+    norm: &NormAct,
+    out: &mut Bf16Tensor,
+) -> Result<()> {
+    let kernel = bf16::bf16_kernel_of(ctx, "instance norm + activation to bf16")?;
+    let s = x.shape();
+    let c = s.c;
+    check_params(norm, c)?;
+    if out.shape() != s {
+        return Err(EngineError::Shape {
+            op: "instance norm + activation to bf16",
+            detail: format!("output has shape {}, expected {s}", out.shape()),
+        });
+    }
+    let m = s.d * s.h * s.w;
+    if c == 0 || m == 0 {
+        return Ok(());
+    }
+    let slope = norm.slope;
+    let cp = bf16::pairs(c);
+    for (data, dst) in x
+        .data()
+        .chunks_exact(m * c)
+        .zip(out.words_mut().chunks_exact_mut(m * cp))
+    {
+        let (scale, shift) = scale_shift(data, c, norm);
+        // Each voxel group's fp32 result lives only in an L1-sized scratch; scale and shift
+        // repeated over the group make the pass one flat elementwise loop (it vectorises
+        // whatever the channel count).
+        let group = (SCRATCH / c).max(1);
+        let scale_rep = scale.repeat(group);
+        let shift_rep = shift.repeat(group);
+        data.par_chunks(CHUNK * c)
+            .zip(dst.par_chunks_mut(CHUNK * cp))
+            .for_each_init(
+                || vec![0.0f32; group * c],
+                |y, (src, words)| {
+                    for (s, w) in src.chunks(group * c).zip(words.chunks_mut(group * cp)) {
+                        let y = &mut y[..s.len()];
+                        for (((y, &x), &a), &b) in
+                            y.iter_mut().zip(s).zip(&scale_rep).zip(&shift_rep)
+                        {
+                            *y = leaky(x * a + b, slope);
+                        }
+                        bf16::convert_voxels(kernel, y, c, w);
+                    }
+                },
+            );
+    }
+    Ok(())
+}
+
+/// Floats of the per-group scratch of [`instance_norm_act_to_bf16`] (4 KiB: stays in L1).
+const SCRATCH: usize = 1024;
+
+fn check_params(norm: &NormAct, c: usize) -> Result<()> {
     if norm.gamma.len() != c || norm.beta.len() != c {
         return Err(EngineError::Shape {
             op: "instance norm + activation",
@@ -47,34 +127,38 @@ pub fn instance_norm_act_inplace(_ctx: &Ctx, x: &mut Tensor, norm: &NormAct) -> 
             ),
         });
     }
-    let m = s.d * s.h * s.w;
-    if c == 0 || m == 0 {
-        return Ok(());
-    }
-    let slope = norm.slope;
-    for data in x.data_mut().chunks_exact_mut(m * c) {
-        let pivot: Vec<f32> = data[..c].to_vec();
-        let tot = shifted_moments(data, c, &pivot);
-        let mut scale = vec![0.0f32; c];
-        let mut shift = vec![0.0f32; c];
-        for i in 0..c {
-            let md = tot[i] / m as f64;
-            let var = (tot[c + i] / m as f64 - md * md).max(0.0);
-            let mean = pivot[i] as f64 + md;
-            let inv = 1.0 / (var + norm.eps as f64).sqrt();
-            scale[i] = (inv * norm.gamma[i] as f64) as f32;
-            shift[i] = (norm.beta[i] as f64 - mean * inv * norm.gamma[i] as f64) as f32;
-        }
-        data.par_chunks_mut(CHUNK * c).for_each(|ch| {
-            for v in ch.chunks_exact_mut(c) {
-                // Branch-free LeakyReLU (equal to `y > 0 ? y : slope * y`) so the loop
-                // vectorises.
-                for ((x, &a), &b) in v.iter_mut().zip(&scale).zip(&shift) {
-                    let y = *x * a + b;
-                    *x = y.max(0.0) + slope * y.min(0.0);
-                }
-            }
-        });
-    }
     Ok(())
+}
+
+/// Per-channel `(scale, shift)` of one sample's `data` (`c` channels): the norm and its affine
+/// folded into `x * scale + shift`, from the shifted moments in f64.
+fn scale_shift(data: &[f32], c: usize, norm: &NormAct) -> (Vec<f32>, Vec<f32>) {
+    let m = data.len() / c;
+    let pivot: Vec<f32> = data[..c].to_vec();
+    let tot = shifted_moments(data, c, &pivot);
+    let mut scale = vec![0.0f32; c];
+    let mut shift = vec![0.0f32; c];
+    for i in 0..c {
+        let md = tot[i] / m as f64;
+        let var = (tot[c + i] / m as f64 - md * md).max(0.0);
+        let mean = pivot[i] as f64 + md;
+        let inv = 1.0 / (var + norm.eps as f64).sqrt();
+        scale[i] = (inv * norm.gamma[i] as f64) as f32;
+        shift[i] = (norm.beta[i] as f64 - mean * inv * norm.gamma[i] as f64) as f32;
+    }
+    (scale, shift)
+}
+
+/// One voxel: `x * scale + shift`, then LeakyReLU.
+#[inline(always)]
+fn apply(v: &mut [f32], scale: &[f32], shift: &[f32], slope: f32) {
+    for ((x, &a), &b) in v.iter_mut().zip(scale).zip(shift) {
+        *x = leaky(*x * a + b, slope);
+    }
+}
+
+/// LeakyReLU, branch-free (equal to `y > 0 ? y : slope * y`) so that loops over it vectorise.
+#[inline(always)]
+fn leaky(y: f32, slope: f32) -> f32 {
+    y.max(0.0) + slope * y.min(0.0)
 }

@@ -90,9 +90,9 @@ mod shape;
 mod tensor;
 
 pub use crate::{
-    bf16::{bf16_round, bf16_to_f32, f32_to_bf16},
+    bf16::{Bf16Tensor, bf16_round, bf16_to_f32, f32_to_bf16},
     conv3d::{
-        Conv3dGrads, Conv3dWeight, conv_transpose3d_backward_data,
+        Conv3dGrads, Conv3dWeight, ConvInput, conv_transpose3d_backward_data,
         conv_transpose3d_backward_weight, conv_transpose3d_forward, conv_transpose3d_forward_into,
         conv_transpose3d_output_shape, conv3d_backward_data, conv3d_backward_data_into,
         conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate, conv3d_forward_into,
@@ -102,7 +102,7 @@ pub use crate::{
         leaky_relu_inplace, split_channels,
     },
     error::{EngineError, Result},
-    fused::{NormAct, instance_norm_act_inplace},
+    fused::{NormAct, instance_norm_act_inplace, instance_norm_act_to_bf16},
     isa::{Bf16Kernel, Ctx, Isa, Precision},
     loss::{LossGrad, cross_entropy, soft_dice, softmax, softmax_inplace},
     memory::retain_freed_memory,

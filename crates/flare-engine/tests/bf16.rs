@@ -22,9 +22,11 @@ mod common;
 
 use common::{Rng, rel_l2};
 use flare_engine::{
-    Bf16Kernel, Conv3dSpec, Conv3dWeight, Ctx, Precision, Shape5, Tensor, bf16_round,
-    conv_transpose3d_backward_data, conv_transpose3d_backward_weight, conv_transpose3d_forward,
+    Bf16Kernel, Bf16Tensor, Conv3dSpec, Conv3dWeight, Ctx, NormAct, Precision, Shape5, Tensor,
+    bf16_round, bf16_to_f32, conv_transpose3d_backward_data, conv_transpose3d_backward_weight,
+    conv_transpose3d_forward, conv_transpose3d_forward_into, conv_transpose3d_output_shape,
     conv3d_backward_data, conv3d_backward_weight, conv3d_forward, conv3d_forward_accumulate,
+    conv3d_forward_into, f32_to_bf16, instance_norm_act_inplace, instance_norm_act_to_bf16,
 };
 
 /// The bf16 contexts this CPU can run: the reference always, the native kernel where present.
@@ -406,4 +408,142 @@ fn bf16_results_do_not_depend_on_thread_count() {
             .install(|| conv3d_forward(&ctx, &x, &w, None, &spec).unwrap())
     };
     assert_eq!(run(1).data(), run(3).data());
+}
+
+/// The fp32 values of a bf16 tensor's words, decoded here from the layout the engine documents
+/// (word `p` of a voxel: channel `2p` low, `2p + 1` high, zero past an odd count), not with the
+/// engine's own `to_tensor`.
+fn decode_pairs(t: &Bf16Tensor) -> (Vec<f32>, Vec<u16>) {
+    let c = t.shape().c;
+    let cp = c.div_ceil(2);
+    let (mut values, mut padding) = (Vec::new(), Vec::new());
+    for v in t.words().chunks_exact(cp) {
+        for ch in 0..2 * cp {
+            let half = (v[ch / 2] >> (16 * (ch % 2))) as u16;
+            if ch < c {
+                values.push(bf16_to_f32(half));
+            } else {
+                padding.push(half);
+            }
+        }
+    }
+    (values, padding)
+}
+
+#[test]
+fn norm_act_to_bf16_is_the_in_place_norm_rounded_to_nearest_even() {
+    let mut rng = Rng::new(1105);
+    for (shape, slope) in [
+        (Shape5::new(2, 3, 5, 7, 16), 0.01),
+        (Shape5::new(1, 4, 4, 5, 3), 0.0),
+        (Shape5::new(1, 70, 3, 21, 8), 0.01),
+        (Shape5::new(1, 2, 2, 2, 1), 0.2),
+    ] {
+        let c = shape.c;
+        // Offsets per channel so that the norm has a mean to remove.
+        let x: Vec<f32> = rng
+            .vec(shape.len())
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * 3.0 + (i % c) as f32)
+            .collect();
+        let x = Tensor::from_vec(shape, x).unwrap();
+        let (gamma, beta) = (rng.vec(c), rng.vec(c));
+        let norm = NormAct {
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+            slope,
+        };
+        let mut want = x.clone();
+        instance_norm_act_inplace(&Ctx::new(), &mut want, &norm).unwrap();
+        for ctx in bf16_ctxs() {
+            let tag = format!("{shape} on {:?}", ctx.bf16_kernel());
+            let mut out =
+                Bf16Tensor::from_words(shape, vec![u32::MAX; Bf16Tensor::words_for(shape)])
+                    .unwrap();
+            instance_norm_act_to_bf16(&ctx, &x, &norm, &mut out).unwrap();
+            let (got, padding) = decode_pairs(&out);
+            for (i, (&g, &w)) in got.iter().zip(want.data()).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    bf16_to_f32(f32_to_bf16(w)).to_bits(),
+                    "{tag}: value {i}"
+                );
+            }
+            assert!(
+                padding.iter().all(|&h| h == 0),
+                "{tag}: odd channel padding"
+            );
+            // The engine's own decoding agrees with the documented layout.
+            assert_eq!(out.to_tensor().data(), &got[..], "{tag}: to_tensor");
+            assert_eq!(
+                Bf16Tensor::from_tensor(&ctx, &want).unwrap(),
+                out,
+                "{tag}: from_tensor"
+            );
+        }
+    }
+}
+
+#[test]
+fn convolutions_read_bf16_pairs_as_they_read_fp32() {
+    let mut rng = Rng::new(1106);
+    for (xs, cout, spec) in cases() {
+        let x = Tensor::from_vec(xs, rng.vec(xs.len())).unwrap();
+        let w =
+            Conv3dWeight::from_dhwio(spec.kernel, xs.c, cout, rng.vec(spec.taps() * xs.c * cout))
+                .unwrap();
+        let b = rng.vec(cout);
+        let ys = spec.output_shape(xs, cout).unwrap();
+        let start = Tensor::from_vec(ys, rng.vec(ys.len())).unwrap();
+        let wt = Conv3dWeight::from_dhwio([2, 2, 2], xs.c, cout, rng.vec(8 * xs.c * cout)).unwrap();
+        let ts = conv_transpose3d_output_shape(xs, [2, 2, 2], cout);
+        for ctx in bf16_ctxs() {
+            let tag = format!("{xs} -> {cout} {spec:?} on {:?}", ctx.bf16_kernel());
+            let pairs = Bf16Tensor::from_tensor(&ctx, &x).unwrap();
+            let mut want = Tensor::zeros(ys).unwrap();
+            conv3d_forward_into(&ctx, &x, &w, Some(&b), &spec, &mut want).unwrap();
+            let mut got = Tensor::zeros(ys).unwrap();
+            conv3d_forward_into(&ctx, &pairs, &w, Some(&b), &spec, &mut got).unwrap();
+            assert_eq!(got, want, "{tag}: forward");
+            let (mut want, mut got) = (start.clone(), start.clone());
+            conv3d_forward_accumulate(&ctx, &x, &w, None, &spec, &mut want).unwrap();
+            conv3d_forward_accumulate(&ctx, &pairs, &w, None, &spec, &mut got).unwrap();
+            assert_eq!(got, want, "{tag}: accumulate");
+            let mut want = Tensor::zeros(ts).unwrap();
+            conv_transpose3d_forward_into(&ctx, &x, &wt, Some(&b), &mut want).unwrap();
+            let mut got = Tensor::zeros(ts).unwrap();
+            conv_transpose3d_forward_into(&ctx, &pairs, &wt, Some(&b), &mut got).unwrap();
+            assert_eq!(got, want, "{tag}: transposed");
+        }
+        // The pairs moved nothing the fp32 path reads: an fp32 context refuses them.
+        let ctx = bf16_ctxs().remove(0);
+        let pairs = Bf16Tensor::from_tensor(&ctx, &x).unwrap();
+        let mut y = Tensor::zeros(ys).unwrap();
+        let e = conv3d_forward_into(&Ctx::new(), &pairs, &w, Some(&b), &spec, &mut y).unwrap_err();
+        assert!(e.to_string().contains("bf16 context"), "{e}");
+    }
+}
+
+#[test]
+fn bf16_tensors_refuse_what_does_not_fit() {
+    let shape = Shape5::new(1, 2, 2, 2, 3);
+    assert_eq!(Bf16Tensor::words_for(shape), 16);
+    assert!(Bf16Tensor::from_words(shape, vec![0; 15]).is_err());
+    let x = Tensor::zeros(shape).unwrap();
+    assert!(Bf16Tensor::from_tensor(&Ctx::new(), &x).is_err());
+    let (gamma, beta) = ([1.0f32; 3], [0.0f32; 3]);
+    let norm = NormAct {
+        gamma: &gamma,
+        beta: &beta,
+        eps: 1e-5,
+        slope: 0.01,
+    };
+    let ctx = bf16_ctxs().remove(0);
+    let mut other = Bf16Tensor::from_words(Shape5::new(1, 2, 2, 3, 3), vec![0; 24]).unwrap();
+    assert!(instance_norm_act_to_bf16(&ctx, &x, &norm, &mut other).is_err());
+    let mut out = Bf16Tensor::from_words(shape, vec![0; 16]).unwrap();
+    let e = instance_norm_act_to_bf16(&Ctx::new(), &x, &norm, &mut out).unwrap_err();
+    assert!(e.to_string().contains("bf16 context"), "{e}");
 }

@@ -361,19 +361,7 @@ fn main() -> Result<(), BoxErr> {
     );
     // One more run for its per-step breakdown (includes in-place norm and slabs).
     let (_, stats) = pool.install(|| net.infer_with(&ctx, x.clone(), &mut ws))?;
-    println!(
-        "lean forward steps (one run, peak live activations {:.0} MiB, fresh allocations {:.0} MiB):",
-        stats.peak_activation_bytes as f64 / (1 << 20) as f64,
-        stats.fresh_bytes as f64 / (1 << 20) as f64
-    );
-    let total: f64 = stats.step_secs.iter().map(|s| s.1).sum();
-    for (name, secs) in &stats.step_secs {
-        println!(
-            "  {name:<28} {:>9.1} ms {:>5.1}%",
-            secs * 1e3,
-            100.0 * secs / total
-        );
-    }
+    print_steps("lean forward", &stats);
 
     // Labels: blobs of all 5 classes.
     let labels: Vec<u8> = (0..size * size * size)
@@ -423,6 +411,8 @@ fn main() -> Result<(), BoxErr> {
             })
         })?;
         println!("flare bf16 forward (lean inference, reused workspace): {fwd16:.3} s");
+        let (_, stats) = pool.install(|| net.infer_with(&bctx, x.clone(), &mut ws16))?;
+        print_steps("lean bf16 forward", &stats);
         if !flag("--no-train") {
             let mut tnet = net.clone();
             let mut opt = Optimizer::sgd(
@@ -541,4 +531,21 @@ fn main() -> Result<(), BoxErr> {
         );
     }
     Ok(())
+}
+
+/// The per-step breakdown of one lean inference.
+fn print_steps(what: &str, stats: &flare_model::InferenceStats) {
+    println!(
+        "{what} steps (one run, peak live activations {:.0} MiB, fresh allocations {:.0} MiB):",
+        stats.peak_activation_bytes as f64 / (1 << 20) as f64,
+        stats.fresh_bytes as f64 / (1 << 20) as f64
+    );
+    let total: f64 = stats.step_secs.iter().map(|s| s.1).sum();
+    for (name, secs) in &stats.step_secs {
+        println!(
+            "  {name:<28} {:>9.1} ms {:>5.1}%",
+            secs * 1e3,
+            100.0 * secs / total
+        );
+    }
 }

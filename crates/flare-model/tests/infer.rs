@@ -1,7 +1,7 @@
 //! Lean inference equals the training forward (which the PyTorch fixtures pin down) and
 //! PyTorch's logits, across slab boundaries, anisotropic kernels and strides, and a batch of 2.
 
-use flare_engine::{Ctx, Isa, Shape5, Tensor};
+use flare_engine::{Bf16Kernel, Ctx, Isa, Shape5, Tensor};
 use flare_model::{InferWorkspace, UNet, UNetConfig, argmax_labels, file};
 
 mod common;
@@ -91,28 +91,39 @@ fn bad_inputs_are_refused() {
 #[test]
 fn a_reused_workspace_gives_the_same_logits_without_fresh_buffers() {
     let net = UNet::init(&UNetConfig::standard(1, 5, &[4, 8, 16]), 3).unwrap();
-    let ctx = Ctx::new();
     let x = noise(Shape5::new(1, 16, 12, 8, 1), 4);
-    let (want, stats) = net.infer(&ctx, x.clone()).unwrap();
-    let mut ws = InferWorkspace::new();
-    for run in 0..4 {
-        // Poison the spares so a buffer the forward did not fully overwrite would show.
-        let (got, s) = net.infer_with(&ctx, x.clone(), &mut ws).unwrap();
-        assert_eq!(got.data(), want.data(), "run {run}");
-        assert_eq!(s.peak_activation_bytes, stats.peak_activation_bytes);
-        let mut poisoned = got;
-        poisoned.data_mut().fill(f32::NAN);
-        ws.recycle(poisoned);
-        // At most one buffer per tensor that was alive at once (here under 2x the peak).
-        assert!(
-            ws.held_bytes() < 2 * stats.peak_activation_bytes,
-            "run {run}"
-        );
-        if run >= 2 {
-            assert_eq!(
-                s.fresh_bytes, 0,
-                "run {run}: every buffer from the workspace"
+    // fp32, and bf16 (whose norms write half-size pair buffers beside the fp32 ones).
+    let mut ctxs = vec![
+        Ctx::new(),
+        Ctx::new().with_bf16_kernel(Bf16Kernel::Reference).unwrap(),
+    ];
+    match Bf16Kernel::native() {
+        Some(k) => ctxs.push(Ctx::new().with_bf16_kernel(k).unwrap()),
+        None => eprintln!("native bf16 kernel skipped: this CPU lacks avx512_bf16"),
+    }
+    for ctx in ctxs {
+        let tag = format!("{:?}", ctx.bf16_kernel());
+        let (want, stats) = net.infer(&ctx, x.clone()).unwrap();
+        let mut ws = InferWorkspace::new();
+        for run in 0..4 {
+            let (got, s) = net.infer_with(&ctx, x.clone(), &mut ws).unwrap();
+            assert_eq!(got.data(), want.data(), "{tag} run {run}");
+            assert_eq!(s.peak_activation_bytes, stats.peak_activation_bytes);
+            // Poison the spares so a buffer the forward did not fully overwrite would show.
+            let mut poisoned = got;
+            poisoned.data_mut().fill(f32::NAN);
+            ws.recycle(poisoned);
+            // At most one buffer per tensor that was alive at once (here under 2x the peak).
+            assert!(
+                ws.held_bytes() < 2 * stats.peak_activation_bytes,
+                "{tag} run {run}"
             );
+            if run >= 2 {
+                assert_eq!(
+                    s.fresh_bytes, 0,
+                    "{tag} run {run}: every buffer from the workspace"
+                );
+            }
         }
     }
 }

@@ -35,14 +35,78 @@ use rayon::prelude::*;
 
 use self::forward::{BLOCK, Tap, Tile};
 use crate::{
-    Bf16Kernel, Conv3dSpec, Ctx, EngineError, Isa, Result, Shape5, Tensor, aligned::AlignedBuf,
-    bf16, shape::round_up,
+    Bf16Kernel, Bf16Tensor, Conv3dSpec, Ctx, EngineError, Isa, Result, Shape5, Tensor,
+    aligned::AlignedBuf, bf16, shape::round_up,
 };
 
+/// What a forward convolution reads: an fp32 tensor, or an activation a bf16 layer already
+/// wrote as channel pairs ([`Bf16Tensor`], bf16 contexts only), which the convolution then
+/// reads without converting it.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvInput<'a> {
+    /// fp32 channels (converted on the fly in a bf16 context).
+    F32(&'a Tensor),
+    /// bf16 channel pairs.
+    Bf16(&'a Bf16Tensor),
+}
+
+impl<'a> From<&'a Tensor> for ConvInput<'a> {
+    fn from(x: &'a Tensor) -> ConvInput<'a> {
+        ConvInput::F32(x)
+    }
+}
+
+impl<'a> From<&'a Bf16Tensor> for ConvInput<'a> {
+    fn from(x: &'a Bf16Tensor) -> ConvInput<'a> {
+        ConvInput::Bf16(x)
+    }
+}
+
+impl<'a> ConvInput<'a> {
+    /// The shape (in channels).
+    pub fn shape(&self) -> Shape5 {
+        match self {
+            ConvInput::F32(x) => x.shape(),
+            ConvInput::Bf16(x) => x.shape(),
+        }
+    }
+
+    /// The values as the gather kernels take them.
+    fn source(&self) -> Source<'a> {
+        match *self {
+            ConvInput::F32(x) => Source::F32(x.data()),
+            ConvInput::Bf16(x) => Source::Pairs(x.words()),
+        }
+    }
+}
+
+/// A pass's input values: fp32 channels, or bf16 channel pairs a layer already wrote.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    F32(&'a [f32]),
+    Pairs(&'a [u32]),
+}
+
+/// bf16 channel pairs a pass reads: converted by the pass, or given.
+enum PairsIn<'a> {
+    Converted(bf16::Pairs),
+    Given(&'a [u32]),
+}
+
+impl PairsIn<'_> {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            PairsIn::Converted(p) => p.as_slice(),
+            PairsIn::Given(w) => w,
+        }
+    }
+}
+
 /// What the gather kernels read in one pass, in the context's precision: the input as given
-/// and the fp32 packed weights, or both converted to bf16 channel pairs (`crate::bf16`). The
-/// drivers compute every input and weight offset in [`Operands::cin`] units (channels, or
-/// channel pairs), so the same tap lists serve both.
+/// and the fp32 packed weights, or both in bf16 channel pairs (`crate::bf16`; the input
+/// converted here unless a layer wrote it as pairs). The drivers compute every input and
+/// weight offset in [`Operands::cin`] units (channels, or channel pairs), so the same tap lists
+/// serve both.
 enum Operands<'a> {
     F32 {
         isa: Isa,
@@ -52,7 +116,7 @@ enum Operands<'a> {
     },
     Bf16 {
         kernel: Bf16Kernel,
-        x: bf16::Pairs,
+        x: PairsIn<'a>,
         w: AlignedBuf<u32>,
         cin: usize,
     },
@@ -68,23 +132,34 @@ struct Pass<'a> {
 
 impl<'a> Operands<'a> {
     /// `x` is channels-last with `c` channels; `packed` is a `[block][tap][c][16]` weight pack
-    /// (reduction over `c`). A bf16 context converts both (the input once per call: one pass
-    /// over it, next to `taps * cout` multiply-adds per input value).
-    fn new(ctx: &Ctx, x: &'a [f32], c: usize, packed: AlignedBuf) -> Operands<'a> {
-        match ctx.bf16_kernel() {
-            None => Operands::F32 {
+    /// (reduction over `c`). A bf16 context converts both (an fp32 input once per call: one
+    /// pass over it, next to `taps * cout` multiply-adds per input value); pairs are an error
+    /// in an fp32 context (`op` names the operation).
+    fn new(
+        ctx: &Ctx,
+        op: &'static str,
+        x: Source<'a>,
+        c: usize,
+        packed: AlignedBuf,
+    ) -> Result<Operands<'a>> {
+        Ok(match (ctx.bf16_kernel(), x) {
+            (None, Source::F32(x)) => Operands::F32 {
                 isa: ctx.isa(),
                 x,
                 w: packed,
                 cin: c,
             },
-            Some(kernel) => Operands::Bf16 {
+            (None, Source::Pairs(_)) => return Err(bf16::needs_bf16_context(op)),
+            (Some(kernel), x) => Operands::Bf16 {
                 kernel,
-                x: bf16::to_pairs(kernel, x, c),
+                x: match x {
+                    Source::F32(x) => PairsIn::Converted(bf16::to_pairs(kernel, x, c)),
+                    Source::Pairs(w) => PairsIn::Given(w),
+                },
                 w: bf16::pack_pairs(packed.as_slice(), c),
                 cin: bf16::pairs(c),
             },
-        }
+        })
     }
 
     /// Units per voxel of the input, and per tap of the weights: channels, or channel pairs.
@@ -422,36 +497,36 @@ pub fn conv3d_forward(
 /// [`conv3d_forward`] into an existing tensor of the output's shape (every element is
 /// overwritten), so that a network can reuse its activation buffers instead of paying for a
 /// fresh allocation and its page faults on every layer.
-pub fn conv3d_forward_into(
+pub fn conv3d_forward_into<'a>(
     ctx: &Ctx,
-    x: &Tensor,
+    x: impl Into<ConvInput<'a>>,
     w: &Conv3dWeight,
     bias: Option<&[f32]>,
     spec: &Conv3dSpec,
     y: &mut Tensor,
 ) -> Result<()> {
-    forward_impl(ctx, x, w, bias, spec, y, false)
+    forward_impl(ctx, x.into(), w, bias, spec, y, false)
 }
 
 /// `y += conv(x, w) + bias`: adds a convolution into an existing output. A convolution over a
 /// channel concat `[a, b]` equals the convolution of `a` with the weights' first input
 /// channels plus that of `b` with the rest ([`Conv3dWeight::split_input_channels`]), so a
 /// U-Net decoder can skip materialising the concat.
-pub fn conv3d_forward_accumulate(
+pub fn conv3d_forward_accumulate<'a>(
     ctx: &Ctx,
-    x: &Tensor,
+    x: impl Into<ConvInput<'a>>,
     w: &Conv3dWeight,
     bias: Option<&[f32]>,
     spec: &Conv3dSpec,
     y: &mut Tensor,
 ) -> Result<()> {
-    forward_impl(ctx, x, w, bias, spec, y, true)
+    forward_impl(ctx, x.into(), w, bias, spec, y, true)
 }
 
 /// The forward driver: overwrites `y`, or adds into it when `accumulate`.
 fn forward_impl(
     ctx: &Ctx,
-    x: &Tensor,
+    x: ConvInput,
     w: &Conv3dWeight,
     bias: Option<&[f32]>,
     spec: &Conv3dSpec,
@@ -483,7 +558,7 @@ fn forward_impl(
         return Ok(());
     }
     let cpad = round_up(cout, BLOCK);
-    let ops = Operands::new(ctx, x.data(), xs.c, w.pack(cpad));
+    let ops = Operands::new(ctx, "conv3d", x.source(), xs.c, w.pack(cpad))?;
     // Input and weight offsets count channels, or bf16 channel pairs.
     let ck = ops.cin();
     let xk = xs.with_channels(ck);
@@ -616,7 +691,13 @@ pub fn conv3d_backward_data_into(
     }
     let (cin, cout) = (input.c, w.cout);
     let cpad = round_up(cin, BLOCK);
-    let ops = Operands::new(ctx, gy.data(), cout, w.pack_transposed(cpad));
+    let ops = Operands::new(
+        ctx,
+        "conv3d backward",
+        Source::F32(gy.data()),
+        cout,
+        w.pack_transposed(cpad),
+    )?;
     // Gradient and weight offsets count output channels, or bf16 pairs of them.
     let ck = ops.cin();
     let gk = gs.with_channels(ck);

@@ -12,8 +12,8 @@
 use rayon::prelude::*;
 
 use super::{
-    BLOCK, Conv3dGrads, Conv3dWeight, Operands, Pass, Tap, backward_weight, packed_offset,
-    reduce_rows, sub_blocks,
+    BLOCK, Conv3dGrads, Conv3dWeight, ConvInput, Operands, Pass, Source, Tap, backward_weight,
+    packed_offset, reduce_rows, sub_blocks,
 };
 use crate::{Ctx, EngineError, Result, Shape5, Tensor, shape::round_up};
 
@@ -101,13 +101,14 @@ pub fn conv_transpose3d_forward(
 
 /// [`conv_transpose3d_forward`] into an existing tensor of the output's shape (every element
 /// is overwritten), so that a network can reuse a buffer instead of faulting in a fresh one.
-pub fn conv_transpose3d_forward_into(
+pub fn conv_transpose3d_forward_into<'a>(
     ctx: &Ctx,
-    x: &Tensor,
+    x: impl Into<ConvInput<'a>>,
     w: &Conv3dWeight,
     bias: Option<&[f32]>,
     y: &mut Tensor,
 ) -> Result<()> {
+    let x = x.into();
     let xs = x.shape();
     check(w, xs.c)?;
     let (cin, cout) = (xs.c, w.cout);
@@ -131,7 +132,7 @@ pub fn conv_transpose3d_forward_into(
         return Ok(());
     }
     let cpad = round_up(cout, BLOCK);
-    let ops = Operands::new(ctx, x.data(), cin, w.pack(cpad));
+    let ops = Operands::new(ctx, "conv-transpose3d", x.source(), cin, w.pack(cpad))?;
     // Input and weight offsets count channels, or bf16 channel pairs.
     let ck = ops.cin();
     let xk = xs.with_channels(ck);
@@ -194,7 +195,13 @@ pub fn conv_transpose3d_backward_data(
     let (cin, cout) = (input.c, w.cout);
     let [kd, kh, kw] = w.kernel;
     let cpad = round_up(cin, BLOCK);
-    let ops = Operands::new(ctx, gy.data(), cout, w.pack_transposed(cpad));
+    let ops = Operands::new(
+        ctx,
+        "conv-transpose3d backward",
+        Source::F32(gy.data()),
+        cout,
+        w.pack_transposed(cpad),
+    )?;
     // Gradient and weight offsets count output channels, or bf16 pairs of them.
     let ck = ops.cin();
     let gk = gs.with_channels(ck);
