@@ -34,6 +34,7 @@
 mod error;
 mod model;
 pub mod plausibility;
+mod precision;
 mod segment;
 pub mod stages;
 
@@ -43,6 +44,7 @@ pub use crate::{
         CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3, MAX_STAGE2_MEMBERS, Model, ModelFile,
         PLAN_KEY, PipelinePlan, RefinePlan, member_card_key,
     },
+    precision::PrecisionChoice,
     segment::{
         PostProcess, SegmentOptions, Segmentation, StageTimings, Step, organ_volumes_ml, segment,
     },

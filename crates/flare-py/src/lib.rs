@@ -16,7 +16,9 @@ use std::{path::PathBuf, time::Instant};
 use flare_io::{CtImage, IoError, ReadOptions, Source};
 use flare_labels::LabelSet;
 use flare_metrics::{CaseOutcome, CaseScore, NUM_ORGANS, Tolerances};
-use flare_pipeline::{Model, PipelineError, PostProcess, SegmentOptions, Segmentation};
+use flare_pipeline::{
+    Model, PipelineError, PostProcess, PrecisionChoice, SegmentOptions, Segmentation,
+};
 use flare_volume::{Affine, Volume};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::{
@@ -94,14 +96,23 @@ struct NativeModel {
     model: Model,
     pool: Option<rayon::ThreadPool>,
     origin: String,
+    /// The engine context of every segmentation: its number format, resolved once.
+    ctx: flare_engine::Ctx,
 }
 
 #[pymethods]
 impl NativeModel {
-    /// Loads `path` (a file from `flare bundle`, or "builtin"), with `threads` workers.
+    /// Loads `path` (a file from `flare bundle`, or "builtin"), with `threads` workers, its
+    /// networks in `precision` ("fp32", "bf16" or "auto", as `flare segment --precision`).
     #[new]
-    #[pyo3(signature = (path, threads=None))]
-    fn new(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
+    #[pyo3(signature = (path, threads=None, precision="fp32"))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: Option<usize>,
+        precision: &str,
+    ) -> PyResult<Self> {
+        let choice: PrecisionChoice = precision.parse().map_err(value_error)?;
         let pool = pool(threads)?;
         let model = py
             .detach(|| {
@@ -116,7 +127,15 @@ impl NativeModel {
             model,
             pool,
             origin: path.display().to_string(),
+            ctx: choice.ctx(),
         })
+    }
+
+    /// The number format the networks run in: "fp32" or "bf16" ("bf16" and "auto" give
+    /// "fp32" on a CPU without avx512_bf16).
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.ctx.precision().name()
     }
 
     /// One line: the model's name, each stage's training steps and validation Dice.
@@ -228,8 +247,7 @@ impl NativeModel {
         name: &str,
     ) -> Result<Segmentation, PyErrText> {
         run_in(self.pool.as_ref(), || {
-            let ctx = flare_engine::Ctx::new();
-            flare_pipeline::segment(&ctx, &self.model, volume, options, &mut |_| {})
+            flare_pipeline::segment(&self.ctx, &self.model, volume, options, &mut |_| {})
         })
         .map_err(|e| PyErrText::Value(format!("{name}: segmenting: {e}")))
     }

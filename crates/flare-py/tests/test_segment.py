@@ -367,3 +367,26 @@ def test_nothing_odd_crashes_the_interpreter(model):
     for scan, aff in odd:
         with pytest.raises((ValueError, TypeError, OSError)):
             model.segment(scan, aff)
+
+
+def test_precision_choice_matches_the_cli(phantom_model, flare_cli, phantoms, data_dir):
+    cpuinfo = Path("/proc/cpuinfo")
+    has_bf16 = cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
+    fp32 = flare.load_model(phantom_model)
+    bf16 = flare.load_model(phantom_model, precision="bf16")
+    auto = flare.load_model(phantom_model, precision="auto")
+    assert fp32.precision == "fp32"
+    # bf16 and auto run bf16 exactly where the CPU has the instructions.
+    assert bf16.precision == auto.precision == ("bf16" if has_bf16 else "fp32")
+    scan = phantoms["ras"]
+    out = data_dir / "cli_ras_bf16.nii.gz"
+    flare_cli("segment", "-i", scan, "-o", out, "--overwrite", "--model", phantom_model,
+              "--precision", "bf16")
+    got = bf16.segment(scan).labels
+    assert np.array_equal(got, np.asanyarray(nib.load(out).dataobj))
+    # bf16 labels stay within bf16's rounding of fp32's (issue 11: >= 99.9% of voxels).
+    agree = (got == fp32.segment(scan).labels).mean()
+    print(f"bf16 vs fp32 labels: {agree:.6f} of voxels equal")
+    assert agree >= 0.999
+    with pytest.raises(ValueError, match="unknown precision"):
+        flare.load_model(phantom_model, precision="fp16")

@@ -30,7 +30,7 @@ pub struct SegmentArgs {
     pub model: Option<PathBuf>,
     /// Number format of the networks' convolutions (as `flare segment --precision`).
     #[arg(long, default_value = "fp32", value_name = "fp32|bf16|auto")]
-    pub precision: crate::cmd::segment::PrecisionChoice,
+    pub precision: flare_pipeline::PrecisionChoice,
 }
 
 /// Runs a benchmark.

