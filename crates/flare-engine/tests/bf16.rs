@@ -255,16 +255,26 @@ fn cases() -> Vec<(Shape5, usize, Conv3dSpec)> {
     ]
 }
 
+/// A random input of shape `xs`, weights and bias for `cout` outputs under `spec`, and the
+/// output shape.
+fn random_conv(
+    rng: &mut Rng,
+    xs: Shape5,
+    cout: usize,
+    spec: &Conv3dSpec,
+) -> (Tensor, Conv3dWeight, Vec<f32>, Shape5) {
+    let x = Tensor::from_vec(xs, rng.vec(xs.len())).unwrap();
+    let w = Conv3dWeight::from_dhwio(spec.kernel, xs.c, cout, rng.vec(spec.taps() * xs.c * cout))
+        .unwrap();
+    let b = rng.vec(cout);
+    (x, w, b, spec.output_shape(xs, cout).unwrap())
+}
+
 #[test]
 fn bf16_convolutions_match_the_oracle() {
     let mut rng = Rng::new(1101);
     for (xs, cout, spec) in cases() {
-        let x = Tensor::from_vec(xs, rng.vec(xs.len())).unwrap();
-        let w =
-            Conv3dWeight::from_dhwio(spec.kernel, xs.c, cout, rng.vec(spec.taps() * xs.c * cout))
-                .unwrap();
-        let b = rng.vec(cout);
-        let ys = spec.output_shape(xs, cout).unwrap();
+        let (x, w, b, ys) = random_conv(&mut rng, xs, cout, &spec);
         let gy = Tensor::from_vec(ys, rng.vec(ys.len())).unwrap();
         let fwd = oracle_conv(&x, &w, Some(&b), &spec, None);
         let bwd = oracle_conv(&x, &w, None, &spec, Some(&gy));
@@ -490,12 +500,7 @@ fn norm_act_to_bf16_is_the_in_place_norm_rounded_to_nearest_even() {
 fn convolutions_read_bf16_pairs_as_they_read_fp32() {
     let mut rng = Rng::new(1106);
     for (xs, cout, spec) in cases() {
-        let x = Tensor::from_vec(xs, rng.vec(xs.len())).unwrap();
-        let w =
-            Conv3dWeight::from_dhwio(spec.kernel, xs.c, cout, rng.vec(spec.taps() * xs.c * cout))
-                .unwrap();
-        let b = rng.vec(cout);
-        let ys = spec.output_shape(xs, cout).unwrap();
+        let (x, w, b, ys) = random_conv(&mut rng, xs, cout, &spec);
         let start = Tensor::from_vec(ys, rng.vec(ys.len())).unwrap();
         let wt = Conv3dWeight::from_dhwio([2, 2, 2], xs.c, cout, rng.vec(8 * xs.c * cout)).unwrap();
         let ts = conv_transpose3d_output_shape(xs, [2, 2, 2], cout);
