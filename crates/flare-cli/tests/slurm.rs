@@ -189,8 +189,10 @@ fn a_slurm_array_segments_each_case_once_and_a_cancelled_task_resumes() {
     let input = t.join("in");
     let log_dir = t.join("logs");
     std::fs::create_dir_all(&log_dir).unwrap();
-    // 8 cases, 4 of them in part 0 (the one cancelled later), one or two in each other part.
-    let names = names_with_parts("s", &[4, 2, 1, 1]);
+    // 16 cases, 12 of them in part 0 (the one cancelled later), one or two in each other part.
+    // Part 0 needs many: with 4, a loaded CI machine once finished them all between the first
+    // file appearing and `scancel` taking effect (2026-12-07), and the cancel proved nothing.
+    let names = names_with_parts("s", &[12, 2, 1, 1]);
     let truths = make_cases(&input, &names);
     let env = [("FLARE_BIN", flare_bin()), ("FLARE_MODEL", p(&model))];
 
