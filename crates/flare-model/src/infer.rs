@@ -150,7 +150,10 @@ impl Live {
     /// 2.4x the live peak held against 1.7x, 2026-12-07). The unused half of a fresh buffer is
     /// never touched, so never resident.
     fn take_bf16(&mut self, shape: Shape5, name: &str) -> Result<Bf16Tensor> {
-        let len = shape.checked_len().unwrap_or(usize::MAX);
+        // Checked before a fresh `vec!`, which would abort where `Tensor::zeros` errs.
+        let len = shape.checked_len().ok_or_else(|| {
+            ModelError::Config(format!("{name}: shape {shape} overflows the address space"))
+        })?;
         let buf = match self.spare_or_room(len) {
             Some(v) => bytemuck::allocation::cast_vec(v),
             None => vec![0u32; len],
