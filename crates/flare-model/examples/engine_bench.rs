@@ -15,7 +15,7 @@
 //! Times are the best of `--reps` after a warm-up; the load average is printed at start.
 //!
 //! Where the CPU has avx512_bf16 (unless `--no-bf16`), the per-layer table gains bf16 columns
-//! (forward and backward to the input on the bf16 kernel), and flare's forward and train step
+//! (forward, backward to the input and backward to the weights on the bf16 kernels), and flare's forward and train step
 //! run again with bf16 convolutions from the same weights, PyTorch's under
 //! `torch.autocast("cpu", dtype=torch.bfloat16)`; after the summary line comes
 //! `engine-bf16: unet forward flare=<s> pytorch=<s> train_step flare=<s> pytorch=<s>` (issue 11).
@@ -180,7 +180,7 @@ fn main() -> Result<(), BoxErr> {
          ceiling (GFLOP counted as for the forward)"
     );
     println!(
-        "{:<16} {:>21} {:>6} | {:>7} {:>5} | {:>7} {:>5} | {:>7} {:>5} | {:>8} {:>9}",
+        "{:<16} {:>21} {:>6} | {:>7} {:>5} | {:>7} {:>5} | {:>7} {:>5} | {:>8} {:>9} {:>8}",
         "layer",
         "input",
         "GFLOP",
@@ -191,9 +191,11 @@ fn main() -> Result<(), BoxErr> {
         "wgt ms",
         "%",
         "bf16 fwd",
-        "bf16 data"
+        "bf16 data",
+        "bf16 wgt"
     );
-    let (mut bf16_fwd_secs, mut bf16_data_secs) = (0.0f64, 0.0f64);
+    let (mut bf16_fwd_secs, mut bf16_data_secs, mut bf16_wgt_secs) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut data_secs, mut wgt_secs) = (0.0f64, 0.0f64);
     let (mut conv_flops, mut conv_secs) = (0.0f64, 0.0f64);
     let (mut bwd_flops, mut bwd_secs) = (0.0f64, 0.0f64);
     let layer_list = if flag("--no-layers") {
@@ -210,7 +212,7 @@ fn main() -> Result<(), BoxErr> {
         let x = noise(layer.input, 3)?;
         let bias = vec![0.01f32; layer.weight.cout()];
         let w = &layer.weight;
-        let (flops, fwd, data, wgt, bfwd, bdata) = if layer.transposed {
+        let (flops, fwd, data, wgt, bfwd, bdata, bwgt) = if layer.transposed {
             let f = 2.0 * layer.input.voxels() as f64 * (w.taps() * w.cout() * w.cin()) as f64;
             let gy = noise(
                 conv_transpose3d_output_shape(layer.input, w.kernel(), w.cout()),
@@ -241,7 +243,7 @@ fn main() -> Result<(), BoxErr> {
                     Ok(())
                 })?
             };
-            let (mut bfwd, mut bdata) = (f64::NAN, f64::NAN);
+            let (mut bfwd, mut bdata, mut bwgt) = (f64::NAN, f64::NAN, f64::NAN);
             if let Some(bctx) = bctx {
                 bfwd = t(&mut || {
                     conv_transpose3d_forward_into(&bctx, &x, w, Some(&bias), &mut y)?;
@@ -252,9 +254,13 @@ fn main() -> Result<(), BoxErr> {
                         conv_transpose3d_backward_data(&bctx, &gy, w, layer.input)?;
                         Ok(())
                     })?;
+                    bwgt = t(&mut || {
+                        conv_transpose3d_backward_weight(&bctx, &x, &gy, w.kernel())?;
+                        Ok(())
+                    })?;
                 }
             }
-            (f, fwd, data, wgt, bfwd, bdata)
+            (f, fwd, data, wgt, bfwd, bdata, bwgt)
         } else {
             let f = layer.spec.flops(layer.input, w.cout())?;
             let gy = noise(layer.spec.output_shape(layer.input, w.cout())?, 5)?;
@@ -282,7 +288,7 @@ fn main() -> Result<(), BoxErr> {
                     Ok(())
                 })?
             };
-            let (mut bfwd, mut bdata) = (f64::NAN, f64::NAN);
+            let (mut bfwd, mut bdata, mut bwgt) = (f64::NAN, f64::NAN, f64::NAN);
             if let Some(bctx) = bctx {
                 bfwd = t(&mut || {
                     conv3d_forward_into(&bctx, &x, w, Some(&bias), &layer.spec, &mut y)?;
@@ -293,19 +299,26 @@ fn main() -> Result<(), BoxErr> {
                         conv3d_backward_data(&bctx, &gy, w, &layer.spec, layer.input)?;
                         Ok(())
                     })?;
+                    bwgt = t(&mut || {
+                        conv3d_backward_weight(&bctx, &x, &gy, &layer.spec)?;
+                        Ok(())
+                    })?;
                 }
             }
-            (f, fwd, data, wgt, bfwd, bdata)
+            (f, fwd, data, wgt, bfwd, bdata, bwgt)
         };
         conv_flops += flops;
         conv_secs += fwd;
         bwd_flops += 2.0 * flops;
         bwd_secs += data + wgt;
+        data_secs += data;
+        wgt_secs += wgt;
         bf16_fwd_secs += bfwd;
         bf16_data_secs += bdata;
+        bf16_wgt_secs += bwgt;
         let pct = |s: f64| 100.0 * flops / s / 1e9 / ceiling;
         println!(
-            "{:<16} {:>21} {:>6.2} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>8.1} {:>9.1}",
+            "{:<16} {:>21} {:>6.2} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>8.1} {:>9.1} {:>8.1}",
             layer.name,
             layer.input.to_string(),
             flops / 1e9,
@@ -316,14 +329,17 @@ fn main() -> Result<(), BoxErr> {
             wgt * 1e3,
             pct(wgt),
             bfwd * 1e3,
-            bdata * 1e3
+            bdata * 1e3,
+            bwgt * 1e3
         );
     }
     if bctx.is_some() {
         println!(
             "all convolutions in bf16: forward {bf16_fwd_secs:.3} s ({:.2}x fp32), backward to \
-             the input {bf16_data_secs:.3} s",
-            conv_secs / bf16_fwd_secs
+             the input {bf16_data_secs:.3} s ({:.2}x), to the weights {bf16_wgt_secs:.3} s ({:.2}x)",
+            conv_secs / bf16_fwd_secs,
+            data_secs / bf16_data_secs,
+            wgt_secs / bf16_wgt_secs
         );
     }
     if bwd_secs > 0.0 {
