@@ -59,7 +59,22 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// A reader that closes flare's stdout early (`flare info builtin | head -3`) ends flare
+/// quietly, as it ends coreutils, instead of `println!` panicking on the broken pipe: Rust
+/// programs ignore SIGPIPE unless told otherwise. Files flare writes are atomic, so nothing is
+/// left half-written when it ends this way.
+#[cfg(unix)]
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called first thing in `main`, before any other thread exists; it only restores
+    // the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    end_quietly_on_a_closed_pipe();
     // Before any thread or tensor exists: freed activations are reused without page faults
     // (the engine's `memory` module has the measurements).
     flare_engine::retain_freed_memory();

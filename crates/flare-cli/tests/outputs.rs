@@ -200,3 +200,36 @@ fn two_processes_on_one_folder_do_each_case_once() {
     // Every case written, and by one process only.
     assert_eq!(wrote, names, "{}\n{}", text(&a.stderr), text(&b.stderr));
 }
+
+/// A reader that closes flare's stdout before flare writes to it (`flare info builtin | head`)
+/// ends flare by SIGPIPE, quietly, as coreutils end: no panic message, no exit code 101 (Rust
+/// ignores SIGPIPE by default, and `println!` then panics on the broken pipe).
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_ends_flare_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flare"))
+        .args(["info", "builtin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run flare");
+    // Close the read end at once: flare's first line of output meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for flare");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?} {stderr}",
+        out.status
+    );
+}
+
+/// SIGPIPE's number on Linux and the BSDs (macOS included).
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}
