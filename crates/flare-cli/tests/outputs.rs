@@ -222,14 +222,8 @@ fn a_closed_stdout_pipe_ends_flare_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(
         out.status.signal(),
-        Some(libc_sigpipe()),
+        Some(libc::SIGPIPE),
         "{:?} {stderr}",
         out.status
     );
-}
-
-/// SIGPIPE's number on Linux and the BSDs (macOS included).
-#[cfg(unix)]
-fn libc_sigpipe() -> i32 {
-    13
 }

@@ -15,8 +15,9 @@
 //! Times are the best of `--reps` after a warm-up; the load average is printed at start.
 //!
 //! Where the CPU has avx512_bf16 (unless `--no-bf16`), the per-layer table gains bf16 columns
-//! (forward, backward to the input and backward to the weights on the bf16 kernels), and flare's forward and train step
-//! run again with bf16 convolutions from the same weights, PyTorch's under
+//! (forward, backward to the input and backward to the weights on the bf16 kernels, and each
+//! pass's total against fp32's), and flare's forward and train step run again with bf16
+//! convolutions from the same weights, PyTorch's under
 //! `torch.autocast("cpu", dtype=torch.bfloat16)`; after the summary line comes
 //! `engine-bf16: unet forward flare=<s> pytorch=<s> train_step flare=<s> pytorch=<s>` (issue 11).
 
