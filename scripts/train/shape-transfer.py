@@ -11,8 +11,8 @@ field, so the synthetic label is exactly the warped source label: image and labe
 construction, whatever the registration's quality; only how far the shapes move depends on it.
 
 For each pair (source scan S with its labels, target label map T):
-  1. an affine registration of T's organ map onto S's (mean squares on organ-coded maps, from
-     the translation that aligns their organ centroids), T resampled onto S's grid;
+  1. T's labels resampled onto S's grid by the least-squares affine map of the organs'
+     landmarks (each organ's centroid and box face centres);
   2. a diffeomorphic demons registration, coarse (in-plane halved) then full, moving S's organ
      map onto T's: a smooth displacement field on S's grid;
   3. S's image (linear) and labels (nearest) warped by that field; S's grid and affine kept.
@@ -42,12 +42,6 @@ def coded(labels: sitk.Image) -> sitk.Image:
     return sitk.SmoothingRecursiveGaussian(f, 1.5)
 
 
-def centroid_mm(labels: sitk.Image) -> np.ndarray:
-    arr = sitk.GetArrayViewFromImage(labels)
-    idx = np.argwhere(arr > 0).mean(axis=0)[::-1]  # (k, j, i) -> (i, j, k)
-    return np.array(labels.TransformContinuousIndexToPhysicalPoint(idx.tolist()))
-
-
 def dice_per_organ(a: np.ndarray, b: np.ndarray) -> list[float]:
     out = []
     for v in ORGANS:
@@ -63,6 +57,8 @@ def organ_landmarks_mm(labels: sitk.Image) -> np.ndarray:
     pts = []
     for v in ORGANS:
         idx = np.argwhere(arr == v)[:, ::-1].astype(float)  # (i, j, k)
+        if len(idx) == 0:
+            raise SystemExit(f"a label map has no {ORGANS[v]}: no landmarks to align it by")
         c, lo, hi = idx.mean(axis=0), idx.min(axis=0), idx.max(axis=0)
         pts.append(c)
         for axis in range(3):

@@ -64,6 +64,34 @@ fn noise(shape: Shape5, seed: u32) -> Result<Tensor, flare_engine::EngineError> 
     Tensor::from_vec(shape, flare_testkit::bench::noise(shape.len(), seed))
 }
 
+/// Times one layer's passes in a context.
+type TimePasses<'a> = Box<dyn FnMut(&Ctx) -> Result<Passes, BoxErr> + 'a>;
+
+/// Seconds of one layer's three convolution passes (or their sums over layers); NaN where a
+/// pass was not run.
+#[derive(Clone, Copy, Default)]
+struct Passes {
+    fwd: f64,
+    data: f64,
+    wgt: f64,
+}
+
+impl Passes {
+    fn not_run() -> Passes {
+        Passes {
+            fwd: f64::NAN,
+            data: f64::NAN,
+            wgt: f64::NAN,
+        }
+    }
+
+    fn add(&mut self, p: &Passes) {
+        self.fwd += p.fwd;
+        self.data += p.data;
+        self.wgt += p.wgt;
+    }
+}
+
 /// One convolution of the network: name, input shape, weights, spec.
 struct Layer {
     name: String,
@@ -195,10 +223,9 @@ fn main() -> Result<(), BoxErr> {
         "bf16 data",
         "bf16 wgt"
     );
-    let (mut bf16_fwd_secs, mut bf16_data_secs, mut bf16_wgt_secs) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut data_secs, mut wgt_secs) = (0.0f64, 0.0f64);
-    let (mut conv_flops, mut conv_secs) = (0.0f64, 0.0f64);
-    let (mut bwd_flops, mut bwd_secs) = (0.0f64, 0.0f64);
+    // Totals over the layers, fp32 and bf16.
+    let (mut f32_total, mut bf16_total) = (Passes::default(), Passes::default());
+    let mut conv_flops = 0.0f64;
     let layer_list = if flag("--no-layers") {
         Vec::new()
     } else {
@@ -209,149 +236,123 @@ fn main() -> Result<(), BoxErr> {
             .collect()
     };
     let fwd_only = flag("--fwd-only");
+    let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| pool.install(|| best_of(reps, f));
     for layer in layer_list {
         let x = noise(layer.input, 3)?;
         let bias = vec![0.01f32; layer.weight.cout()];
         let w = &layer.weight;
-        let (flops, fwd, data, wgt, bfwd, bdata, bwgt) = if layer.transposed {
+        // The layer's three passes timed in one context (the backward ones unless --fwd-only),
+        // the forward into a buffer allocated once, as the lean forward reuses its buffers.
+        let (flops, mut time): (f64, TimePasses) = if layer.transposed {
             let f = 2.0 * layer.input.voxels() as f64 * (w.taps() * w.cout() * w.cin()) as f64;
             let gy = noise(
                 conv_transpose3d_output_shape(layer.input, w.kernel(), w.cout()),
                 5,
             )?;
-            let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| {
-                pool.install(|| best_of(reps, f))
-            };
-            // Into a buffer allocated once, as the lean forward reuses its buffers.
             let mut y = conv_transpose3d_forward(&ctx, &x, w, Some(&bias))?;
-            let fwd = t(&mut || {
-                conv_transpose3d_forward_into(&ctx, &x, w, Some(&bias), &mut y)?;
-                Ok(())
-            })?;
-            let data = if fwd_only {
-                f64::NAN
-            } else {
-                t(&mut || {
-                    conv_transpose3d_backward_data(&ctx, &gy, w, layer.input)?;
-                    Ok(())
-                })?
-            };
-            let wgt = if fwd_only {
-                f64::NAN
-            } else {
-                t(&mut || {
-                    conv_transpose3d_backward_weight(&ctx, &x, &gy, w.kernel())?;
-                    Ok(())
-                })?
-            };
-            let (mut bfwd, mut bdata, mut bwgt) = (f64::NAN, f64::NAN, f64::NAN);
-            if let Some(bctx) = bctx {
-                bfwd = t(&mut || {
-                    conv_transpose3d_forward_into(&bctx, &x, w, Some(&bias), &mut y)?;
-                    Ok(())
-                })?;
-                if !fwd_only {
-                    bdata = t(&mut || {
-                        conv_transpose3d_backward_data(&bctx, &gy, w, layer.input)?;
-                        Ok(())
-                    })?;
-                    bwgt = t(&mut || {
-                        conv_transpose3d_backward_weight(&bctx, &x, &gy, w.kernel())?;
-                        Ok(())
-                    })?;
-                }
-            }
-            (f, fwd, data, wgt, bfwd, bdata, bwgt)
+            let (x, bias) = (&x, &bias);
+            (
+                f,
+                Box::new(move |c: &Ctx| {
+                    let mut p = Passes {
+                        fwd: t(&mut || {
+                            conv_transpose3d_forward_into(c, x, w, Some(bias), &mut y)?;
+                            Ok(())
+                        })?,
+                        ..Passes::not_run()
+                    };
+                    if !fwd_only {
+                        p.data = t(&mut || {
+                            conv_transpose3d_backward_data(c, &gy, w, layer.input)?;
+                            Ok(())
+                        })?;
+                        p.wgt = t(&mut || {
+                            conv_transpose3d_backward_weight(c, x, &gy, w.kernel())?;
+                            Ok(())
+                        })?;
+                    }
+                    Ok(p)
+                }),
+            )
         } else {
-            let f = layer.spec.flops(layer.input, w.cout())?;
-            let gy = noise(layer.spec.output_shape(layer.input, w.cout())?, 5)?;
-            let t = |f: &mut (dyn FnMut() -> Result<(), BoxErr> + Send)| {
-                pool.install(|| best_of(reps, f))
-            };
-            let mut y = conv3d_forward(&ctx, &x, w, Some(&bias), &layer.spec)?;
-            let fwd = t(&mut || {
-                conv3d_forward_into(&ctx, &x, w, Some(&bias), &layer.spec, &mut y)?;
-                Ok(())
-            })?;
-            let data = if fwd_only {
-                f64::NAN
-            } else {
-                t(&mut || {
-                    conv3d_backward_data(&ctx, &gy, w, &layer.spec, layer.input)?;
-                    Ok(())
-                })?
-            };
-            let wgt = if fwd_only {
-                f64::NAN
-            } else {
-                t(&mut || {
-                    conv3d_backward_weight(&ctx, &x, &gy, &layer.spec)?;
-                    Ok(())
-                })?
-            };
-            let (mut bfwd, mut bdata, mut bwgt) = (f64::NAN, f64::NAN, f64::NAN);
-            if let Some(bctx) = bctx {
-                bfwd = t(&mut || {
-                    conv3d_forward_into(&bctx, &x, w, Some(&bias), &layer.spec, &mut y)?;
-                    Ok(())
-                })?;
-                if !fwd_only {
-                    bdata = t(&mut || {
-                        conv3d_backward_data(&bctx, &gy, w, &layer.spec, layer.input)?;
-                        Ok(())
-                    })?;
-                    bwgt = t(&mut || {
-                        conv3d_backward_weight(&bctx, &x, &gy, &layer.spec)?;
-                        Ok(())
-                    })?;
-                }
-            }
-            (f, fwd, data, wgt, bfwd, bdata, bwgt)
+            let spec = &layer.spec;
+            let f = spec.flops(layer.input, w.cout())?;
+            let gy = noise(spec.output_shape(layer.input, w.cout())?, 5)?;
+            let mut y = conv3d_forward(&ctx, &x, w, Some(&bias), spec)?;
+            let (x, bias) = (&x, &bias);
+            (
+                f,
+                Box::new(move |c: &Ctx| {
+                    let mut p = Passes {
+                        fwd: t(&mut || {
+                            conv3d_forward_into(c, x, w, Some(bias), spec, &mut y)?;
+                            Ok(())
+                        })?,
+                        ..Passes::not_run()
+                    };
+                    if !fwd_only {
+                        p.data = t(&mut || {
+                            conv3d_backward_data(c, &gy, w, spec, layer.input)?;
+                            Ok(())
+                        })?;
+                        p.wgt = t(&mut || {
+                            conv3d_backward_weight(c, x, &gy, spec)?;
+                            Ok(())
+                        })?;
+                    }
+                    Ok(p)
+                }),
+            )
         };
+        let fp = time(&ctx)?;
+        let bp = match bctx {
+            Some(bctx) => time(&bctx)?,
+            None => Passes::not_run(),
+        };
+        drop(time);
         conv_flops += flops;
-        conv_secs += fwd;
-        bwd_flops += 2.0 * flops;
-        bwd_secs += data + wgt;
-        data_secs += data;
-        wgt_secs += wgt;
-        bf16_fwd_secs += bfwd;
-        bf16_data_secs += bdata;
-        bf16_wgt_secs += bwgt;
+        f32_total.add(&fp);
+        bf16_total.add(&bp);
         let pct = |s: f64| 100.0 * flops / s / 1e9 / ceiling;
         println!(
             "{:<16} {:>21} {:>6.2} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>7.1} {:>5.1} | {:>8.1} {:>9.1} {:>8.1}",
             layer.name,
             layer.input.to_string(),
             flops / 1e9,
-            fwd * 1e3,
-            pct(fwd),
-            data * 1e3,
-            pct(data),
-            wgt * 1e3,
-            pct(wgt),
-            bfwd * 1e3,
-            bdata * 1e3,
-            bwgt * 1e3
+            fp.fwd * 1e3,
+            pct(fp.fwd),
+            fp.data * 1e3,
+            pct(fp.data),
+            fp.wgt * 1e3,
+            pct(fp.wgt),
+            bp.fwd * 1e3,
+            bp.data * 1e3,
+            bp.wgt * 1e3
         );
     }
     if bctx.is_some() {
         println!(
-            "all convolutions in bf16: forward {bf16_fwd_secs:.3} s ({:.2}x fp32), backward to \
-             the input {bf16_data_secs:.3} s ({:.2}x), to the weights {bf16_wgt_secs:.3} s ({:.2}x)",
-            conv_secs / bf16_fwd_secs,
-            data_secs / bf16_data_secs,
-            wgt_secs / bf16_wgt_secs
+            "all convolutions in bf16: forward {:.3} s ({:.2}x fp32), backward to the input {:.3} \
+             s ({:.2}x), to the weights {:.3} s ({:.2}x)",
+            bf16_total.fwd,
+            f32_total.fwd / bf16_total.fwd,
+            bf16_total.data,
+            f32_total.data / bf16_total.data,
+            bf16_total.wgt,
+            f32_total.wgt / bf16_total.wgt
         );
     }
+    let bwd_secs = f32_total.data + f32_total.wgt;
     if bwd_secs > 0.0 {
         println!(
             "all convolutions, backward (data + weights): {:.1} GFLOP in {:.3} s = {:.1}% of the \
              ceiling",
-            bwd_flops / 1e9,
+            2.0 * conv_flops / 1e9,
             bwd_secs,
-            100.0 * bwd_flops / bwd_secs / 1e9 / ceiling
+            200.0 * conv_flops / bwd_secs / 1e9 / ceiling
         );
     }
+    let conv_secs = f32_total.fwd;
     let conv_rate = conv_flops / conv_secs / 1e9;
     let ceiling_pct = 100.0 * conv_rate / ceiling;
     println!(
