@@ -17,6 +17,22 @@ use std::{
     process::Command,
 };
 
+/// `||a - b|| / ||b||` in f64 (plain `||a - b||` when `b` is all zero): how far a result is
+/// from its reference, whatever their scale. Panics when the lengths differ.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     // This crate lives in <root>/crates/flare-testkit.
@@ -127,5 +143,19 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rel_l2;
+
+    #[test]
+    fn rel_l2_is_the_error_relative_to_the_reference() {
+        assert_eq!(rel_l2(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        // ||(0, 0) - (3, 4)|| = 5 over ||(3, 4)|| = 5.
+        assert_eq!(rel_l2(&[0.0, 0.0], &[3.0, 4.0]), 1.0);
+        // An all-zero reference: the plain distance.
+        assert_eq!(rel_l2(&[3.0, 4.0], &[0.0, 0.0]), 5.0);
     }
 }

@@ -4,17 +4,7 @@
 
 use flare_engine::{Ctx, Shape5, Tensor};
 use flare_model::{ModelCard, UNet, UNetConfig, file};
-use flare_testkit::{TempDir, bench::noise, python_with, run_python, workspace_root};
-
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
+use flare_testkit::{TempDir, bench::noise, python_with, rel_l2, run_python, workspace_root};
 
 #[test]
 fn widening_keeps_the_networks_outputs() {

@@ -64,20 +64,7 @@ pub fn arr3(v: &Value) -> [usize; 3] {
     [u[0], u[1], u[2]]
 }
 
-/// `||a - b|| / ||b||` in f64.
-pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        num += (x as f64 - y as f64).powi(2);
-        den += (y as f64).powi(2);
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
+pub use flare_testkit::rel_l2;
 
 /// `max |a - b| / max |b|`: a per-element check scaled by the data's magnitude.
 pub fn rel_max(a: &[f32], b: &[f32]) -> f64 {
