@@ -58,7 +58,8 @@ pub(crate) fn pairs(c: usize) -> usize {
 /// costs ~16 000 page faults (the fp32 network reuses its activations for the same reason).
 pub(crate) struct Pairs(Vec<u32>);
 
-/// Spare buffers (the weight gradient converts two operands at once, the other passes one).
+/// Spare buffers (a pass converts at most one operand whole; the weight gradient converts its
+/// other operand block by block into small per-thread buffers).
 static SPARE: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
 
 /// Spare buffers kept at most.
@@ -246,37 +247,49 @@ pub(crate) fn needs_bf16_context(op: &'static str) -> EngineError {
 /// words, so a pair of voxels `stride` apart starts at any element, whatever its alignment.
 pub(crate) fn sliding_pairs(kernel: Bf16Kernel, x: &[f32], stride: usize) -> Pairs {
     let mut buf = Pairs::with_len(x.len());
-    let out = &mut buf.0;
     const CHUNK: usize = 16384;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, dst)| {
-        let i0 = k * CHUNK;
-        // The part of this chunk whose partner lies inside `x`.
-        let full = x
-            .len()
-            .saturating_sub(stride)
-            .saturating_sub(i0)
-            .min(dst.len());
-        let n = match kernel {
-            #[cfg(target_arch = "x86_64")]
-            Bf16Kernel::Avx512Bf16 if full > 0 => {
-                // SAFETY: a `Bf16Kernel::Avx512Bf16` only reaches here through a `Ctx` that
-                // checked `is_supported`; the slices hold `full` words and values.
-                unsafe {
-                    sliding_avx512bf16(
-                        &x[i0..i0 + full],
-                        &x[i0 + stride..i0 + stride + full],
-                        &mut dst[..full],
-                    )
-                }
-            }
-            _ => 0,
-        };
-        for (j, d) in dst.iter_mut().enumerate().skip(n) {
-            let hi = x.get(i0 + j + stride).copied().unwrap_or(0.0);
-            *d = pair(x[i0 + j], hi);
-        }
-    });
+    buf.0
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(k, dst)| sliding_into(kernel, x, k * CHUNK, stride, dst));
     buf
+}
+
+/// Words `i0 .. i0 + dst.len()` of [`sliding_pairs`]`(x, stride)` into `dst`, on this thread
+/// (the weight gradient converts the rows each of its blocks owns this way, into a buffer
+/// that stays in cache for the kernel).
+pub(crate) fn sliding_into(
+    kernel: Bf16Kernel,
+    x: &[f32],
+    i0: usize,
+    stride: usize,
+    dst: &mut [u32],
+) {
+    // The part of `dst` whose partner lies inside `x`.
+    let full = x
+        .len()
+        .saturating_sub(stride)
+        .saturating_sub(i0)
+        .min(dst.len());
+    let n = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Bf16Kernel::Avx512Bf16 if full > 0 => {
+            // SAFETY: a `Bf16Kernel::Avx512Bf16` only reaches here through a `Ctx` that
+            // checked `is_supported`; the slices hold `full` words and values.
+            unsafe {
+                sliding_avx512bf16(
+                    &x[i0..i0 + full],
+                    &x[i0 + stride..i0 + stride + full],
+                    &mut dst[..full],
+                )
+            }
+        }
+        _ => 0,
+    };
+    for (j, d) in dst.iter_mut().enumerate().skip(n) {
+        let hi = x.get(i0 + j + stride).copied().unwrap_or(0.0);
+        *d = pair(x[i0 + j], hi);
+    }
 }
 
 /// `dst[j] = pair(lo[j], hi[j])` for the first `len / 16 * 16` words; returns how many.

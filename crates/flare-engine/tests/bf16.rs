@@ -252,6 +252,10 @@ fn cases() -> Vec<(Shape5, usize, Conv3dSpec)> {
             18,
             Conv3dSpec::new([3, 3, 1], [2, 1, 2], [0, 1, 0]).unwrap(),
         ),
+        // Enough rows for several chunks of the weight gradient, each of two cache blocks (256
+        // output rows of 8 x 128 channels: 2 chunks of 128 rows, blocks of 64), whose
+        // gradient rows are converted block by block.
+        (Shape5::new(1, 8, 32, 8, 4), 128, same(3)),
     ]
 }
 
@@ -304,6 +308,9 @@ fn bf16_transposed_convolutions_match_the_oracle() {
         (Shape5::new(2, 2, 3, 5, 17), 3, [2, 2, 2]),
         (Shape5::new(1, 3, 2, 9, 32), 16, [2, 2, 2]),
         (Shape5::new(1, 3, 1, 7, 5), 33, [1, 2, 2]),
+        // Two chunks of 128 input rows, each of two cache blocks of 64 (their input rows are
+        // converted block by block).
+        (Shape5::new(1, 8, 32, 8, 4), 16, [2, 2, 2]),
     ] {
         let x = Tensor::from_vec(s, rng.vec(s.len())).unwrap();
         let taps: usize = k.iter().product();

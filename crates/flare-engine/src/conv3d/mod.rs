@@ -880,10 +880,18 @@ pub fn conv3d_backward_weight(
     let [sd, sh, sw] = spec.stride;
     let [pd, ph, pw] = spec.padding;
     let gd = gy.data();
-    let wops = backward_weight::WOperands::new(ctx, x.data(), sw * cin, gd, cout);
+    let wops = backward_weight::WOperands::new(
+        ctx,
+        x.data(),
+        sw * cin,
+        gd,
+        cout,
+        backward_weight::BlockOwns::Gradient,
+    );
     let row_work = gs.w * spec.taps() * cin * cout;
     let (total, bsum) = reduce_rows(gs.rows(), row_work, plen, cout, |rows, acc, bacc| {
         let mut segs: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        let mut scratch = Vec::new();
         for r in rows.clone() {
             let grow = r * gs.row_len();
             for v in gd[grow..grow + gs.row_len()].chunks_exact(cout) {
@@ -895,6 +903,9 @@ pub fn conv3d_backward_weight(
         // Per tap, one kernel call over every row of a cache-sized block that the tap
         // reaches: the accumulators stay in registers across rows, the rows stay in L2.
         for rows in sub_blocks(rows, gs.row_len()) {
+            // The block's gradient rows; its offsets below are from their start.
+            let base = rows.start * gs.row_len();
+            let block = wops.block(base..rows.end * gs.row_len(), &mut scratch);
             for a in 0..kd {
                 for b in 0..kh {
                     for c in 0..kw {
@@ -916,7 +927,7 @@ pub fn conv3d_backward_weight(
                             if let (Some(id), Some(ih)) = (id, ih) {
                                 segs.push((
                                     xs.index(n, id, ih, lo * sw + c - pw, 0),
-                                    gs.index(n, od, oh, lo, 0),
+                                    gs.index(n, od, oh, lo, 0) - base,
                                 ));
                             }
                         }
@@ -931,7 +942,7 @@ pub fn conv3d_backward_weight(
                                 nci: cin,
                                 nco: (cout - co0).min(2 * BLOCK),
                             };
-                            wops.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
+                            block.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
                         }
                     }
                 }

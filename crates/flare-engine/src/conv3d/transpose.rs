@@ -272,13 +272,24 @@ pub fn conv_transpose3d_backward_weight(
     let cpad = round_up(cout, BLOCK);
     let plen = weight.taps() * cin * cpad;
     let gd = gy.data();
-    let wops = backward_weight::WOperands::new(ctx, x.data(), cin, gd, kw * cout);
+    let wops = backward_weight::WOperands::new(
+        ctx,
+        x.data(),
+        cin,
+        gd,
+        kw * cout,
+        backward_weight::BlockOwns::Input,
+    );
     // Chunks of input rows; each input row meets kd * kh output rows, each through kw
     // interleaved taps.
     let row_work = xs.w * weight.taps() * cin * cout;
     let (total, bsum) = reduce_rows(xs.rows(), row_work, plen, cout, |rows, acc, bacc| {
         let mut segs: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        let mut scratch = Vec::new();
         for rows in sub_blocks(rows, gs.row_len() * kd * kh) {
+            // The block's input rows; its offsets below are from their start.
+            let base = rows.start * xs.row_len();
+            let block = wops.block(base..rows.end * xs.row_len(), &mut scratch);
             for a in 0..kd {
                 for b in 0..kh {
                     // The output rows this tap plane reaches from the block's input rows.
@@ -291,7 +302,7 @@ pub fn conv_transpose3d_backward_weight(
                                 *s += g;
                             }
                         }
-                        segs.push((xs.index(n, id, ih, 0, 0), grow));
+                        segs.push((xs.index(n, id, ih, 0, 0) - base, grow));
                     }
                     for c in 0..kw {
                         let tap = (a * kh + b) * kw + c;
@@ -305,7 +316,7 @@ pub fn conv_transpose3d_backward_weight(
                                 nci: cin,
                                 nco: (cout - co0).min(2 * BLOCK),
                             };
-                            wops.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
+                            block.run(&t, &mut acc[tap * cin * cpad + co0..], cpad);
                         }
                     }
                 }
