@@ -176,38 +176,29 @@ impl<'a> WOperands<'a> {
     }
 }
 
+impl WShape<'_> {
+    /// The call this shape describes, on operands `x` and `g`.
+    fn on<'t, T>(&'t self, x: &'t [T], g: &'t [T]) -> WTile<'t, T> {
+        WTile {
+            x,
+            x_vstride: self.x_vstride,
+            g,
+            g_vstride: self.g_vstride,
+            segs: self.segs,
+            g_shift: self.g_shift,
+            nv: self.nv,
+            nci: self.nci,
+            nco: self.nco,
+        }
+    }
+}
+
 impl WBlock<'_> {
     /// Runs one call (see [`run`]).
     pub(crate) fn run(&self, s: &WShape, acc: &mut [f32], acc_rstride: usize) {
         match *self {
-            WBlock::F32 { isa, x, g } => {
-                let t = WTile {
-                    x,
-                    x_vstride: s.x_vstride,
-                    g,
-                    g_vstride: s.g_vstride,
-                    segs: s.segs,
-                    g_shift: s.g_shift,
-                    nv: s.nv,
-                    nci: s.nci,
-                    nco: s.nco,
-                };
-                run(isa, &t, acc, acc_rstride);
-            }
-            WBlock::Bf16 { kernel, x, g } => {
-                let t = WTile {
-                    x,
-                    x_vstride: s.x_vstride,
-                    g,
-                    g_vstride: s.g_vstride,
-                    segs: s.segs,
-                    g_shift: s.g_shift,
-                    nv: s.nv,
-                    nci: s.nci,
-                    nco: s.nco,
-                };
-                run_bf16(kernel, &t, acc, acc_rstride);
-            }
+            WBlock::F32 { isa, x, g } => run(isa, &s.on(x, g), acc, acc_rstride),
+            WBlock::Bf16 { kernel, x, g } => run_bf16(kernel, &s.on(x, g), acc, acc_rstride),
         }
     }
 }
