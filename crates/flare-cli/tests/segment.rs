@@ -650,3 +650,68 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
         a.len()
     );
 }
+
+/// `flare bundle --class-offsets`: stored and shown; a negative pancreas offset large enough
+/// to forbid it leaves no pancreas voxel in `flare segment`'s output; a wrong count is one
+/// line and no file.
+#[test]
+fn class_offsets_are_bundled_shown_and_applied() {
+    let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
+    let (s1, s2) = (
+        fixtures.join("phantom-stage1.safetensors"),
+        fixtures.join("phantom-stage2.safetensors"),
+    );
+    let t = TempDir::new("segment-offsets");
+    let bundle = |offsets: &str, out: &Path| {
+        flare(&[
+            "bundle",
+            "--stage1",
+            p(&s1),
+            "--stage2",
+            p(&s2),
+            "--class-offsets",
+            offsets,
+            "--out",
+            p(out),
+        ])
+    };
+    let no_pancreas = t.join("no-pancreas.safetensors");
+    let o = bundle("0,0,0,0,-10", &no_pancreas);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("(stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])"),
+        "{}",
+        text(&o.stdout)
+    );
+    let bad = t.join("bad.safetensors");
+    let o = bundle("0,0,1", &bad);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("3 values for stage 2's 5 classes"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!bad.exists());
+
+    let spec = PhantomSpec::new([80, 72, 44], [2.2, 2.4, 4.0], 9003);
+    let (ct, _) = phantom(&spec).unwrap();
+    let input = t.join("case_0000.nii.gz");
+    write_phantom(&input, &ct);
+    let mut pancreas = Vec::new();
+    for model in [phantom_model(), no_pancreas] {
+        let out = t.join("out.nii.gz");
+        let o = flare(&[
+            "segment",
+            "-i",
+            p(&input),
+            "-o",
+            p(&out),
+            "--model",
+            p(&model),
+            "--overwrite",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let labels = flare_nifti::read_label_map(&out).unwrap().volume;
+        pancreas.push(labels.data().iter().filter(|&&v| v == 4).count());
+    }
+    assert!(pancreas[0] > 100, "the phantom model finds the pancreas");
+    assert_eq!(pancreas[1], 0);
+}

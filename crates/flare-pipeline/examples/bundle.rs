@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         refine: None,
         mirror_axes: Vec::new(),
         stage2_members: 1,
+        stage2_class_offsets: Vec::new(),
     };
     let model = Model::from_stage_files(Path::new(&args[0]), Path::new(&args[1]), plan)?;
     model.save(Path::new(&args[2]))?;

@@ -66,7 +66,18 @@ pub struct PipelinePlan {
     /// Stage 2's time grows by the same factor.
     #[serde(default = "one_member", skip_serializing_if = "is_one_member")]
     pub stage2_members: u8,
+    /// Added to stage 2's log-probability of each class (one value per class, in label-value
+    /// order, background first) before the export takes the most probable class: a
+    /// calibration of the network's class balance, e.g. a positive pancreas offset where it
+    /// under-segments scans it has not seen. Multiplies the class's probability by
+    /// `exp(offset)` before the classes are compared. Empty (older plans): none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage2_class_offsets: Vec<f32>,
 }
+
+/// Largest |offset| a plan may give a class (a factor of about 22 000 on its probability:
+/// beyond that an offset only forces or forbids the class).
+pub const MAX_CLASS_OFFSET: f32 = 10.0;
 
 /// Most stage-2 members a plan may name (each costs a stage-2 pass).
 pub const MAX_STAGE2_MEMBERS: u8 = 8;
@@ -114,6 +125,16 @@ impl PipelinePlan {
                     ),
                 });
             }
+        }
+        if let Some(b) = (self.stage2_class_offsets.iter())
+            .find(|b| !(b.is_finite() && b.abs() <= MAX_CLASS_OFFSET))
+        {
+            return Err(PipelineError::BadPlan {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "stage2_class_offsets: {b} is not a number in [-{MAX_CLASS_OFFSET}, {MAX_CLASS_OFFSET}]"
+                ),
+            });
         }
         if !(1..=MAX_STAGE2_MEMBERS).contains(&self.stage2_members) {
             return Err(PipelineError::BadPlan {
@@ -233,6 +254,7 @@ impl Model {
         ];
         plan.check(mem)?;
         check_parts_plan(&plan, mem)?;
+        check_class_offsets(&plan, &stages[1], mem)?;
         Ok(Model {
             stages,
             refine: None,
@@ -283,6 +305,16 @@ impl Model {
         }
         self.plan.stage2_members = u8::try_from(self.members.len() + 1).unwrap_or(u8::MAX);
         self.plan.check(mem)?;
+        Ok(self)
+    }
+
+    /// This model with stage 2's class offsets set (see
+    /// [`PipelinePlan::stage2_class_offsets`]): one per class of stage 2, or none to clear them.
+    pub fn with_stage2_class_offsets(mut self, offsets: Vec<f32>) -> Result<Model> {
+        let mem = Path::new("<memory>");
+        self.plan.stage2_class_offsets = offsets;
+        self.plan.check(mem)?;
+        check_class_offsets(&self.plan, &self.stages[1], mem)?;
         Ok(self)
     }
 
@@ -367,6 +399,7 @@ impl Model {
             check_member(&s2, &m, k, origin)?;
             members.push(m);
         }
+        check_class_offsets(&plan, &s2, origin)?;
         Ok(Model {
             stages: [s1, s2],
             refine,
@@ -399,8 +432,10 @@ impl Model {
         };
         plan.check(Path::new("<plan>"))?;
         check_parts_plan(&plan, Path::new("<plan>"))?;
+        let stages = [read(stage1, 1)?, read(stage2, 2)?];
+        check_class_offsets(&plan, &stages[1], Path::new("<plan>"))?;
         Ok(Model {
-            stages: [read(stage1, 1)?, read(stage2, 2)?],
+            stages,
             refine: None,
             members: Vec::new(),
             plan,
@@ -516,8 +551,12 @@ impl Model {
                 1u32 << axes.len()
             ),
         };
+        let offsets = match self.plan.stage2_class_offsets.as_slice() {
+            [] => String::new(),
+            b => format!(" (stage-2 class offsets {b:?})"),
+        };
         format!(
-            "{}: {}{refines}{members}{mirrors}",
+            "{}: {}{refines}{members}{mirrors}{offsets}",
             self.plan.name,
             stages.join("; ")
         )
@@ -602,6 +641,21 @@ fn check_parts_plan(plan: &PipelinePlan, path: &Path) -> Result<()> {
     Err(PipelineError::BadPlan {
         path: path.to_path_buf(),
         detail: detail.into(),
+    })
+}
+
+/// The plan's stage-2 class offsets, if any, are one per class of `stage2`.
+fn check_class_offsets(plan: &PipelinePlan, stage2: &StageModel, path: &Path) -> Result<()> {
+    let (n, classes) = (
+        plan.stage2_class_offsets.len(),
+        stage2.card.architecture.num_classes,
+    );
+    if n == 0 || n == classes {
+        return Ok(());
+    }
+    Err(PipelineError::BadPlan {
+        path: path.to_path_buf(),
+        detail: format!("stage2_class_offsets has {n} values for stage 2's {classes} classes"),
     })
 }
 

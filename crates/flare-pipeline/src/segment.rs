@@ -143,7 +143,7 @@ pub fn segment(
     on_step(Step::Stage2);
     let t = Instant::now();
     let members: Vec<&flare_model::UNet> = model.members.iter().map(|m| &m.net).collect();
-    let (grid2, logits) = region_logits(
+    let (grid2, mut logits) = region_logits(
         ctx,
         &s2.net,
         &members,
@@ -153,6 +153,7 @@ pub fn segment(
         &s2.intensity,
         &model.plan().mirror_axes,
     )?;
+    add_class_offsets(&mut logits, &model.plan().stage2_class_offsets);
     timings.stage2_s = t.elapsed().as_secs_f64();
 
     on_step(Step::Export);
@@ -185,6 +186,19 @@ pub fn segment(
         timings,
         notes,
     })
+}
+
+/// Adds `offsets[c]` to every voxel's score of class `c` (channels last; nothing when
+/// `offsets` is empty). The model's checks made it one value per class.
+fn add_class_offsets(logits: &mut flare_engine::Tensor, offsets: &[f32]) {
+    if offsets.is_empty() {
+        return;
+    }
+    for v in logits.data_mut().chunks_exact_mut(offsets.len()) {
+        for (x, b) in v.iter_mut().zip(offsets) {
+            *x += b;
+        }
+    }
 }
 
 /// Stage 3: the box of `plan.label`'s voxels in `labels`, grown by `plan.margin`, segmented

@@ -49,6 +49,50 @@ fn save_then_load_gives_the_same_model() {
 }
 
 #[test]
+fn stage2_class_offsets_are_stored_in_the_plan_and_shown() {
+    let t = TempDir::new("pipeline-model-offsets");
+    let m = tiny_model();
+    // None: the plan's JSON has no such key (older readers see the same file).
+    let json = serde_json::to_string(m.plan()).unwrap();
+    assert!(!json.contains("stage2_class_offsets"), "{json}");
+    let offsets = vec![0.0, 0.0, 0.0, 0.0, 0.75];
+    let calibrated = m
+        .clone()
+        .with_stage2_class_offsets(offsets.clone())
+        .unwrap();
+    let path = t.join("calibrated.safetensors");
+    calibrated.save(&path).unwrap();
+    let back = Model::load(&path).unwrap();
+    assert_eq!(back.plan().stage2_class_offsets, offsets);
+    assert!(
+        back.describe()
+            .ends_with("(stage-2 class offsets [0.0, 0.0, 0.0, 0.0, 0.75])"),
+        "{}",
+        back.describe()
+    );
+    // One value per class of stage 2, each within the bound, whichever way the model is built.
+    let e = m
+        .clone()
+        .with_stage2_class_offsets(vec![1.0; 4])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("4 values for stage 2's 5 classes"),
+        "{e}"
+    );
+    let e = m.with_stage2_class_offsets(vec![f32::NAN; 5]).unwrap_err();
+    assert!(e.to_string().contains("NaN is not a number"), "{e}");
+    let [s1, s2] = calibrated.networks();
+    let [c1, c2] = calibrated.stage_cards();
+    let plan = PipelinePlan {
+        stage2_class_offsets: vec![0.5; 6],
+        ..calibrated.plan().clone()
+    };
+    let e =
+        Model::from_parts((s1.clone(), c1.clone()), (s2.clone(), c2.clone()), plan).unwrap_err();
+    assert!(e.to_string().contains("6 values"), "{e}");
+}
+
+#[test]
 fn test_time_mirroring_is_stored_in_the_plan_and_shown() {
     let t = TempDir::new("pipeline-model-mirror");
     let m = tiny_model();
@@ -291,6 +335,20 @@ fn bad_files_name_the_file_and_the_problem() {
                 ..plan()
             },
             "stage2_members 9",
+        ),
+        (
+            PipelinePlan {
+                stage2_class_offsets: vec![0.0, 0.0, 0.0, 0.0, 11.0],
+                ..plan()
+            },
+            "stage2_class_offsets: 11 is not a number in [-10, 10]",
+        ),
+        (
+            PipelinePlan {
+                stage2_class_offsets: vec![0.0, 0.5, 1.0],
+                ..plan()
+            },
+            "stage2_class_offsets has 3 values for stage 2's 5 classes",
         ),
     ];
     for (bad, message) in bad_plans {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use flare_engine::Ctx;
-use flare_pipeline::{Model, PipelinePlan, SegmentOptions, segment};
+use flare_pipeline::{Model, PipelinePlan, PostProcess, SegmentOptions, segment};
 use flare_testkit::phantom::{PhantomSpec, centroid_mm, phantom, phantom_on};
 use flare_volume::{Geometry, LabelMap};
 
@@ -65,6 +65,7 @@ fn phantom_model() -> Option<Model> {
         refine: None,
         mirror_axes: Vec::new(),
         stage2_members: 1,
+        stage2_class_offsets: Vec::new(),
     };
     Some(Model::from_stage_files(&s1, &s2, plan).unwrap())
 }
@@ -273,4 +274,57 @@ fn post_processing_is_chosen_by_label_value_not_name() {
     let mut want = base.clone();
     flare_imgproc::keep_largest_components(&mut want, 4, 1, flare_imgproc::Connectivity::Full);
     assert!(run(&trimmed).data() == want.data());
+}
+
+/// Stage 2's class offsets act on the decision as a calibration should: all zero changes no
+/// voxel; a large negative pancreas offset removes the pancreas and leaves every other voxel's
+/// label as it was (within the interpolation's rounding at edges; post-processing off, since
+/// its choice of components may change once former pancreas voxels take their runner-up
+/// class); a positive one grows it.
+#[test]
+fn stage2_class_offsets_shift_one_class_and_leave_the_rest() {
+    let Some(model) = phantom_model() else {
+        return;
+    };
+    let ctx = Ctx::new();
+    let spec = PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1001);
+    let (ct, _) = phantom(&spec).unwrap();
+    let raw = SegmentOptions {
+        postprocess: PostProcess {
+            largest_components: false,
+            fill_holes: false,
+        },
+    };
+    let run = |offsets: Vec<f32>| {
+        let m = model.clone().with_stage2_class_offsets(offsets).unwrap();
+        segment(&ctx, &m, &ct, &raw, &mut |_| {}).unwrap().labels
+    };
+    let count = |l: &LabelMap, label: u8| l.data().iter().filter(|&&v| v == label).count();
+    let plain = run(Vec::new());
+    assert!(
+        count(&plain, 4) > 100,
+        "the phantom model finds the pancreas"
+    );
+    assert_eq!(run(vec![0.0; 5]).data(), plain.data());
+    let none = run(vec![0.0, 0.0, 0.0, 0.0, -10.0]);
+    assert_eq!(count(&none, 4), 0);
+    let (mut kept, mut others) = (0usize, 0usize);
+    for (&p, &n) in plain.data().iter().zip(none.data()) {
+        if p != 4 {
+            others += 1;
+            kept += usize::from(p == n);
+        }
+    }
+    assert!(
+        kept as f64 >= 0.999 * others as f64,
+        "{} of {others} non-pancreas voxels changed",
+        others - kept
+    );
+    let more = run(vec![0.0, 0.0, 0.0, 0.0, 1.0]);
+    assert!(
+        count(&more, 4) > count(&plain, 4),
+        "pancreas {} voxels with +1, {} without",
+        count(&more, 4),
+        count(&plain, 4)
+    );
 }

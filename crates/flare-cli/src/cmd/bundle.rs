@@ -61,6 +61,17 @@ pub struct Args {
     /// model whose stage 2 to take).
     #[arg(long, value_name = "FILE")]
     pub stage2_member: Vec<PathBuf>,
+    /// Calibration of stage 2: one value per class (background, then each label value),
+    /// added to its log-probabilities before the classes are compared, e.g.
+    /// `0,0,0,0,0.5` to let the pancreas win where it is nearly as probable as its
+    /// neighbours (each value within +-10). Choose them on scans the model was not trained on.
+    #[arg(
+        long,
+        value_name = "B0,B1,...",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub class_offsets: Vec<f32>,
 }
 
 /// Loads both stages, checks them, writes the bundle atomically.
@@ -76,6 +87,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         refine: None,
         mirror_axes: args.mirror.clone(),
         stage2_members: 1,
+        stage2_class_offsets: Vec::new(),
     };
     let mut model = Model::from_parts(stage_of(&args.stage1, 1)?, stage_of(&args.stage2, 2)?, plan)
         .context("combining the stages")?;
@@ -99,6 +111,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         model = model
             .with_stage2_members(members)
             .context("adding the stage-2 members")?;
+    }
+    if !args.class_offsets.is_empty() {
+        model = model
+            .with_stage2_class_offsets(args.class_offsets.clone())
+            .context("setting the stage-2 class offsets")?;
     }
     model
         .save(&args.out)

@@ -29,6 +29,7 @@ pub fn plan() -> PipelinePlan {
         refine: None,
         mirror_axes: Vec::new(),
         stage2_members: 1,
+        stage2_class_offsets: Vec::new(),
     }
 }
 
