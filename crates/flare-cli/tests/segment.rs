@@ -8,7 +8,10 @@ mod common;
 
 use common::{flare, p, phantom_model, text};
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use flare_nifti::DataType;
 use flare_testkit::{
@@ -571,32 +574,32 @@ fn info_shows_a_models_networks_and_training_record() {
     );
 }
 
+/// Stage `n` (1 or 2) of the phantom-trained model, as the single-stage file it was trained to.
+fn phantom_stage_file(n: u8) -> PathBuf {
+    workspace_root().join(format!(
+        "crates/flare-pipeline/tests/fixtures/phantom-stage{n}.safetensors"
+    ))
+}
+
+/// `flare bundle` of the phantom model's two stages with `extra` options, written to `out`.
+fn bundle_phantom(extra: &[&str], out: &Path) -> std::process::Output {
+    let (s1, s2) = (phantom_stage_file(1), phantom_stage_file(2));
+    let mut args = vec!["bundle", "--stage1", p(&s1), "--stage2", p(&s2)];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", p(out)]);
+    flare(&args)
+}
+
 /// `flare bundle --stage2-member` makes stage 2 an ensemble: the bundle says so, a member that
 /// cannot be read is named, and an ensemble of stage 2 with itself averages two
 /// equal probability maps, so it labels the phantom as the single network does (up to the
 /// rounding of the log-probabilities it hands the export).
 #[test]
 fn a_stage2_ensemble_is_bundled_shown_and_segments() {
-    let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
-    let (s1, s2) = (
-        fixtures.join("phantom-stage1.safetensors"),
-        fixtures.join("phantom-stage2.safetensors"),
-    );
     let t = TempDir::new("segment-ensemble");
     let ens = t.join("ensemble.safetensors");
-    let bundle = |member: &Path, out: &Path| {
-        flare(&[
-            "bundle",
-            "--stage1",
-            p(&s1),
-            "--stage2",
-            p(&s2),
-            "--stage2-member",
-            p(member),
-            "--out",
-            p(out),
-        ])
-    };
+    let s2 = phantom_stage_file(2);
+    let bundle = |member: &Path, out: &Path| bundle_phantom(&["--stage2-member", p(member)], out);
     let o = bundle(&s2, &ens);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
@@ -656,25 +659,8 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
 /// line and no file.
 #[test]
 fn class_offsets_are_bundled_shown_and_applied() {
-    let fixtures = workspace_root().join("crates/flare-pipeline/tests/fixtures");
-    let (s1, s2) = (
-        fixtures.join("phantom-stage1.safetensors"),
-        fixtures.join("phantom-stage2.safetensors"),
-    );
     let t = TempDir::new("segment-offsets");
-    let bundle = |offsets: &str, out: &Path| {
-        flare(&[
-            "bundle",
-            "--stage1",
-            p(&s1),
-            "--stage2",
-            p(&s2),
-            "--class-offsets",
-            offsets,
-            "--out",
-            p(out),
-        ])
-    };
+    let bundle = |offsets: &str, out: &Path| bundle_phantom(&["--class-offsets", offsets], out);
     let no_pancreas = t.join("no-pancreas.safetensors");
     let o = bundle("0,0,0,0,-10", &no_pancreas);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
