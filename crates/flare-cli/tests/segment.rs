@@ -654,7 +654,7 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
     );
 }
 
-/// `flare bundle --class-offsets`: stored and shown; a negative pancreas offset large enough
+/// `flare bundle --class-offsets`: stored and shown (by `bundle` and `info`); a negative pancreas offset large enough
 /// to forbid it leaves no pancreas voxel in `flare segment`'s output; a wrong count is one
 /// line and no file.
 #[test]
@@ -666,6 +666,13 @@ fn class_offsets_are_bundled_shown_and_applied() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
         text(&o.stdout).contains("(stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = flare(&["info", p(&no_pancreas)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("(margin 0.1, stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])"),
         "{}",
         text(&o.stdout)
     );

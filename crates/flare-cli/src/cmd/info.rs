@@ -116,7 +116,15 @@ fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
             } else {
                 "two-stage model"
             };
-            let title = format!("{kind} {} (margin {})", m.plan().name, m.plan().roi_margin);
+            let plan = m.plan();
+            let mut extras = String::new();
+            if !plan.mirror_axes.is_empty() {
+                extras += &format!(", stage 2 mirrored along axes {:?}", plan.mirror_axes);
+            }
+            if !plan.stage2_class_offsets.is_empty() {
+                extras += &format!(", stage-2 class offsets {:?}", plan.stage2_class_offsets);
+            }
+            let title = format!("{kind} {} (margin {}{extras})", plan.name, plan.roi_margin);
             let mut cards: Vec<(String, ModelCard)> = m
                 .stage_cards()
                 .iter()
