@@ -590,6 +590,32 @@ fn bundle_phantom(extra: &[&str], out: &Path) -> std::process::Output {
     flare(&args)
 }
 
+/// The label map `flare segment --model M` writes for `input`, for each model in turn.
+fn labels_by_model(t: &TempDir, input: &Path, models: &[PathBuf]) -> Vec<LabelMap> {
+    let mut maps = Vec::new();
+    for (k, model) in models.iter().enumerate() {
+        let out = t.join(&format!("by-model-{k}.nii.gz"));
+        let o = flare(&[
+            "segment",
+            "-i",
+            p(input),
+            "-o",
+            p(&out),
+            "--model",
+            p(model),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}",
+            model.display(),
+            text(&o.stderr)
+        );
+        maps.push(flare_nifti::read_label_map(&out).unwrap().volume);
+    }
+    maps
+}
+
 /// `flare bundle --stage2-member` makes stage 2 an ensemble: the bundle says so, a member that
 /// cannot be read is named, and an ensemble of stage 2 with itself averages two
 /// equal probability maps, so it labels the phantom as the single network does (up to the
@@ -629,21 +655,7 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
     let (ct, truth) = phantom(&spec).unwrap();
     let input = t.join("case_0000.nii.gz");
     write_phantom(&input, &ct);
-    let mut maps = Vec::new();
-    for (name, model) in [("single", phantom_model()), ("ensemble", ens.clone())] {
-        let out = t.join(&format!("{name}.nii.gz"));
-        let o = flare(&[
-            "segment",
-            "-i",
-            p(&input),
-            "-o",
-            p(&out),
-            "--model",
-            p(&model),
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o.stderr));
-        maps.push(flare_nifti::read_label_map(&out).unwrap().volume);
-    }
+    let maps = labels_by_model(&t, &input, &[phantom_model(), ens]);
     assert_organs_found(&maps[1], &truth, "ensemble");
     let (a, b) = (maps[0].data(), maps[1].data());
     let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
@@ -654,9 +666,9 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
     );
 }
 
-/// `flare bundle --class-offsets`: stored and shown (by `bundle` and `info`); a negative pancreas offset large enough
-/// to forbid it leaves no pancreas voxel in `flare segment`'s output; a wrong count is one
-/// line and no file.
+/// `flare bundle --class-offsets`: stored and shown (by `bundle` and `info`); a negative
+/// pancreas offset large enough to forbid it leaves no pancreas voxel in `flare segment`'s
+/// output; a wrong count is one line and no file.
 #[test]
 fn class_offsets_are_bundled_shown_and_applied() {
     let t = TempDir::new("segment-offsets");
@@ -688,23 +700,10 @@ fn class_offsets_are_bundled_shown_and_applied() {
     let (ct, _) = phantom(&spec).unwrap();
     let input = t.join("case_0000.nii.gz");
     write_phantom(&input, &ct);
-    let mut pancreas = Vec::new();
-    for model in [phantom_model(), no_pancreas] {
-        let out = t.join("out.nii.gz");
-        let o = flare(&[
-            "segment",
-            "-i",
-            p(&input),
-            "-o",
-            p(&out),
-            "--model",
-            p(&model),
-            "--overwrite",
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-        let labels = flare_nifti::read_label_map(&out).unwrap().volume;
-        pancreas.push(labels.data().iter().filter(|&&v| v == 4).count());
-    }
+    let pancreas: Vec<usize> = labels_by_model(&t, &input, &[phantom_model(), no_pancreas])
+        .iter()
+        .map(|l| l.data().iter().filter(|&&v| v == 4).count())
+        .collect();
     assert!(pancreas[0] > 100, "the phantom model finds the pancreas");
     assert_eq!(pancreas[1], 0);
 }

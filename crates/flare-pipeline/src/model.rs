@@ -107,6 +107,26 @@ pub struct RefinePlan {
 }
 
 impl PipelinePlan {
+    /// What the plan asks of stage 2 beyond one plain pass, one phrase each (test-time
+    /// mirroring, class offsets), for `flare info` and [`Model::describe`]; empty when nothing.
+    pub fn stage2_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        if !self.mirror_axes.is_empty() {
+            options.push(format!(
+                "stage 2 mirrored along axes {:?}: {} passes",
+                self.mirror_axes,
+                1u32 << self.mirror_axes.len()
+            ));
+        }
+        if !self.stage2_class_offsets.is_empty() {
+            options.push(format!(
+                "stage-2 class offsets {:?}",
+                self.stage2_class_offsets
+            ));
+        }
+        options
+    }
+
     fn check(&self, path: &Path) -> Result<()> {
         if !(self.roi_margin.is_finite() && (0.0..=2.0).contains(&self.roi_margin)) {
             return Err(PipelineError::BadPlan {
@@ -544,19 +564,11 @@ impl Model {
             0 => String::new(),
             n => format!(" (stage 2 an ensemble of {} networks)", n + 1),
         };
-        let mirrors = match self.plan.mirror_axes.as_slice() {
-            [] => String::new(),
-            axes => format!(
-                " (stage 2 mirrored along axes {axes:?}: {} passes)",
-                1u32 << axes.len()
-            ),
-        };
-        let offsets = match self.plan.stage2_class_offsets.as_slice() {
-            [] => String::new(),
-            b => format!(" (stage-2 class offsets {b:?})"),
-        };
+        let options: String = (self.plan.stage2_options().iter())
+            .map(|o| format!(" ({o})"))
+            .collect();
         format!(
-            "{}: {}{refines}{members}{mirrors}{offsets}",
+            "{}: {}{refines}{members}{options}",
             self.plan.name,
             stages.join("; ")
         )

@@ -117,14 +117,10 @@ fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
                 "two-stage model"
             };
             let plan = m.plan();
-            let mut extras = String::new();
-            if !plan.mirror_axes.is_empty() {
-                extras += &format!(", stage 2 mirrored along axes {:?}", plan.mirror_axes);
-            }
-            if !plan.stage2_class_offsets.is_empty() {
-                extras += &format!(", stage-2 class offsets {:?}", plan.stage2_class_offsets);
-            }
-            let title = format!("{kind} {} (margin {}{extras})", plan.name, plan.roi_margin);
+            let options: String = (plan.stage2_options().iter())
+                .map(|o| format!(", {o}"))
+                .collect();
+            let title = format!("{kind} {} (margin {}{options})", plan.name, plan.roi_margin);
             let mut cards: Vec<(String, ModelCard)> = m
                 .stage_cards()
                 .iter()
