@@ -83,14 +83,15 @@ def affine_target_onto_source(src_lbl: sitk.Image, tgt_lbl: sitk.Image) -> sitk.
     return sitk.Resample(tgt_lbl, src_lbl, tx, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def demons_field(fixed_lbl: sitk.Image, moving_lbl: sitk.Image) -> sitk.Transform:
-    """A smooth field on the fixed grid with moving(x + d(x)) ~ fixed(x), coarse then full."""
-    fixed, moving = coded(fixed_lbl), coded(moving_lbl)
+def multires_demons(fixed: sitk.Image, moving: sitk.Image, levels) -> sitk.Transform:
+    """A diffeomorphic demons field (field sigma 2 voxels) on `fixed`'s grid with
+    moving(x + d(x)) ~ fixed(x), over `levels` of (in-plane shrink factor, iterations), coarse
+    first, each level starting from the previous one's field."""
     demons = sitk.DiffeomorphicDemonsRegistrationFilter()
     demons.SetStandardDeviations(2.0)
     demons.SetSmoothDisplacementField(True)
     field = None
-    for shrink, iters in ((2, 120), (1, 40)):
+    for shrink, iters in levels:
         f = sitk.Shrink(fixed, [shrink, shrink, 1]) if shrink > 1 else fixed
         m = sitk.Shrink(moving, [shrink, shrink, 1]) if shrink > 1 else moving
         demons.SetNumberOfIterations(iters)
@@ -101,6 +102,11 @@ def demons_field(fixed_lbl: sitk.Image, moving_lbl: sitk.Image) -> sitk.Transfor
                                field.GetPixelID())
             field = demons.Execute(f, m, up)
     return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+
+
+def demons_field(fixed_lbl: sitk.Image, moving_lbl: sitk.Image) -> sitk.Transform:
+    """A smooth field on the fixed grid with moving(x + d(x)) ~ fixed(x), coarse then full."""
+    return multires_demons(coded(fixed_lbl), coded(moving_lbl), ((2, 120), (1, 40)))
 
 
 def pancreas_field(fixed_lbl: sitk.Image, moving_lbl: sitk.Image) -> sitk.Transform:
@@ -124,21 +130,7 @@ def pancreas_field(fixed_lbl: sitk.Image, moving_lbl: sitk.Image) -> sitk.Transf
     box = dict(size=(hi - lo).tolist(), index=lo.tolist())
     fixed = mask(sitk.RegionOfInterest(fixed_lbl, **box))
     moving = mask(sitk.RegionOfInterest(moving_lbl, **box))
-    demons = sitk.DiffeomorphicDemonsRegistrationFilter()
-    demons.SetStandardDeviations(2.0)
-    demons.SetSmoothDisplacementField(True)
-    field = None
-    for shrink, iters in ((2, 150), (1, 60)):
-        f = sitk.Shrink(fixed, [shrink, shrink, 1]) if shrink > 1 else fixed
-        m = sitk.Shrink(moving, [shrink, shrink, 1]) if shrink > 1 else moving
-        demons.SetNumberOfIterations(iters)
-        if field is None:
-            field = demons.Execute(f, m)
-        else:
-            up = sitk.Resample(field, f, sitk.Transform(), sitk.sitkLinear, 0.0,
-                               field.GetPixelID())
-            field = demons.Execute(f, m, up)
-    return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+    return multires_demons(fixed, moving, ((2, 150), (1, 60)))
 
 
 def transfer(src_img, src_lbl, tgt_lbl, pancreas_stage=False):
