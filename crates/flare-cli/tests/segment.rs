@@ -666,6 +666,62 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
     );
 }
 
+/// `flare bundle --stage3 --refine-region stage2-region`: stored and shown (by `bundle` and
+/// `info`); a stage 3 that is stage 2's own network, refining the liver and spleen on stage
+/// 2's region, decides them exactly as stage 2 did, so the label map is the two-stage one
+/// voxel for voxel; a margin with stage 2's region is one line and no file.
+#[test]
+fn a_stage2_region_refinement_is_bundled_shown_and_segments() {
+    let t = TempDir::new("segment-refine-region");
+    let s2 = phantom_stage_file(2);
+    let refined = t.join("refined.safetensors");
+    let args = [
+        "--stage3",
+        p(&s2),
+        "--refine-label",
+        "1,3",
+        "--refine-region",
+        "stage2-region",
+    ];
+    let o = bundle_phantom(&args, &refined);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("(refines labels 1, 3 on stage 2's region)"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = flare(&["info", p(&refined)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("network 3:"),
+        "{}",
+        text(&o.stdout)
+    );
+    let bad = t.join("bad.safetensors");
+    let mut with_margin = args.to_vec();
+    with_margin.extend_from_slice(&["--refine-margin", "0.25"]);
+    let o = bundle_phantom(&with_margin, &bad);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("--refine-margin applies to --refine-region organ-box only"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!bad.exists());
+
+    let spec = PhantomSpec::new([80, 72, 44], [2.2, 2.4, 4.0], 9004);
+    let (ct, truth) = phantom(&spec).unwrap();
+    let input = t.join("case_0000.nii.gz");
+    write_phantom(&input, &ct);
+    let maps = labels_by_model(&t, &input, &[phantom_model(), refined]);
+    assert_organs_found(&maps[1], &truth, "refined");
+    assert!(
+        maps[0].data() == maps[1].data(),
+        "stage 3 changed the labels"
+    );
+}
+
 /// `flare bundle --class-offsets`: stored and shown (by `bundle` and `info`); a negative
 /// pancreas offset large enough to forbid it leaves no pancreas voxel in `flare segment`'s
 /// output; a wrong count is one line and no file.

@@ -42,7 +42,7 @@ pub use crate::{
     error::{PipelineError, Result},
     model::{
         CARD_KEY_STAGE1, CARD_KEY_STAGE2, CARD_KEY_STAGE3, MAX_STAGE2_MEMBERS, Model, ModelFile,
-        PLAN_KEY, PipelinePlan, RefinePlan, member_card_key,
+        PLAN_KEY, PipelinePlan, RefinePlan, RefineRegion, member_card_key,
     },
     precision::PrecisionChoice,
     segment::{

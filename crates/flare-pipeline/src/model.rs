@@ -51,7 +51,7 @@ pub struct PipelinePlan {
     pub name: String,
     /// Free text: provenance, status.
     pub notes: String,
-    /// A third network that re-segments one organ in its own box (stage 3); `None` in
+    /// A third network that re-segments some organs (stage 3); `None` in
     /// two-stage models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refine: Option<RefinePlan>,
@@ -95,15 +95,102 @@ pub fn member_card_key(k: usize) -> String {
     format!("{CARD_KEY_STAGE2}.m{k}")
 }
 
-/// How stage 3 refines one organ: the box of stage 2's voxels of `label` on the scan, grown
-/// by `margin` of its size per side, is segmented again on stage 3's own (finer) grid, and
-/// inside that box stage 3 decides which voxels are `label` (see [`crate::segment`]).
+/// How stage 3 refines organs: a region of the scan is segmented again on stage 3's own grid,
+/// and inside that region stage 3 decides which voxels are each of `labels` (see
+/// [`crate::segment`]).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RefinePlan {
-    /// The organ refined (a label value of stage 2's card, e.g. 4 for the pancreas).
-    pub label: u8,
-    /// Stage 3's training margin around the organ's box, as a fraction of its size per side.
+    /// The organs refined (label values of stage 2's card, e.g. `[4]` for the pancreas).
+    /// Plans written before 2026-12-08 name one organ as `"label": 4`; they read as `[4]`.
+    #[serde(alias = "label", deserialize_with = "one_or_many_labels")]
+    pub labels: Vec<u8>,
+    /// With [`RefineRegion::OrganBox`], stage 3's training margin around the organs' box, as
+    /// a fraction of its size per side; with [`RefineRegion::Stage2Region`] it must be 0
+    /// (the region is stage 2's, grown by the plan's `roi_margin`).
     pub margin: f64,
+    /// Which region stage 3 segments; older plans: the organs' box.
+    #[serde(default, skip_serializing_if = "RefineRegion::is_organ_box")]
+    pub region: RefineRegion,
+}
+
+/// The region a refinement stage segments.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RefineRegion {
+    /// The box of stage 2's voxels of the refined organs, grown by the plan's margin: a
+    /// stage 3 trained on one organ's box (`Crop::Roi` with those organs).
+    #[default]
+    OrganBox,
+    /// The region stage 2 segmented (stage 1's organ box grown by `roi_margin`): a stage 3
+    /// trained like stage 2 but on a finer grid, trusted for some organs only.
+    Stage2Region,
+}
+
+impl RefineRegion {
+    fn is_organ_box(&self) -> bool {
+        *self == RefineRegion::OrganBox
+    }
+}
+
+/// `labels` as a list, or as the single number of plans from before multi-organ refinement.
+fn one_or_many_labels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<u8>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(u8),
+        Many(Vec<u8>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(l) => vec![l],
+        OneOrMany::Many(ls) => ls,
+    })
+}
+
+impl RefinePlan {
+    /// Why this refinement cannot be run, if it cannot: no organ, background or a repeated
+    /// label, a margin outside [0, 2], or a margin with the stage-2 region.
+    fn problem(&self) -> Option<String> {
+        let mut seen = [false; 256];
+        if self.labels.is_empty() {
+            return Some("refine: no label".into());
+        }
+        for &l in &self.labels {
+            if l == 0 || std::mem::replace(&mut seen[usize::from(l)], true) {
+                return Some(format!(
+                    "refine: labels {:?} must be organs (> 0), each once",
+                    self.labels
+                ));
+            }
+        }
+        if !(self.margin.is_finite() && (0.0..=2.0).contains(&self.margin)) {
+            return Some(format!("refine: margin {} is not in [0, 2]", self.margin));
+        }
+        if self.region == RefineRegion::Stage2Region && self.margin != 0.0 {
+            return Some(format!(
+                "refine: margin {} with stage 2's region (it has stage 2's margin; use 0)",
+                self.margin
+            ));
+        }
+        None
+    }
+
+    /// One phrase for `flare info` and [`Model::describe`].
+    pub fn describe(&self) -> String {
+        let labels: Vec<String> = self.labels.iter().map(u8::to_string).collect();
+        let which = if self.labels.len() == 1 {
+            "label"
+        } else {
+            "labels"
+        };
+        match self.region {
+            RefineRegion::OrganBox => format!("refines {which} {}", labels.join(", ")),
+            RefineRegion::Stage2Region => {
+                format!("refines {which} {} on stage 2's region", labels.join(", "))
+            }
+        }
+    }
 }
 
 impl PipelinePlan {
@@ -165,15 +252,10 @@ impl PipelinePlan {
                 ),
             });
         }
-        if let Some(r) = &self.refine
-            && !(r.label > 0 && r.margin.is_finite() && (0.0..=2.0).contains(&r.margin))
-        {
+        if let Some(detail) = self.refine.as_ref().and_then(RefinePlan::problem) {
             return Err(PipelineError::BadPlan {
                 path: path.to_path_buf(),
-                detail: format!(
-                    "refine: label {} must be an organ (> 0) and margin {} in [0, 2]",
-                    r.label, r.margin
-                ),
+                detail,
             });
         }
         Ok(())
@@ -249,7 +331,7 @@ impl StageModel {
 }
 
 /// The two-stage model: stage 1 finds the organs on the whole scan, stage 2 segments their
-/// region finely (see [`crate::segment`]); optionally a third stage refines one organ.
+/// region finely (see [`crate::segment`]); optionally a third stage refines some organs.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub(crate) stages: [StageModel; 2],
@@ -284,7 +366,7 @@ impl Model {
     }
 
     /// This model with a refinement stage (stage 3) added or replaced: `net` re-segments
-    /// organ `refine.label` in its box (see [`RefinePlan`]). Its card's labels must be stage
+    /// the organs `refine.labels` in its region (see [`RefinePlan`]). Its card's labels must be stage
     /// 2's.
     pub fn with_refinement(
         mut self,
@@ -557,7 +639,7 @@ impl Model {
             .map(|(n, s)| stage(n, &s.card))
             .collect();
         let refines = match &self.plan.refine {
-            Some(r) => format!(" (refines label {})", r.label),
+            Some(r) => format!(" ({})", r.describe()),
             None => String::new(),
         };
         let members = match self.members.len() {
@@ -593,6 +675,11 @@ impl Model {
     /// network).
     pub fn stage2_member_cards(&self) -> Vec<&ModelCard> {
         self.members.iter().map(|m| &m.card).collect()
+    }
+
+    /// The refinement stage's card (`None` for a model without stage 3).
+    pub fn refine_card(&self) -> Option<&ModelCard> {
+        self.refine.as_ref().map(|s| &s.card)
     }
 
     /// Every stage-2 network, in order: stage 2 itself, then its further ensemble members.
@@ -703,7 +790,7 @@ fn check_member(stage2: &StageModel, member: &StageModel, k: usize, path: &Path)
 }
 
 /// The checks a stage 3 must pass against stage 2, whether added in memory or read from a file:
-/// the same labels, and the refined label one of its organs.
+/// the same labels, and each refined label one of its organs.
 fn check_refinement(
     stage2: &ModelCard,
     stage3: &ModelCard,
@@ -726,16 +813,10 @@ fn check_refinement(
     if named(stage3) != named(stage2) {
         return Err(unusable("its labels differ from stage 2's".into()));
     }
-    if !stage3
-        .labels
-        .organs()
-        .iter()
-        .any(|l| l.value == refine.label)
+    if let Some(l) =
+        (refine.labels.iter()).find(|&&l| !stage3.labels.organs().iter().any(|o| o.value == l))
     {
-        return Err(unusable(format!(
-            "label {} is not an organ of the model",
-            refine.label
-        )));
+        return Err(unusable(format!("label {l} is not an organ of the model")));
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use flare_volume::{LabelMap, Roi, Volume};
 use crate::{
     Model,
     error::Result,
+    model::{RefinePlan, RefineRegion},
     stages::{IndexBox, export_labels, organ_box, region_logits, whole_scan_grid},
 };
 
@@ -56,7 +57,7 @@ pub enum Step {
     Stage2,
     /// Stage 2's probabilities onto the scan's grid.
     Export,
-    /// Stage 3 (models with a refinement stage): one organ segmented again in its own box.
+    /// Stage 3 (models with a refinement stage): some organs segmented again in their region.
     Refine,
     /// Largest components and hole filling.
     PostProcess,
@@ -164,10 +165,10 @@ pub fn segment(
     if let Some((s3, plan)) = model.refine.as_ref().zip(model.plan().refine.as_ref()) {
         on_step(Step::Refine);
         let t = Instant::now();
-        if !refine_organ(ctx, s3, plan, image_hu, &mut labels)? {
+        if !refine_organs(ctx, s3, plan, image_hu, &region, &mut labels)? {
             notes.push(format!(
-                "stage 2 found no label {}: stage 3 had nothing to refine",
-                plan.label
+                "stage 2 found no label {:?}: stage 3 had nothing to refine",
+                plan.labels
             ));
         }
         timings.refine_s = Some(t.elapsed().as_secs_f64());
@@ -201,27 +202,40 @@ fn add_class_offsets(logits: &mut flare_engine::Tensor, offsets: &[f32]) {
     }
 }
 
-/// Stage 3: the box of `plan.label`'s voxels in `labels`, grown by `plan.margin`, segmented
-/// again by `stage` on its own grid. Inside that box stage 3 decides the organ: its voxels
-/// become `plan.label`, and a voxel stage 2 called `plan.label` that stage 3 does not takes
-/// stage 3's label there (another organ or background). Other voxels keep stage 2's label, so
-/// stage 3 changes nothing but the organ's extent. Returns whether there was anything to refine.
+/// Stage 3: a region segmented again by `stage` on its own grid, and inside it stage 3
+/// decides the organs `plan.labels`: a voxel it calls one of them becomes that organ, and a
+/// voxel stage 2 called one of them that stage 3 does not takes stage 3's label there (another
+/// organ or background). Other voxels keep stage 2's label, so stage 3 changes nothing but
+/// those organs' extent. The region is the box of stage 2's voxels of those organs grown by
+/// `plan.margin` ([`RefineRegion::OrganBox`]), or `stage2_region` itself
+/// ([`RefineRegion::Stage2Region`]). Returns whether there was anything to refine (an organ
+/// box needs one of the organs found).
 ///
 /// Why a third network (2026-12-02): stage 2 sees the organs' union box (about 300 x 200 x
 /// 230 mm) on 128 x 128 x 64 voxels, 2.3-4 mm each; the pancreas is 50-100 mm long and thin,
 /// and was under-segmented with boundaries 1-2 mm off. Its own box (+25%) on stage 3's grid
-/// is seen at about 1.6 mm.
-fn refine_organ(
+/// is seen at about 1.6 mm. Why stage 2's region (2026-12-08): a stage 2 trained on a finer
+/// grid of the same region drew the liver's and spleen's boundaries closer on every
+/// evaluation scan but lost the kidneys and pancreas of a cut scan (TRAINING.md, session 14),
+/// so it is trusted for some organs only.
+fn refine_organs(
     ctx: &Ctx,
     stage: &crate::model::StageModel,
-    plan: &crate::model::RefinePlan,
+    plan: &RefinePlan,
     image: &Volume<f32>,
+    stage2_region: &IndexBox,
     labels: &mut LabelMap,
 ) -> Result<bool> {
-    let Some(bbox) = labels.bounding_box(|v| v == plan.label) else {
-        return Ok(false);
+    let refined_label = |v: u8| plan.labels.contains(&v);
+    let region = match plan.region {
+        RefineRegion::Stage2Region => *stage2_region,
+        RefineRegion::OrganBox => {
+            let Some(bbox) = labels.bounding_box(refined_label) else {
+                return Ok(false);
+            };
+            IndexBox::of_voxels(bbox.start(), bbox.end()).grown(plan.margin)
+        }
     };
-    let region = IndexBox::of_voxels(bbox.start(), bbox.end()).grown(plan.margin);
     let Some(roi) = region.voxels(image.shape()) else {
         return Ok(false);
     };
@@ -244,9 +258,7 @@ fn refine_organ(
         for j in start[1]..end[1] {
             let row = nx * (j + ny * k);
             for i in row + start[0]..row + end[0] {
-                if new[i] == plan.label {
-                    out[i] = plan.label;
-                } else if out[i] == plan.label {
+                if refined_label(new[i]) || refined_label(out[i]) {
                     out[i] = new[i];
                 }
             }

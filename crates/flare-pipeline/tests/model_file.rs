@@ -7,7 +7,9 @@ use std::path::Path;
 
 use common::{plan, rebuild, tiny_model, tiny_stage};
 use flare_model::file;
-use flare_pipeline::{CARD_KEY_STAGE2, Model, PLAN_KEY, PipelineError, PipelinePlan};
+use flare_pipeline::{
+    CARD_KEY_STAGE2, Model, PLAN_KEY, PipelineError, PipelinePlan, RefinePlan, RefineRegion,
+};
 use flare_testkit::TempDir;
 
 fn err_of(bytes: &[u8]) -> String {
@@ -350,6 +352,61 @@ fn bad_files_name_the_file_and_the_problem() {
             },
             "stage2_class_offsets has 3 values for stage 2's 5 classes",
         ),
+        (
+            PipelinePlan {
+                refine: Some(RefinePlan {
+                    labels: vec![],
+                    margin: 0.25,
+                    region: RefineRegion::OrganBox,
+                }),
+                ..plan()
+            },
+            "refine: no label",
+        ),
+        (
+            PipelinePlan {
+                refine: Some(RefinePlan {
+                    labels: vec![1, 1],
+                    margin: 0.25,
+                    region: RefineRegion::OrganBox,
+                }),
+                ..plan()
+            },
+            "refine: labels [1, 1] must be organs (> 0), each once",
+        ),
+        (
+            PipelinePlan {
+                refine: Some(RefinePlan {
+                    labels: vec![0],
+                    margin: 0.25,
+                    region: RefineRegion::OrganBox,
+                }),
+                ..plan()
+            },
+            "refine: labels [0] must be organs",
+        ),
+        (
+            PipelinePlan {
+                refine: Some(RefinePlan {
+                    labels: vec![4],
+                    margin: 3.0,
+                    region: RefineRegion::OrganBox,
+                }),
+                ..plan()
+            },
+            "refine: margin 3 is not in [0, 2]",
+        ),
+        (
+            PipelinePlan {
+                refine: Some(RefinePlan {
+                    labels: vec![1, 3],
+                    margin: 0.25,
+                    region: RefineRegion::Stage2Region,
+                }),
+                ..plan()
+            },
+            "refine: margin 0.25 with stage 2's region",
+        ),
     ];
     for (bad, message) in bad_plans {
         let bad_plan = serde_json::to_string(&bad).unwrap();
@@ -411,6 +468,38 @@ fn bad_files_name_the_file_and_the_problem() {
         }
     }));
     assert!(e.contains("[stage1.*]") && e.contains("head.weight"), "{e}");
+}
+
+/// Plans written before several organs could be refined name one as `"label"`; they read
+/// as that one organ in its box, and a plan of today writes `labels` (and `region` only when
+/// it is not the organs' box).
+#[test]
+fn refine_plans_of_one_label_still_read() {
+    let old: RefinePlan = serde_json::from_str(r#"{"label":4,"margin":0.25}"#).unwrap();
+    assert_eq!(
+        old,
+        RefinePlan {
+            labels: vec![4],
+            margin: 0.25,
+            region: RefineRegion::OrganBox,
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&old).unwrap(),
+        r#"{"labels":[4],"margin":0.25}"#
+    );
+    let new = RefinePlan {
+        labels: vec![1, 3],
+        margin: 0.0,
+        region: RefineRegion::Stage2Region,
+    };
+    let json = serde_json::to_string(&new).unwrap();
+    assert_eq!(
+        json,
+        r#"{"labels":[1,3],"margin":0.0,"region":"stage2_region"}"#
+    );
+    assert_eq!(serde_json::from_str::<RefinePlan>(&json).unwrap(), new);
+    assert!(serde_json::from_str::<RefinePlan>(r#"{"label":"x","margin":0.25}"#).is_err());
 }
 
 #[test]

@@ -174,7 +174,11 @@ fn refinement_stage_changes_only_its_organ_in_its_box() {
     };
     for (class, name) in [(4, "everywhere"), (0, "nowhere")] {
         let (net, card) = constant_stage(&two, class);
-        let refine = flare_pipeline::RefinePlan { label: 4, margin };
+        let refine = flare_pipeline::RefinePlan {
+            labels: vec![4],
+            margin,
+            region: flare_pipeline::RefineRegion::OrganBox,
+        };
         let three = two.clone().with_refinement(net, card, refine).unwrap();
         let three =
             Model::from_bytes(&three.to_bytes().unwrap(), std::path::Path::new("mem")).unwrap();
@@ -206,6 +210,65 @@ fn refinement_stage_changes_only_its_organ_in_its_box() {
         }
         eprintln!("pancreas {name}: {boxed} voxels in stage 3's box, {changed} changed");
         assert!(changed > 0 && boxed < nx * ny * nz);
+    }
+}
+
+/// A stage 3 on stage 2's own region decides several organs there and nothing else: one that
+/// sees the liver everywhere makes the whole region liver; one that sees background everywhere
+/// removes the liver and the spleen (all of them: stage 2 writes only inside its region) and
+/// keeps every kidney and pancreas voxel. Survives a file round trip.
+#[test]
+fn stage2_region_refinement_decides_only_its_organs() {
+    let Some(two) = phantom_model() else {
+        return;
+    };
+    let ctx = Ctx::new();
+    let (ct, _) = phantom(&PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1002)).unwrap();
+    let opts = SegmentOptions {
+        postprocess: flare_pipeline::PostProcess {
+            largest_components: false,
+            fill_holes: false,
+        },
+    };
+    let base = segment(&ctx, &two, &ct, &opts, &mut |_| {}).unwrap();
+    let roi = base.roi.expect("stage 1 found the organs");
+    let [nx, ny, _] = ct.shape();
+    let in_roi = |n: usize| {
+        let v = [n % nx, (n / nx) % ny, n / (nx * ny)];
+        (0..3).all(|a| v[a] >= roi.start()[a] && v[a] < roi.end()[a])
+    };
+    assert!(base.labels.data().contains(&3), "stage 2 found no spleen");
+    for class in [1usize, 0] {
+        let (net, card) = constant_stage(&two, class);
+        let refine = flare_pipeline::RefinePlan {
+            labels: vec![1, 3],
+            margin: 0.0,
+            region: flare_pipeline::RefineRegion::Stage2Region,
+        };
+        let three = two.clone().with_refinement(net, card, refine).unwrap();
+        let three =
+            Model::from_bytes(&three.to_bytes().unwrap(), std::path::Path::new("mem")).unwrap();
+        assert!(
+            three
+                .describe()
+                .contains("refines labels 1, 3 on stage 2's region"),
+            "{}",
+            three.describe()
+        );
+        let seg = segment(&ctx, &three, &ct, &opts, &mut |_| {}).unwrap();
+        assert_eq!(seg.roi, base.roi);
+        let mut changed = 0;
+        for (n, (&b, &got)) in base.labels.data().iter().zip(seg.labels.data()).enumerate() {
+            let want = match (in_roi(n), class) {
+                (true, 1) => 1,
+                (true, _) if b == 1 || b == 3 => 0,
+                _ => b,
+            };
+            changed += (got != b) as usize;
+            assert_eq!(got, want, "class {class}: voxel {n}");
+        }
+        eprintln!("stage-2 region, class {class}: {changed} voxels changed");
+        assert!(changed > 0);
     }
 }
 

@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context;
 use flare_model::{ModelCard, UNet};
-use flare_pipeline::{Model, ModelFile, PipelinePlan, RefinePlan};
+use flare_pipeline::{Model, ModelFile, PipelinePlan, RefinePlan, RefineRegion};
 
 use crate::cmd::util::check_new_output;
 
@@ -39,17 +39,28 @@ pub struct Args {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// A third, refinement stage (a region stage trained on one organ's box, e.g.
-    /// run.stage3.best.safetensors): it re-segments that organ in the box stage 2 found.
+    /// A third, refinement stage: a region stage trained on some organs' box (e.g.
+    /// run.stage3.best.safetensors, with `--refine-region organ-box`), or trained like stage 2
+    /// on another grid (`--refine-region stage2-region`). In its region it decides the organs
+    /// `--refine-label` names; every other voxel keeps stage 2's label.
     #[arg(long, value_name = "FILE", requires = "refine_label")]
     pub stage3: Option<PathBuf>,
-    /// The organ stage 3 refines (label value, e.g. 4 for the pancreas).
-    #[arg(long, value_name = "LABEL", requires = "stage3")]
-    pub refine_label: Option<u8>,
-    /// Margin around stage 2's box of that organ, as a fraction of its size per side; use the
-    /// margin stage 3 was trained with.
-    #[arg(long, default_value_t = 0.25)]
-    pub refine_margin: f64,
+    /// The organs stage 3 refines (label values, e.g. 4 for the pancreas, or 1,3).
+    #[arg(
+        long,
+        value_name = "LABEL,...",
+        value_delimiter = ',',
+        requires = "stage3"
+    )]
+    pub refine_label: Vec<u8>,
+    /// The region stage 3 segments: `organ-box` (the box of stage 2's voxels of those organs,
+    /// grown by --refine-margin) or `stage2-region` (the region stage 2 segmented).
+    #[arg(long, value_enum, default_value_t = RegionArg::OrganBox, requires = "stage3")]
+    pub refine_region: RegionArg,
+    /// With `organ-box`: the margin around stage 2's box of those organs, as a fraction of
+    /// its size per side; use the margin stage 3 was trained with [default: 0.25].
+    #[arg(long, requires = "stage3")]
+    pub refine_margin: Option<f64>,
     /// Test-time mirroring of stage 2: the axes of its grid (0 = i, 1 = j, 2 = k) whose
     /// mirror images it also segments, averaging the probabilities of all 2^n combinations
     /// (2^n times stage 2's time). Only for a stage 2 trained with mirrored samples.
@@ -74,6 +85,15 @@ pub struct Args {
     pub class_offsets: Vec<f32>,
 }
 
+/// `--refine-region`: which region stage 3 segments ([`RefineRegion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegionArg {
+    /// The box of stage 2's voxels of the refined organs, grown by --refine-margin.
+    OrganBox,
+    /// The region stage 2 segmented.
+    Stage2Region,
+}
+
 /// Loads both stages, checks them, writes the bundle atomically.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut inputs = vec![args.stage1.as_path(), args.stage2.as_path()];
@@ -91,12 +111,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let mut model = Model::from_parts(stage_of(&args.stage1, 1)?, stage_of(&args.stage2, 2)?, plan)
         .context("combining the stages")?;
-    if let (Some(path), Some(label)) = (&args.stage3, args.refine_label) {
+    if let Some(path) = &args.stage3 {
         let (net, card) = flare_model::file::load(path)
             .with_context(|| format!("reading stage 3 {}", path.display()))?;
+        let (region, margin) = match (args.refine_region, args.refine_margin) {
+            (RegionArg::OrganBox, m) => (RefineRegion::OrganBox, m.unwrap_or(0.25)),
+            (RegionArg::Stage2Region, None) => (RefineRegion::Stage2Region, 0.0),
+            (RegionArg::Stage2Region, Some(_)) => anyhow::bail!(
+                "--refine-margin applies to --refine-region organ-box only (stage 2's region has stage 2's margin)"
+            ),
+        };
         let refine = RefinePlan {
-            label,
-            margin: args.refine_margin,
+            labels: args.refine_label.clone(),
+            margin,
+            region,
         };
         model = model
             .with_refinement(net, card, refine)

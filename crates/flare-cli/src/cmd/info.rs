@@ -109,6 +109,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Prints a model file's networks and training records.
 fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
+    // What stage 3 refines, printed under its network.
+    let mut refines = None;
     let (title, notes, cards) = match ModelFile::open(path)? {
         ModelFile::TwoStage(m) => {
             let kind = if path.as_os_str() == ModelFile::BUILTIN {
@@ -130,6 +132,10 @@ fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
             for (i, c) in m.stage2_member_cards().into_iter().enumerate() {
                 cards.push((format!("network 2, member {}:", i + 2), c.clone()));
             }
+            if let (Some(c), Some(r)) = (m.refine_card(), &plan.refine) {
+                refines = Some(r.describe());
+                cards.push(("network 3:".to_string(), c.clone()));
+            }
             (title, m.plan().notes.clone(), cards)
         }
         ModelFile::Stage(_, card) => (
@@ -149,6 +155,11 @@ fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
             "{heading:<14}U-Net widths {:?}, {params} parameters",
             a.widths
         );
+        if heading == "network 3:"
+            && let Some(r) = &refines
+        {
+            println!("  stage 3:    {r}");
+        }
         if let TargetGrid::FixedSize { size: [d, h, w] } = &card.preprocessing.target_grid {
             println!("  grid:       {d} x {h} x {w} (D x H x W)");
         }
