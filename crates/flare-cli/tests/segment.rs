@@ -590,6 +590,20 @@ fn bundle_phantom(extra: &[&str], out: &Path) -> std::process::Output {
     flare(&args)
 }
 
+/// `bundle_phantom(extra, out)` succeeds, and what it prints and what `flare info`
+/// prints of the file contain the given phrases.
+fn bundle_phantom_shown(extra: &[&str], out: &Path, bundle_says: &str, info_says: &[&str]) {
+    let o = bundle_phantom(extra, out);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(bundle_says), "{}", text(&o.stdout));
+    let o = flare(&["info", p(out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let info = text(&o.stdout);
+    for phrase in info_says {
+        assert!(info.contains(phrase), "{phrase:?} not in {info}");
+    }
+}
+
 /// The label map `flare segment --model M` writes for `input`, for each model in turn.
 fn labels_by_model(t: &TempDir, input: &Path, models: &[PathBuf]) -> Vec<LabelMap> {
     let mut maps = Vec::new();
@@ -626,19 +640,11 @@ fn a_stage2_ensemble_is_bundled_shown_and_segments() {
     let ens = t.join("ensemble.safetensors");
     let s2 = phantom_stage_file(2);
     let bundle = |member: &Path, out: &Path| bundle_phantom(&["--stage2-member", p(member)], out);
-    let o = bundle(&s2, &ens);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("(stage 2 an ensemble of 2 networks)"),
-        "{}",
-        text(&o.stdout)
-    );
-    let o = flare(&["info", p(&ens)]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let info = text(&o.stdout);
-    assert!(
-        info.contains("network 2:") && info.contains("network 2, member 2:"),
-        "{info}"
+    bundle_phantom_shown(
+        &["--stage2-member", p(&s2)],
+        &ens,
+        "(stage 2 an ensemble of 2 networks)",
+        &["network 2:", "network 2, member 2:"],
     );
     // A member that cannot be read: one line naming it, and nothing written.
     let (missing, bad) = (t.join("missing.safetensors"), t.join("bad.safetensors"));
@@ -683,19 +689,14 @@ fn a_stage2_region_refinement_is_bundled_shown_and_segments() {
         "--refine-region",
         "stage2-region",
     ];
-    let o = bundle_phantom(&args, &refined);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("(refines labels 1, 3 on stage 2's region)"),
-        "{}",
-        text(&o.stdout)
-    );
-    let o = flare(&["info", p(&refined)]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("network 3:"),
-        "{}",
-        text(&o.stdout)
+    bundle_phantom_shown(
+        &args,
+        &refined,
+        "(refines labels 1, 3 on stage 2's region)",
+        &[
+            "network 3:",
+            "stage 3:    refines labels 1, 3 on stage 2's region",
+        ],
     );
     let bad = t.join("bad.safetensors");
     let mut with_margin = args.to_vec();
@@ -730,19 +731,11 @@ fn class_offsets_are_bundled_shown_and_applied() {
     let t = TempDir::new("segment-offsets");
     let bundle = |offsets: &str, out: &Path| bundle_phantom(&["--class-offsets", offsets], out);
     let no_pancreas = t.join("no-pancreas.safetensors");
-    let o = bundle("0,0,0,0,-10", &no_pancreas);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("(stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])"),
-        "{}",
-        text(&o.stdout)
-    );
-    let o = flare(&["info", p(&no_pancreas)]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("(margin 0.1, stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])"),
-        "{}",
-        text(&o.stdout)
+    bundle_phantom_shown(
+        &["--class-offsets", "0,0,0,0,-10"],
+        &no_pancreas,
+        "(stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])",
+        &["(margin 0.1, stage-2 class offsets [0.0, 0.0, 0.0, 0.0, -10.0])"],
     );
     let bad = t.join("bad.safetensors");
     let o = bundle("0,0,1", &bad);

@@ -130,6 +130,16 @@ fn constant_stage(model: &Model, class: usize) -> (flare_model::UNet, flare_mode
     (net, card)
 }
 
+/// Segmentation without post-processing: stage 3's decisions as they are.
+fn raw_labels() -> SegmentOptions {
+    SegmentOptions {
+        postprocess: PostProcess {
+            largest_components: false,
+            fill_holes: false,
+        },
+    }
+}
+
 /// Stage 3 decides its organ inside its box and nothing else: one that sees the pancreas
 /// everywhere makes the whole box (stage 2's pancreas box grown by the margin) pancreas, one
 /// that sees it nowhere removes the pancreas there; every other voxel keeps stage 2's label.
@@ -141,12 +151,7 @@ fn refinement_stage_changes_only_its_organ_in_its_box() {
     };
     let ctx = Ctx::new();
     let (ct, _) = phantom(&PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1001)).unwrap();
-    let opts = SegmentOptions {
-        postprocess: flare_pipeline::PostProcess {
-            largest_components: false,
-            fill_holes: false,
-        },
-    };
+    let opts = raw_labels();
     let base = segment(&ctx, &two, &ct, &opts, &mut |_| {}).unwrap().labels;
     let [nx, ny, nz] = ct.shape();
     // Stage 2's pancreas box, grown by the margin, clamped to the scan (voxel-centre rule).
@@ -224,12 +229,7 @@ fn stage2_region_refinement_decides_only_its_organs() {
     };
     let ctx = Ctx::new();
     let (ct, _) = phantom(&PhantomSpec::new([80, 72, 44], [2.5, 2.5, 4.0], 1002)).unwrap();
-    let opts = SegmentOptions {
-        postprocess: flare_pipeline::PostProcess {
-            largest_components: false,
-            fill_holes: false,
-        },
-    };
+    let opts = raw_labels();
     let base = segment(&ctx, &two, &ct, &opts, &mut |_| {}).unwrap();
     let roi = base.roi.expect("stage 1 found the organs");
     let [nx, ny, _] = ct.shape();
