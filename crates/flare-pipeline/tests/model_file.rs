@@ -302,6 +302,14 @@ fn bad_files_name_the_file_and_the_problem() {
         },
     ));
     assert!(e.contains(PLAN_KEY), "{e}");
+    let refining = |labels: Vec<u8>, margin: f64, region: RefineRegion| PipelinePlan {
+        refine: Some(RefinePlan {
+            labels,
+            margin,
+            region,
+        }),
+        ..plan()
+    };
     let bad_plans = [
         (
             PipelinePlan {
@@ -353,58 +361,23 @@ fn bad_files_name_the_file_and_the_problem() {
             "stage2_class_offsets has 3 values for stage 2's 5 classes",
         ),
         (
-            PipelinePlan {
-                refine: Some(RefinePlan {
-                    labels: vec![],
-                    margin: 0.25,
-                    region: RefineRegion::OrganBox,
-                }),
-                ..plan()
-            },
+            refining(vec![], 0.25, RefineRegion::OrganBox),
             "refine: no label",
         ),
         (
-            PipelinePlan {
-                refine: Some(RefinePlan {
-                    labels: vec![1, 1],
-                    margin: 0.25,
-                    region: RefineRegion::OrganBox,
-                }),
-                ..plan()
-            },
+            refining(vec![1, 1], 0.25, RefineRegion::OrganBox),
             "refine: labels [1, 1] must be organs (> 0), each once",
         ),
         (
-            PipelinePlan {
-                refine: Some(RefinePlan {
-                    labels: vec![0],
-                    margin: 0.25,
-                    region: RefineRegion::OrganBox,
-                }),
-                ..plan()
-            },
+            refining(vec![0], 0.25, RefineRegion::OrganBox),
             "refine: labels [0] must be organs",
         ),
         (
-            PipelinePlan {
-                refine: Some(RefinePlan {
-                    labels: vec![4],
-                    margin: 3.0,
-                    region: RefineRegion::OrganBox,
-                }),
-                ..plan()
-            },
+            refining(vec![4], 3.0, RefineRegion::OrganBox),
             "refine: margin 3 is not in [0, 2]",
         ),
         (
-            PipelinePlan {
-                refine: Some(RefinePlan {
-                    labels: vec![1, 3],
-                    margin: 0.25,
-                    region: RefineRegion::Stage2Region,
-                }),
-                ..plan()
-            },
+            refining(vec![1, 3], 0.25, RefineRegion::Stage2Region),
             "refine: margin 0.25 with stage 2's region",
         ),
     ];

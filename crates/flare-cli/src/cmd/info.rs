@@ -109,8 +109,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Prints a model file's networks and training records.
 fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
-    // What stage 3 refines, printed under its network.
-    let mut refines = None;
     let (title, notes, cards) = match ModelFile::open(path)? {
         ModelFile::TwoStage(m) => {
             let kind = if path.as_os_str() == ModelFile::BUILTIN {
@@ -123,41 +121,39 @@ fn describe_model(path: &Path) -> anyhow::Result<ExitCode> {
                 .map(|o| format!(", {o}"))
                 .collect();
             let title = format!("{kind} {} (margin {}{options})", plan.name, plan.roi_margin);
-            let mut cards: Vec<(String, ModelCard)> = m
+            // Each network's heading, and what it does beyond its card (stage 3's organs).
+            let mut cards: Vec<(String, Option<String>, ModelCard)> = m
                 .stage_cards()
                 .iter()
                 .enumerate()
-                .map(|(n, &c)| (format!("network {}:", n + 1), c.clone()))
+                .map(|(n, &c)| (format!("network {}:", n + 1), None, c.clone()))
                 .collect();
             for (i, c) in m.stage2_member_cards().into_iter().enumerate() {
-                cards.push((format!("network 2, member {}:", i + 2), c.clone()));
+                cards.push((format!("network 2, member {}:", i + 2), None, c.clone()));
             }
             if let (Some(c), Some(r)) = (m.refine_card(), &plan.refine) {
-                refines = Some(r.describe());
-                cards.push(("network 3:".to_string(), c.clone()));
+                cards.push(("network 3:".to_string(), Some(r.describe()), c.clone()));
             }
             (title, m.plan().notes.clone(), cards)
         }
         ModelFile::Stage(_, card) => (
             "one network (a stage file from flare train)".to_string(),
             String::new(),
-            vec![("network 1:".to_string(), card)],
+            vec![("network 1:".to_string(), None, card)],
         ),
     };
     println!("model:        {}: {title}", path.display());
     if !notes.is_empty() {
         println!("notes:        {notes}");
     }
-    for (heading, card) in &cards {
+    for (heading, role, card) in &cards {
         let a = &card.architecture;
         let params = a.num_params().unwrap_or(0);
         println!(
             "{heading:<14}U-Net widths {:?}, {params} parameters",
             a.widths
         );
-        if heading == "network 3:"
-            && let Some(r) = &refines
-        {
+        if let Some(r) = role {
             println!("  stage 3:    {r}");
         }
         if let TargetGrid::FixedSize { size: [d, h, w] } = &card.preprocessing.target_grid {
